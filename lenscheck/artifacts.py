@@ -1,0 +1,112 @@
+"""Output files: names, atomic writes, the JSON summary and the run-latest rotation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "OutputPaths",
+    "atomic_write_bytes",
+    "clean_model_name",
+    "dump_json_bytes",
+    "output_paths",
+    "setup_run_latest_directory",
+]
+
+log = logging.getLogger(__name__)
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def clean_model_name(model_id: str) -> str:
+    """File-safe stem for a model id: the part after the last ``/``.
+
+    Anything outside ``[A-Za-z0-9._-]`` becomes ``_`` and ``.``/``..`` are refused,
+    so a hostile id can never name a path outside the output directory.
+    """
+    stem = _SAFE.sub("_", model_id.strip().rstrip("/\\").replace("\\", "/").split("/")[-1])
+    if stem.strip(".") == "":
+        raise ValueError(
+            f"model id {model_id!r} gives no usable file name; expected something like "
+            "'org/name' or 'embedded'"
+        )
+    return stem
+
+
+class OutputPaths:
+    """The files one model's run writes into ``out_dir``."""
+
+    def __init__(self, out_dir: Path, name: str) -> None:
+        self.out_dir = out_dir
+        self.name = name
+        self.json = out_dir / f"output-{name}.json"
+        self.records_csv = out_dir / f"output-{name}-records.csv"
+        self.pure_csv = out_dir / f"output-{name}-pure-next-token.csv"
+        self.heatmap = out_dir / f"output-{name}-lens.png"
+        self.residuals = out_dir / f"output-{name}-residuals.safetensors"
+
+    def all(self) -> list[Path]:
+        """Every path, in the order they are written."""
+        return [self.records_csv, self.pure_csv, self.json, self.heatmap, self.residuals]
+
+
+def output_paths(out_dir: str | os.PathLike[str], model_id: str) -> OutputPaths:
+    """Output paths for ``model_id``; they always stay inside ``out_dir``."""
+    return OutputPaths(Path(out_dir), clean_model_name(model_id))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling and rename it over ``path``.
+
+    A reader (or an interrupted run) sees the old file or the complete new one,
+    never a partial file.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dump_json_bytes(data: Mapping[str, Any]) -> bytes:
+    """JSON as the original wrote it: 2-space indent, UTF-8, no trailing newline."""
+    return json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False).encode("utf-8")
+
+
+def setup_run_latest_directory(
+    script_dir: str | os.PathLike[str], now_fn: Callable[[], datetime] = datetime.now
+) -> str:
+    """Create ``script_dir/run-latest``, rotating an existing one out of the way.
+
+    The old directory becomes ``run-<stamp>`` from its ``timestamp-<stamp>`` file, or
+    ``run-<now>-rotated`` if it has none. The new one gets a fresh timestamp file.
+    """
+    base = Path(script_dir)
+    latest = base / "run-latest"
+    now = now_fn()
+    stamp = now.strftime("%Y%m%d-%H%M")
+    if latest.exists():
+        stamps = sorted(p.name for p in latest.iterdir() if p.name.startswith("timestamp-"))
+        rotated = f"run-{stamps[0][len('timestamp-'):]}" if stamps else f"run-{stamp}-rotated"
+        target = base / rotated
+        if target.exists():
+            # Two runs in the same minute: never overwrite an older run.
+            target = Path(tempfile.mkdtemp(prefix=f"{rotated}-", dir=base))
+            target.rmdir()
+        log.info("rotating %s to %s", latest, target.name)
+        latest.rename(target)
+    latest.mkdir(parents=True, exist_ok=True)
+    (latest / f"timestamp-{stamp}").write_text(
+        f"Experiment started: {now.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8"
+    )
+    return str(latest)

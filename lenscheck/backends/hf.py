@@ -1,0 +1,192 @@
+"""Plain transformers models: hooks on the decoder layers, never ``output_hidden_states``.
+
+``hidden_states[-1]`` is already final-normed in many models, so the residuals come
+from a pre-hook on the first decoder layer (embeddings, positions and any embedding
+scale included) and a forward hook on every layer's output.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lenscheck.backends.base import (
+    BlockNorms,
+    Capture,
+    LayerStack,
+    ModelFacts,
+    Unembedder,
+    library_versions,
+)
+from lenscheck.backends.tokens import TokenCodec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["HFStructure", "TransformersBackend", "find_structure", "load_hf_model"]
+
+log = logging.getLogger(__name__)
+
+_LN1 = ("input_layernorm", "ln_1", "self_attn_layer_norm", "ln1")
+_LN2 = ("post_attention_layernorm", "ln_2", "final_layer_norm", "ln2")
+_FINAL = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
+
+
+@dataclass
+class HFStructure:
+    """Where a transformers model keeps its layers and norms."""
+
+    layers: Any  # nn.ModuleList of decoder layers
+    final_norm: Any
+    post_norm: bool
+    has_pos_embed: bool
+
+    def stack(self) -> LayerStack:
+        """The norms as a TransformerLens-shaped stack."""
+        blocks = [BlockNorms(_first_attr(layer, _LN1), _first_attr(layer, _LN2)) for layer in self.layers]
+        arch = "post_norm" if self.post_norm else "pre_norm"
+        return LayerStack(architecture=arch, blocks=blocks, ln_final=self.final_norm)
+
+
+def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def find_structure(model: nn.Module) -> HFStructure:
+    """Locate the decoder layers (the ModuleList with ``num_hidden_layers`` entries)."""
+    from torch import nn
+
+    n_layers = int(model.config.num_hidden_layers)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers and name.endswith(("layers", ".h")):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            cfg = model.config
+            return HFStructure(
+                layers=module,
+                final_norm=_first_attr(parent, _FINAL),
+                # OPT with do_layer_norm_before=False (OPT-350m) normalizes after each sublayer.
+                post_norm=getattr(cfg, "do_layer_norm_before", True) is False,
+                has_pos_embed=any(hasattr(parent, a) for a in ("wpe", "embed_positions")),
+            )
+    raise ValueError(
+        f"{type(model).__name__}: found no ModuleList of {n_layers} decoder layers; "
+        "lenscheck supports decoder-only causal LMs with a `layers` or `h` list"
+    )
+
+
+def load_hf_model(path: str, *, dtype: torch.dtype, device: str, trust_remote_code: bool,
+                  device_map: str | None = None) -> tuple[nn.Module, Any]:
+    """Load a causal LM and its tokenizer from a local dir or hub id, in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if device_map is None:
+        model = model.to(device)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return model, tokenizer
+
+
+def model_facts(model: nn.Module, structure: HFStructure) -> ModelFacts:
+    """ModelFacts from a transformers config."""
+    cfg = model.config
+    head = model.get_output_embeddings()
+    n_ctx = next((getattr(cfg, a) for a in ("max_position_embeddings", "n_positions", "n_ctx")
+                  if getattr(cfg, a, None)), 0)
+    return ModelFacts(
+        num_layers=int(cfg.num_hidden_layers),
+        d_model=int(cfg.hidden_size),
+        n_heads=int(cfg.num_attention_heads),
+        d_vocab=int(head.weight.shape[0]),
+        n_ctx=int(n_ctx),
+        architecture="post_norm" if structure.post_norm else "pre_norm",
+        model_class=type(model).__name__,
+        has_pos_embed=structure.has_pos_embed,
+    )
+
+
+def unembedder_for(model: nn.Module, promote: bool) -> Unembedder:
+    """The model's lm_head, with the final-logit softcap where the config has one."""
+    head = model.get_output_embeddings()
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    return Unembedder(weight=head.weight, bias=getattr(head, "bias", None),
+                      softcap=None if softcap is None else float(softcap), promote=promote,
+                      module=head)
+
+
+class TransformersBackend:
+    """The lens through plain transformers."""
+
+    name = "transformers"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, model_id: str, device: str,
+                 promote_unembed: bool) -> None:
+        self.model = model
+        self.model_id = model_id
+        self.device = device
+        self.dtype = next(model.parameters()).dtype
+        self.codec = TokenCodec(tokenizer)
+        self.bos_token_id = self.codec.bos_token_id
+        self.structure = find_structure(model)
+        self.facts = model_facts(model, self.structure)
+        self.stack = self.structure.stack()
+        self.unembed = unembedder_for(model, promote_unembed)
+
+    def encode(self, text: str) -> list[int]:
+        return self.codec.encode(text)
+
+    def prompt_ids(self, text: str) -> list[int]:
+        return self.codec.prompt_ids(text)
+
+    def decode(self, token_id: int) -> str:
+        return self.codec.decode(token_id)
+
+    def token_text(self, token_id: int) -> str:
+        return self.codec.token_text(token_id)
+
+    def _input(self, ids: list[int]) -> torch.Tensor:
+        import torch
+
+        return torch.tensor([ids], dtype=torch.long, device=self.model.device)
+
+    def run(self, ids: list[int]) -> Capture:
+        import torch
+
+        captured: list[torch.Tensor] = []
+
+        def pre_hook(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            captured.append(hidden[0].detach())
+
+        def post_hook(_m: Any, _args: Any, output: Any) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output
+            captured.append(hidden[0].detach())
+
+        layers = self.structure.layers
+        handles = [layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True)]
+        try:
+            handles += [layer.register_forward_hook(post_hook) for layer in layers]
+            with torch.no_grad():
+                logits = self.model(self._input(ids), use_cache=False).logits[0]
+        finally:
+            for handle in handles:
+                handle.remove()
+        return Capture(residuals=captured, logits=logits.float())
+
+    def logits(self, ids: list[int]) -> torch.Tensor:
+        import torch
+
+        with torch.no_grad():
+            return self.model(self._input(ids), use_cache=False).logits[0].float()
+
+    def versions(self) -> dict[str, str]:
+        return library_versions("torch", "transformers")

@@ -1,0 +1,65 @@
+"""One frozen configuration object carried from the CLI and the plugin to the lens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from lenscheck._validate import check_positive_int, check_unit_interval
+from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
+from lenscheck.prompts import CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS
+from lenscheck.schema import TOP_K_RECORD, TOP_K_VERBOSE
+
+__all__ = ["BACKENDS", "Backend", "LensConfig"]
+
+Backend = Literal["transformers", "transformer-lens"]
+BACKENDS: tuple[Backend, ...] = ("transformers", "transformer-lens")
+
+
+@dataclass(frozen=True)
+class LensConfig:
+    """Every option of a lens run. Validated on construction; use :meth:`evolve` to change."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    backend: Backend = "transformers"
+    copy_threshold: float = DEFAULT_COPY_THRESHOLD
+    copy_margin: float = DEFAULT_COPY_MARGIN
+    fp32_unembed: bool = False
+    keep_residuals: bool = False
+    self_test: bool = False
+    trust_remote_code: bool = False
+    heatmap: bool = True
+    device_map: str | None = None
+    prompt: str = CONTEXT_PROMPT
+    ground_truth: str = GROUND_TRUTH
+    test_prompts: tuple[str, ...] = field(default=TEST_PROMPTS)
+    top_k_record: int = TOP_K_RECORD
+    top_k_verbose: int = TOP_K_VERBOSE
+    seed: int = 316
+
+    def __post_init__(self) -> None:
+        check_unit_interval("copy_threshold", self.copy_threshold)
+        check_unit_interval("copy_margin", self.copy_margin)
+        check_positive_int("top_k_record", self.top_k_record)
+        check_positive_int("top_k_verbose", self.top_k_verbose)
+        if self.top_k_record > self.top_k_verbose:
+            raise ValueError(
+                f"top_k_record ({self.top_k_record}) must not exceed top_k_verbose "
+                f"({self.top_k_verbose})"
+            )
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if not self.prompt.strip():
+            raise ValueError("prompt is empty; expected the text the lens reads the model on")
+        if not self.ground_truth.strip():
+            raise ValueError("ground_truth is empty; expected the answer token text, e.g. 'Berlin'")
+        from lenscheck.device import DEVICES, parse_dtype
+
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        parse_dtype(self.dtype)
+
+    def evolve(self, **changes: object) -> LensConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return replace(self, **changes)  # type: ignore[arg-type]

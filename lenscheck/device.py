@@ -1,0 +1,88 @@
+"""Device choice and the dtype policy (cuda fp16, Gemma bf16, mps fp16, cpu fp32)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DEVICES",
+    "choose_dtype",
+    "parse_dtype",
+    "resolve_device",
+    "should_auto_promote_unembed",
+]
+
+log = logging.getLogger(__name__)
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+def _check_device(device: str) -> str:
+    if not isinstance(device, str) or device.split(":")[0] not in DEVICES[1:]:
+        raise ValueError(
+            f"device must be one of 'cuda', 'mps', 'cpu' (optionally 'cuda:N'), got {device!r}"
+        )
+    return device.split(":")[0]
+
+
+def choose_dtype(device: str, model_id: str) -> torch.dtype:
+    """The compute dtype for ``model_id`` on ``device``.
+
+    cuda: fp16, except Gemma (published in bf16; fp16 overflows its activations);
+    mps: fp16 (large fp32 buffers crash MPS); cpu: fp32.
+    """
+    import torch
+
+    kind = _check_device(device)
+    if kind == "cpu":
+        return torch.float32
+    if kind == "cuda" and "gemma" in model_id.lower():
+        return torch.bfloat16
+    return torch.float16
+
+
+def should_auto_promote_unembed(compute_dtype: torch.dtype) -> bool:
+    """Promote the unembedding to fp32 automatically only when the model runs in fp32."""
+    import torch
+
+    return compute_dtype == torch.float32
+
+
+def parse_dtype(text: str) -> torch.dtype | None:
+    """``'auto'`` -> None; ``'float16'``/``'fp16'``/``'torch.bfloat16'``... -> a torch dtype."""
+    import torch
+
+    aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
+               "float": "float32"}
+    name = text.strip().removeprefix("torch.")
+    if name == "auto":
+        return None
+    name = aliases.get(name, name)
+    if name not in ("float32", "float16", "bfloat16", "float64"):
+        raise ValueError(f"dtype must be auto, float32, float16 or bfloat16, got {text!r}")
+    dtype: torch.dtype = getattr(torch, name)
+    return dtype
+
+
+def _available(kind: str) -> bool:
+    import torch
+
+    if kind == "cuda":
+        return bool(torch.cuda.is_available())
+    if kind == "mps":
+        return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return True
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` prefers cuda, then mps, then cpu; a missing device falls back to cpu."""
+    if requested == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if _available(d))
+    kind = _check_device(requested)
+    if not _available(kind):
+        log.warning("device %r requested but not available; falling back to cpu", requested)
+        return "cpu"
+    return requested

@@ -1,0 +1,116 @@
+"""Entropy and KL in bits, top-k with full-softmax probabilities, unembedding casts.
+
+All statistics are computed in fp32 whatever the model's dtype: bf16/fp16 softmax
+over a 100k+ vocabulary loses the tail mass that entropy is made of.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+from lenscheck._validate import describe
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "LN2",
+    "TopK",
+    "bits_entropy_from_logits",
+    "check_finite_logits",
+    "entropy_bits",
+    "kl_bits",
+    "safe_cast_for_unembed",
+    "topk_probs",
+]
+
+LN2 = math.log(2.0)
+# Added inside the log so that a zero probability contributes 0 * finite = 0, never NaN.
+# 1e-40 is a subnormal fp32 value, as in the original pipeline.
+_LOG_EPS = 1e-40
+
+
+class TopK(NamedTuple):
+    """Top-k ids by logit and their probabilities under the full softmax."""
+
+    ids: torch.Tensor
+    probs: torch.Tensor
+
+
+def check_finite_logits(logits: torch.Tensor, name: str = "logits") -> None:
+    """Raise ValueError if ``logits`` holds NaN or +inf (-inf is a legitimate mask)."""
+    import torch
+
+    if torch.isnan(logits).any():
+        raise ValueError(f"{name} contains NaN; expected finite values or -inf for masked ids")
+    if torch.isposinf(logits).any():
+        raise ValueError(f"{name} contains +inf; expected finite values or -inf for masked ids")
+    if bool((logits == float("-inf")).all(dim=-1).any()):
+        raise ValueError(f"{name} has a row where every value is -inf: no distribution to measure")
+
+
+def entropy_bits(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in bits over the last dimension, batched; fp32 result.
+
+    Never NaN and never -0.0: terms are p * log(p + 1e-40) <= 0, so the sum's
+    negation is >= 0 and ``abs`` only canonicalizes the sign of zero.
+    """
+    import torch
+
+    check_finite_logits(logits)
+    probs = torch.softmax(logits.float(), dim=-1)
+    nats = -(probs * (probs + _LOG_EPS).log()).sum(dim=-1)
+    return (nats / LN2).abs()
+
+
+def bits_entropy_from_logits(logits: torch.Tensor) -> float:
+    """Entropy in bits of ``softmax(logits)`` for a 1-D logits vector (the seed's API)."""
+    if getattr(logits, "ndim", None) != 1:
+        raise ValueError(f"logits must be a 1-D tensor of vocabulary logits, got {describe(logits)}")
+    return float(entropy_bits(logits).item())
+
+
+def kl_bits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(P || Q) in bits over the last dimension, P and Q given as logits; fp32, >= 0."""
+    import torch
+
+    if p_logits.shape != q_logits.shape:
+        raise ValueError(
+            f"p_logits and q_logits must have the same shape, got {tuple(p_logits.shape)} "
+            f"and {tuple(q_logits.shape)}"
+        )
+    logp = torch.log_softmax(p_logits.float(), dim=-1)
+    logq = torch.log_softmax(q_logits.float(), dim=-1)
+    kl = (logp.exp() * (logp - logq)).sum(dim=-1) / LN2
+    return kl.clamp_min(0.0)
+
+
+def topk_probs(logits: torch.Tensor, k: int) -> TopK:
+    """Top-``k`` ids by logit over the last dimension, with full-softmax probabilities."""
+    import torch
+
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, logits.shape[-1])
+    values, ids = torch.topk(logits.float(), k, dim=-1, largest=True, sorted=True)
+    log_z = torch.logsumexp(logits.float(), dim=-1, keepdim=True)
+    return TopK(ids=ids, probs=(values - log_z).exp())
+
+
+def safe_cast_for_unembed(
+    resid: torch.Tensor, W_U: torch.Tensor, *, force_fp32_unembed: bool = False
+) -> torch.Tensor:
+    """Cast the residual to the dtype the unembedding expects.
+
+    Float W_U: cast to W_U's dtype, or to fp32 when ``force_fp32_unembed`` and W_U
+    is fp32 already (the caller promoted it). Quantized (integer) W_U: leave the
+    activations alone, the int8/4-bit kernels expect float inputs.
+    """
+    import torch
+
+    if force_fp32_unembed and W_U.dtype == torch.float32:
+        return resid.float()
+    if torch.is_floating_point(W_U):
+        return resid.to(dtype=W_U.dtype)
+    return resid

@@ -1,0 +1,309 @@
+"""The CSV schema as code: dialect, headers, row builders, writer, reader and validator.
+
+Byte compatibility with the original pipeline's files is the contract: ``,``
+delimiter, ``"`` quoting (QUOTE_MINIMAL, quotes doubled), backslash escapechar,
+``\\n`` line ends, floats written with Python's ``repr`` and booleans as
+``True``/``False``. Every row is padded to 20 (token, prob) pairs.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lenscheck._validate import check_positive_int
+
+__all__ = [
+    "CSV_DIALECT",
+    "FLAG_COLUMNS",
+    "TOP_K_RECORD",
+    "TOP_K_VERBOSE",
+    "CsvRow",
+    "CsvSchemaError",
+    "CsvTable",
+    "SchemaViolation",
+    "csv_header",
+    "dump_csv_bytes",
+    "pure_row",
+    "read_csv",
+    "record_row",
+    "rest_mass",
+    "validate_csv",
+    "write_csv",
+    "write_csv_files",
+]
+
+TOP_K_RECORD = 5
+TOP_K_VERBOSE = 20
+FLAG_COLUMNS = ("copy_collapse", "entropy_collapse", "is_answer")
+CsvKind = Literal["records", "pure"]
+
+
+class _LensDialect(csv.Dialect):
+    delimiter = ","
+    quotechar = '"'
+    escapechar = "\\"
+    doublequote = True
+    skipinitialspace = False
+    lineterminator = "\n"
+    quoting = csv.QUOTE_MINIMAL
+    strict = True
+
+
+CSV_DIALECT: type[csv.Dialect] = _LensDialect
+
+
+def csv_header(kind: CsvKind, top_k_verbose: int = TOP_K_VERBOSE) -> list[str]:
+    """``layer,pos,token,entropy,top1,prob1,...,rest_mass`` (+ flags for the pure CSV)."""
+    check_positive_int("top_k_verbose", top_k_verbose)
+    header = ["layer", "pos", "token", "entropy"]
+    for i in range(1, top_k_verbose + 1):
+        header += [f"top{i}", f"prob{i}"]
+    header.append("rest_mass")
+    if kind == "pure":
+        header += list(FLAG_COLUMNS)
+    return header
+
+
+def rest_mass(probs: Iterable[float]) -> float:
+    """``max(0, 1 - sum(probs))`` summed left to right in double, as the original did."""
+    total = 0.0
+    for p in probs:
+        total += p
+    return max(0.0, 1.0 - total)
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One parsed CSV row; ``flags`` is empty for the records CSV."""
+
+    layer: int
+    pos: int
+    token: str
+    entropy: float
+    topk: tuple[tuple[str, float], ...]
+    rest_mass: float
+    flags: tuple[bool, ...] = ()
+
+    def cells(self, top_k_verbose: int = TOP_K_VERBOSE) -> list[Any]:
+        """The row as the writer's cells, padded to ``top_k_verbose`` pairs."""
+        if len(self.topk) > top_k_verbose:
+            raise ValueError(
+                f"row layer={self.layer} pos={self.pos} has {len(self.topk)} top-k pairs, "
+                f"more than top_k_verbose={top_k_verbose}"
+            )
+        cells: list[Any] = [self.layer, self.pos, self.token, self.entropy]
+        for tok, prob in self.topk:
+            cells += [tok, prob]
+        cells += ["", ""] * (top_k_verbose - len(self.topk))
+        cells.append(self.rest_mass)
+        cells += list(self.flags)
+        return cells
+
+
+def _row_from_record(rec: Mapping[str, Any], flags: tuple[bool, ...]) -> CsvRow:
+    topk = tuple((str(t), float(p)) for t, p in rec.get("topk", []))
+    return CsvRow(
+        layer=int(rec["layer"]), pos=int(rec["pos"]), token=str(rec["token"]),
+        entropy=float(rec["entropy"]), topk=topk,
+        rest_mass=rest_mass(p for _, p in topk), flags=flags,
+    )
+
+
+def record_row(rec: Mapping[str, Any]) -> CsvRow:
+    """Row of the records CSV from a record dict (layer, pos, token, entropy, topk)."""
+    return _row_from_record(rec, ())
+
+
+def pure_row(rec: Mapping[str, Any]) -> CsvRow:
+    """Row of the pure next-token CSV: a record dict plus the three collapse flags."""
+    return _row_from_record(rec, tuple(bool(rec[f]) for f in FLAG_COLUMNS))
+
+
+def dump_csv_bytes(kind: CsvKind, rows: Iterable[CsvRow], top_k_verbose: int = TOP_K_VERBOSE) -> bytes:
+    """The exact bytes of a CSV file of ``kind`` holding ``rows``."""
+    import io
+
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, dialect=CSV_DIALECT)
+    writer.writerow(csv_header(kind, top_k_verbose))
+    for row in rows:
+        writer.writerow(row.cells(top_k_verbose))
+    return buf.getvalue().encode("utf-8")
+
+
+def write_csv(path: str | os.PathLike[str], kind: CsvKind, rows: Iterable[CsvRow],
+              top_k_verbose: int = TOP_K_VERBOSE) -> None:
+    """Write a CSV atomically: a temporary sibling renamed into place when complete."""
+    from lenscheck.artifacts import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), dump_csv_bytes(kind, rows, top_k_verbose))
+
+
+def write_csv_files(json_data: Mapping[str, Any], csv_filepath: str | os.PathLike[str],
+                    pure_csv_filepath: str | os.PathLike[str], top_k_verbose: int) -> None:
+    """Write the records CSV and the pure next-token CSV (the seed's API)."""
+    check_positive_int("top_k_verbose", top_k_verbose)
+    records = [record_row(r) for r in json_data["records"]]
+    pure = [pure_row(r) for r in json_data["pure_next_token_records"]]
+    write_csv(csv_filepath, "records", records, top_k_verbose)
+    write_csv(pure_csv_filepath, "pure", pure, top_k_verbose)
+
+
+# --------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class SchemaViolation:
+    """One problem in a CSV file; ``row`` counts data rows from 1 (0 is the header)."""
+
+    path: str
+    row: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: row {self.row}, column {self.column!r}: {self.message}"
+
+
+class CsvSchemaError(ValueError):
+    """A CSV file that does not follow the lens schema; lists every violation."""
+
+    def __init__(self, violations: Sequence[SchemaViolation]) -> None:
+        self.violations = list(violations)
+        shown = "\n  ".join(str(v) for v in self.violations[:20])
+        more = len(self.violations) - 20
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"{len(self.violations)} schema violation(s):\n  {shown}{tail}")
+
+
+@dataclass
+class CsvTable:
+    """A parsed lens CSV: which kind, its rows, and any violations found while parsing."""
+
+    path: str
+    kind: CsvKind
+    top_k_verbose: int
+    rows: list[CsvRow] = field(default_factory=list)
+    violations: list[SchemaViolation] = field(default_factory=list)
+
+
+class _RowParser:
+    def __init__(self, path: str, kind: CsvKind, header: list[str]) -> None:
+        self.path, self.kind, self.header = path, kind, header
+        self.violations: list[SchemaViolation] = []
+
+    def bad(self, row: int, col: str, msg: str) -> None:
+        self.violations.append(SchemaViolation(self.path, row, col, msg))
+
+    def number(self, n: int, col: str, text: str, kind: type, lo: float = -math.inf,
+               hi: float = math.inf) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            self.bad(n, col, f"expected {kind.__name__}, found {text!r}")
+            return kind(0)
+        if isinstance(value, float) and not math.isfinite(value):
+            self.bad(n, col, f"expected a finite number, found {text!r}")
+        elif not lo <= value <= hi:
+            self.bad(n, col, f"expected a value in [{lo}, {hi}], found {text!r}")
+        return value
+
+    def flag(self, n: int, col: str, text: str) -> bool:
+        if text not in ("True", "False"):
+            self.bad(n, col, f"expected True or False, found {text!r}")
+        return text == "True"
+
+    def topk(self, n: int, cells: list[str]) -> tuple[tuple[str, float], ...]:
+        pairs: list[tuple[str, float]] = []
+        padding = False
+        for i in range(0, len(cells), 2):
+            tok, prob = cells[i], cells[i + 1]
+            col = f"prob{i // 2 + 1}"
+            if prob == "":
+                padding = True
+                if tok != "":
+                    self.bad(n, f"top{i // 2 + 1}", f"token {tok!r} without a probability")
+                continue
+            if padding:
+                self.bad(n, col, "a (token, prob) pair after empty padding cells")
+            pairs.append((tok, self.number(n, col, prob, float, 0.0, 1.0)))
+        return tuple(pairs)
+
+    def parse(self, n: int, cells: list[str]) -> CsvRow | None:
+        if len(cells) != len(self.header):
+            self.bad(n, "*", f"expected {len(self.header)} cells, found {len(cells)}")
+            return None
+        n_flags = len(FLAG_COLUMNS) if self.kind == "pure" else 0
+        body = cells[4 : len(cells) - 1 - n_flags]
+        row = CsvRow(
+            layer=self.number(n, "layer", cells[0], int, 0),
+            pos=self.number(n, "pos", cells[1], int, 0),
+            token=cells[2],
+            entropy=self.number(n, "entropy", cells[3], float, 0.0),
+            topk=self.topk(n, body),
+            rest_mass=self.number(n, "rest_mass", cells[len(cells) - 1 - n_flags], float, 0.0, 1.0),
+            flags=tuple(self.flag(n, c, t) for c, t in zip(FLAG_COLUMNS, cells[len(cells) - n_flags:])),
+        )
+        expected = rest_mass(p for _, p in row.topk)
+        if abs(expected - row.rest_mass) > 1e-9:
+            self.bad(n, "rest_mass", f"expected 1 - sum(probs) = {expected!r}, found {row.rest_mass!r}")
+        return row
+
+
+def _detect_kind(header: list[str]) -> tuple[CsvKind, int] | None:
+    for kind in ("records", "pure"):
+        n_pairs = (len(header) - 5 - (3 if kind == "pure" else 0)) // 2
+        if n_pairs >= 1 and header == csv_header(kind, n_pairs):  # type: ignore[arg-type]
+            return kind, n_pairs  # type: ignore[return-value]
+    return None
+
+
+def read_csv(path: str | os.PathLike[str], *, strict: bool = True) -> CsvTable:
+    """Parse a lens CSV exactly as written (escapechar included).
+
+    With ``strict`` (the default) any schema violation raises :class:`CsvSchemaError`
+    listing all of them with row and column; otherwise they are returned in the table.
+    """
+    spath = os.fspath(path)
+    with open(spath, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, dialect=CSV_DIALECT)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise CsvSchemaError([SchemaViolation(spath, 0, "*", "empty file, expected a header")]) from None
+        except csv.Error as exc:
+            raise CsvSchemaError([SchemaViolation(spath, 0, "*", f"unreadable CSV: {exc}")]) from None
+        detected = _detect_kind(header)
+        if detected is None:
+            expected = ",".join(csv_header("records"))
+            violation = SchemaViolation(spath, 0, "*", f"unknown header {','.join(header)!r}; "
+                                        f"expected {expected!r} (+ flag columns for the pure CSV)")
+            raise CsvSchemaError([violation])
+        kind, k = detected
+        table = CsvTable(spath, kind, k)
+        parser = _RowParser(spath, kind, header)
+        try:
+            for n, cells in enumerate(reader, start=1):
+                row = parser.parse(n, cells)
+                if row is not None:
+                    table.rows.append(row)
+        except csv.Error as exc:
+            parser.bad(reader.line_num, "*", f"unreadable CSV: {exc}")
+    table.violations = parser.violations
+    if strict and table.violations:
+        raise CsvSchemaError(table.violations)
+    return table
+
+
+def validate_csv(path: str | os.PathLike[str]) -> list[SchemaViolation]:
+    """Every schema violation in ``path`` (empty list when the file is valid)."""
+    try:
+        return read_csv(path, strict=False).violations
+    except CsvSchemaError as exc:
+        return exc.violations

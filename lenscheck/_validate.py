@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_unit_interval", "check_positive_int", "describe"]
+__all__ = ["check_positive_int", "check_unit_interval", "describe"]
 
 
 def describe(value: Any) -> str:
     """Short description of a value for error messages (type and, for tensors, shape)."""
     shape = getattr(value, "shape", None)
     if shape is not None:
-        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {getattr(value, 'dtype', '?')}"
+        dtype = getattr(value, "dtype", "?")
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
     return f"{value!r} ({type(value).__name__})"
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,8 @@ __all__ = [
     "dump_json_bytes",
     "output_paths",
     "setup_run_latest_directory",
+    "stage_bytes",
+    "write_files_atomically",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,20 +65,41 @@ def output_paths(out_dir: str | os.PathLike[str], model_id: str) -> OutputPaths:
     return OutputPaths(Path(out_dir), clean_model_name(model_id))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling and rename it over ``path``.
+def stage_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new hidden sibling of ``path`` and return that temporary path.
 
-    A reader (or an interrupted run) sees the old file or the complete new one,
-    never a partial file.
+    ``open(..., "xb")`` (not mkstemp) so the file gets the user's umask, like any output.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fh.write(data)
-        os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def write_files_atomically(files: Mapping[Path, bytes]) -> None:
+    """Stage every file, then rename them all into place.
+
+    A reader (or an interrupted run) sees the old files or the complete new ones,
+    never a partial file; staged parts are removed whatever happens.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            staged.append((stage_bytes(path, data), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write one file atomically (see :func:`write_files_atomically`)."""
+    write_files_atomically({path: data})
 
 
 def dump_json_bytes(data: Mapping[str, Any]) -> bytes:
@@ -97,7 +121,7 @@ def setup_run_latest_directory(
     stamp = now.strftime("%Y%m%d-%H%M")
     if latest.exists():
         stamps = sorted(p.name for p in latest.iterdir() if p.name.startswith("timestamp-"))
-        rotated = f"run-{stamps[0][len('timestamp-'):]}" if stamps else f"run-{stamp}-rotated"
+        rotated = f"run-{stamps[0][len('timestamp-') :]}" if stamps else f"run-{stamp}-rotated"
         target = base / rotated
         if target.exists():
             # Two runs in the same minute: never overwrite an older run.

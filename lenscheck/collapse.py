@@ -41,7 +41,11 @@ def collapse_flags(
     Prompt echo: top-1 id is a prompt id, p1 > threshold and p1 - p2 > margin.
     Fallback (as the original): entropy strictly below the fallback threshold.
     """
-    ids = prompt_token_ids if isinstance(prompt_token_ids, (set, frozenset)) else set(prompt_token_ids)
+    ids = (
+        prompt_token_ids
+        if isinstance(prompt_token_ids, (set, frozenset))
+        else set(prompt_token_ids)
+    )
     echo = top1_id in ids and p1 > copy_threshold and (p1 - p2) > copy_margin
     if echo:
         return True
@@ -73,8 +77,13 @@ def detect_copy_collapse(
     check_finite_logits(logits)
     top = topk_probs(logits, 2)
     return collapse_flags(
-        int(top.ids[0]), float(top.probs[0]), float(top.probs[1]), entropy_bits, prompt_token_ids,
-        copy_threshold=threshold, copy_margin=margin,
+        int(top.ids[0]),
+        float(top.probs[0]),
+        float(top.probs[1]),
+        entropy_bits,
+        prompt_token_ids,
+        copy_threshold=threshold,
+        copy_margin=margin,
         entropy_fallback_threshold=entropy_fallback_threshold,
     )
 

@@ -55,8 +55,13 @@ def parse_dtype(text: str) -> torch.dtype | None:
     """``'auto'`` -> None; ``'float16'``/``'fp16'``/``'torch.bfloat16'``... -> a torch dtype."""
     import torch
 
-    aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
-               "float": "float32"}
+    aliases = {
+        "fp32": "float32",
+        "fp16": "float16",
+        "half": "float16",
+        "bf16": "bfloat16",
+        "float": "float32",
+    }
     name = text.strip().removeprefix("torch.")
     if name == "auto":
         return None

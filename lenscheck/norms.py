@@ -84,8 +84,13 @@ def _from_transformers(module: Any, name: str) -> NormSpec | None:
 def _from_transformer_lens(module: Any, name: str) -> NormSpec | None:
     eps = float(module.eps)
     if name in _TL_LAYERNORMS:
-        return NormSpec("layernorm", getattr(module, "w", None), getattr(module, "b", None), eps,
-                        class_name=name)
+        return NormSpec(
+            "layernorm",
+            getattr(module, "w", None),
+            getattr(module, "b", None),
+            eps,
+            class_name=name,
+        )
     if name in _TL_RMSNORMS:
         return NormSpec("rmsnorm", getattr(module, "w", None), None, eps, class_name=name)
     return None
@@ -154,7 +159,7 @@ def detect_model_architecture(model: Any) -> Architecture:
     """
     declared = getattr(model, "architecture", None)
     if declared in ("pre_norm", "post_norm"):
-        return declared  # type: ignore[no-any-return]
+        return "post_norm" if declared == "post_norm" else "pre_norm"
     blocks = getattr(model, "blocks", None)
     if not blocks:
         return "pre_norm"

@@ -109,9 +109,13 @@ class CsvRow:
 def _row_from_record(rec: Mapping[str, Any], flags: tuple[bool, ...]) -> CsvRow:
     topk = tuple((str(t), float(p)) for t, p in rec.get("topk", []))
     return CsvRow(
-        layer=int(rec["layer"]), pos=int(rec["pos"]), token=str(rec["token"]),
-        entropy=float(rec["entropy"]), topk=topk,
-        rest_mass=rest_mass(p for _, p in topk), flags=flags,
+        layer=int(rec["layer"]),
+        pos=int(rec["pos"]),
+        token=str(rec["token"]),
+        entropy=float(rec["entropy"]),
+        topk=topk,
+        rest_mass=rest_mass(p for _, p in topk),
+        flags=flags,
     )
 
 
@@ -125,7 +129,9 @@ def pure_row(rec: Mapping[str, Any]) -> CsvRow:
     return _row_from_record(rec, tuple(bool(rec[f]) for f in FLAG_COLUMNS))
 
 
-def dump_csv_bytes(kind: CsvKind, rows: Iterable[CsvRow], top_k_verbose: int = TOP_K_VERBOSE) -> bytes:
+def dump_csv_bytes(
+    kind: CsvKind, rows: Iterable[CsvRow], top_k_verbose: int = TOP_K_VERBOSE
+) -> bytes:
     """The exact bytes of a CSV file of ``kind`` holding ``rows``."""
     import io
 
@@ -137,16 +143,24 @@ def dump_csv_bytes(kind: CsvKind, rows: Iterable[CsvRow], top_k_verbose: int = T
     return buf.getvalue().encode("utf-8")
 
 
-def write_csv(path: str | os.PathLike[str], kind: CsvKind, rows: Iterable[CsvRow],
-              top_k_verbose: int = TOP_K_VERBOSE) -> None:
+def write_csv(
+    path: str | os.PathLike[str],
+    kind: CsvKind,
+    rows: Iterable[CsvRow],
+    top_k_verbose: int = TOP_K_VERBOSE,
+) -> None:
     """Write a CSV atomically: a temporary sibling renamed into place when complete."""
     from lenscheck.artifacts import atomic_write_bytes
 
     atomic_write_bytes(Path(path), dump_csv_bytes(kind, rows, top_k_verbose))
 
 
-def write_csv_files(json_data: Mapping[str, Any], csv_filepath: str | os.PathLike[str],
-                    pure_csv_filepath: str | os.PathLike[str], top_k_verbose: int) -> None:
+def write_csv_files(
+    json_data: Mapping[str, Any],
+    csv_filepath: str | os.PathLike[str],
+    pure_csv_filepath: str | os.PathLike[str],
+    top_k_verbose: int,
+) -> None:
     """Write the records CSV and the pure next-token CSV (the seed's API)."""
     check_positive_int("top_k_verbose", top_k_verbose)
     records = [record_row(r) for r in json_data["records"]]
@@ -201,8 +215,9 @@ class _RowParser:
     def bad(self, row: int, col: str, msg: str) -> None:
         self.violations.append(SchemaViolation(self.path, row, col, msg))
 
-    def number(self, n: int, col: str, text: str, kind: type, lo: float = -math.inf,
-               hi: float = math.inf) -> Any:
+    def number(
+        self, n: int, col: str, text: str, kind: type, lo: float = -math.inf, hi: float = math.inf
+    ) -> Any:
         try:
             value = kind(text)
         except ValueError:
@@ -248,19 +263,24 @@ class _RowParser:
             entropy=self.number(n, "entropy", cells[3], float, 0.0),
             topk=self.topk(n, body),
             rest_mass=self.number(n, "rest_mass", cells[len(cells) - 1 - n_flags], float, 0.0, 1.0),
-            flags=tuple(self.flag(n, c, t) for c, t in zip(FLAG_COLUMNS, cells[len(cells) - n_flags:])),
+            flags=tuple(
+                self.flag(n, c, t) for c, t in zip(FLAG_COLUMNS, cells[len(cells) - n_flags :])
+            ),
         )
         expected = rest_mass(p for _, p in row.topk)
         if abs(expected - row.rest_mass) > 1e-9:
-            self.bad(n, "rest_mass", f"expected 1 - sum(probs) = {expected!r}, found {row.rest_mass!r}")
+            self.bad(
+                n, "rest_mass", f"expected 1 - sum(probs) = {expected!r}, found {row.rest_mass!r}"
+            )
         return row
 
 
 def _detect_kind(header: list[str]) -> tuple[CsvKind, int] | None:
-    for kind in ("records", "pure"):
+    kinds: tuple[CsvKind, ...] = ("records", "pure")
+    for kind in kinds:
         n_pairs = (len(header) - 5 - (3 if kind == "pure" else 0)) // 2
-        if n_pairs >= 1 and header == csv_header(kind, n_pairs):  # type: ignore[arg-type]
-            return kind, n_pairs  # type: ignore[return-value]
+        if n_pairs >= 1 and header == csv_header(kind, n_pairs):
+            return kind, n_pairs
     return None
 
 
@@ -276,14 +296,23 @@ def read_csv(path: str | os.PathLike[str], *, strict: bool = True) -> CsvTable:
         try:
             header = next(reader)
         except StopIteration:
-            raise CsvSchemaError([SchemaViolation(spath, 0, "*", "empty file, expected a header")]) from None
+            raise CsvSchemaError(
+                [SchemaViolation(spath, 0, "*", "empty file, expected a header")]
+            ) from None
         except csv.Error as exc:
-            raise CsvSchemaError([SchemaViolation(spath, 0, "*", f"unreadable CSV: {exc}")]) from None
+            raise CsvSchemaError(
+                [SchemaViolation(spath, 0, "*", f"unreadable CSV: {exc}")]
+            ) from None
         detected = _detect_kind(header)
         if detected is None:
             expected = ",".join(csv_header("records"))
-            violation = SchemaViolation(spath, 0, "*", f"unknown header {','.join(header)!r}; "
-                                        f"expected {expected!r} (+ flag columns for the pure CSV)")
+            violation = SchemaViolation(
+                spath,
+                0,
+                "*",
+                f"unknown header {','.join(header)!r}; "
+                f"expected {expected!r} (+ flag columns for the pure CSV)",
+            )
             raise CsvSchemaError([violation])
         kind, k = detected
         table = CsvTable(spath, kind, k)

@@ -140,8 +140,8 @@ class LensBackend(Protocol):
     def run(self, ids: list[int]) -> Capture:
         """Forward ``ids`` capturing every residual and the model's own logits."""
 
-    def logits(self, ids: list[int]) -> torch.Tensor:
-        """The model's own logits [T, V] for ``ids`` (no capture)."""
+    def next_token_logits(self, ids: list[int]) -> torch.Tensor:
+        """The model's own fp32 logits [V] at the last position of ``ids`` (no capture)."""
 
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers."""

@@ -23,7 +23,6 @@ from lenscheck.backends.tokens import TokenCodec
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 __all__ = ["HFStructure", "TransformersBackend", "find_structure", "load_hf_model"]
 
@@ -45,9 +44,14 @@ class HFStructure:
 
     def stack(self) -> LayerStack:
         """The norms as a TransformerLens-shaped stack."""
-        blocks = [BlockNorms(_first_attr(layer, _LN1), _first_attr(layer, _LN2)) for layer in self.layers]
-        arch = "post_norm" if self.post_norm else "pre_norm"
-        return LayerStack(architecture=arch, blocks=blocks, ln_final=self.final_norm)
+        blocks = [
+            BlockNorms(_first_attr(layer, _LN1), _first_attr(layer, _LN2)) for layer in self.layers
+        ]
+        return LayerStack(
+            architecture="post_norm" if self.post_norm else "pre_norm",
+            blocks=blocks,
+            ln_final=self.final_norm,
+        )
 
 
 def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
@@ -58,13 +62,17 @@ def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
     return None
 
 
-def find_structure(model: nn.Module) -> HFStructure:
+def find_structure(model: Any) -> HFStructure:
     """Locate the decoder layers (the ModuleList with ``num_hidden_layers`` entries)."""
     from torch import nn
 
     n_layers = int(model.config.num_hidden_layers)
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == n_layers and name.endswith(("layers", ".h")):
+        if (
+            isinstance(module, nn.ModuleList)
+            and len(module) == n_layers
+            and name.endswith(("layers", ".h"))
+        ):
             parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
             cfg = model.config
             return HFStructure(
@@ -80,15 +88,21 @@ def find_structure(model: nn.Module) -> HFStructure:
     )
 
 
-def load_hf_model(path: str, *, dtype: torch.dtype, device: str, trust_remote_code: bool,
-                  device_map: str | None = None) -> tuple[nn.Module, Any]:
+def load_hf_model(
+    path: str,
+    *,
+    dtype: torch.dtype,
+    device: str,
+    trust_remote_code: bool,
+    device_map: str | None = None,
+) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer from a local dir or hub id, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if device_map is None:
         model = model.to(device)
     model.eval()
@@ -96,12 +110,18 @@ def load_hf_model(path: str, *, dtype: torch.dtype, device: str, trust_remote_co
     return model, tokenizer
 
 
-def model_facts(model: nn.Module, structure: HFStructure) -> ModelFacts:
+def model_facts(model: Any, structure: HFStructure) -> ModelFacts:
     """ModelFacts from a transformers config."""
     cfg = model.config
     head = model.get_output_embeddings()
-    n_ctx = next((getattr(cfg, a) for a in ("max_position_embeddings", "n_positions", "n_ctx")
-                  if getattr(cfg, a, None)), 0)
+    n_ctx = next(
+        (
+            getattr(cfg, a)
+            for a in ("max_position_embeddings", "n_positions", "n_ctx")
+            if getattr(cfg, a, None)
+        ),
+        0,
+    )
     return ModelFacts(
         num_layers=int(cfg.num_hidden_layers),
         d_model=int(cfg.hidden_size),
@@ -114,13 +134,17 @@ def model_facts(model: nn.Module, structure: HFStructure) -> ModelFacts:
     )
 
 
-def unembedder_for(model: nn.Module, promote: bool) -> Unembedder:
+def unembedder_for(model: Any, promote: bool) -> Unembedder:
     """The model's lm_head, with the final-logit softcap where the config has one."""
     head = model.get_output_embeddings()
     softcap = getattr(model.config, "final_logit_softcapping", None)
-    return Unembedder(weight=head.weight, bias=getattr(head, "bias", None),
-                      softcap=None if softcap is None else float(softcap), promote=promote,
-                      module=head)
+    return Unembedder(
+        weight=head.weight,
+        bias=getattr(head, "bias", None),
+        softcap=None if softcap is None else float(softcap),
+        promote=promote,
+        module=head,
+    )
 
 
 class TransformersBackend:
@@ -128,8 +152,9 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model: nn.Module, tokenizer: Any, *, model_id: str, device: str,
-                 promote_unembed: bool) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, model_id: str, device: str, promote_unembed: bool
+    ) -> None:
         self.model = model
         self.model_id = model_id
         self.device = device
@@ -182,11 +207,13 @@ class TransformersBackend:
                 handle.remove()
         return Capture(residuals=captured, logits=logits.float())
 
-    def logits(self, ids: list[int]) -> torch.Tensor:
+    def next_token_logits(self, ids: list[int]) -> torch.Tensor:
         import torch
 
+        # logits_to_keep=1: the probes need only the last position's distribution.
         with torch.no_grad():
-            return self.model(self._input(ids), use_cache=False).logits[0].float()
+            out = self.model(self._input(ids), use_cache=False, logits_to_keep=1)
+        return out.logits[0, -1].float()
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers")

@@ -16,13 +16,19 @@ from lenscheck.backends.tokens import TokenCodec
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 __all__ = ["TransformerLensBackend", "boot_bridge"]
 
 
-def boot_bridge(path: str, hf_model: nn.Module, tokenizer: Any, *, device: str,
-                dtype: torch.dtype, trust_remote_code: bool) -> Any:
+def boot_bridge(
+    path: str,
+    hf_model: Any,
+    tokenizer: Any,
+    *,
+    device: str,
+    dtype: torch.dtype,
+    trust_remote_code: bool,
+) -> Any:
     """Boot a TransformerBridge around an already loaded transformers model."""
     try:
         from transformer_lens.model_bridge import TransformerBridge
@@ -32,7 +38,11 @@ def boot_bridge(path: str, hf_model: nn.Module, tokenizer: Any, *, device: str,
             f"found none ({exc}). Install it: pip install 'transformer-lens>=3.9,<5'"
         ) from exc
     return TransformerBridge.boot_transformers(
-        path, device=device, dtype=dtype, tokenizer=tokenizer, hf_model=hf_model,
+        path,
+        device=device,
+        dtype=dtype,
+        tokenizer=tokenizer,
+        hf_model=hf_model,
         trust_remote_code=trust_remote_code,
     )
 
@@ -42,8 +52,16 @@ class TransformerLensBackend:
 
     name = "transformer-lens"
 
-    def __init__(self, bridge: Any, hf_model: nn.Module, tokenizer: Any, *, model_id: str,
-                 device: str, promote_unembed: bool) -> None:
+    def __init__(
+        self,
+        bridge: Any,
+        hf_model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        device: str,
+        promote_unembed: bool,
+    ) -> None:
         self.bridge = bridge
         self.model_id = model_id
         self.device = device
@@ -54,7 +72,9 @@ class TransformerLensBackend:
         self.facts = model_facts(hf_model, structure)
         self.stack = LayerStack(
             architecture=self.facts.architecture,
-            blocks=[BlockNorms(getattr(b, "ln1", None), getattr(b, "ln2", None)) for b in bridge.blocks],
+            blocks=[
+                BlockNorms(getattr(b, "ln1", None), getattr(b, "ln2", None)) for b in bridge.blocks
+            ],
             ln_final=getattr(bridge, "ln_final", None),
         )
         # The bridge's unembed wraps the same lm_head; the softcap lives in the HF config.
@@ -91,6 +111,7 @@ class TransformerLensBackend:
         def make(name: str) -> Any:
             def hook(tensor: Any, hook: Any) -> None:
                 cache[name] = tensor[0].detach()
+
             return hook
 
         handles: list[Any] = []
@@ -102,8 +123,8 @@ class TransformerLensBackend:
             detach_hooks(handles)
         return Capture(residuals=[cache[name] for name in names], logits=logits)
 
-    def logits(self, ids: list[int]) -> torch.Tensor:
-        return self._forward(ids)
+    def next_token_logits(self, ids: list[int]) -> torch.Tensor:
+        return self._forward(ids)[-1]
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers", "transformer-lens")

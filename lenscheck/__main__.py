@@ -1,0 +1,7 @@
+"""``python -m lenscheck``."""
+
+import sys
+
+from lenscheck.cli import main
+
+sys.exit(main())

@@ -1,0 +1,278 @@
+"""The ``lenscheck`` console script: ``run`` the lens, ``validate`` CSVs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("lenscheck")
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value
+
+
+def _add_run(sub: Any) -> None:
+    from lenscheck.config import BACKENDS
+
+    p = sub.add_parser(
+        "run",
+        help="run the logit lens on one or more models",
+        description="Run the logit lens; writes JSON + two CSVs + a heatmap per model.",
+    )
+    p.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="hub id, local checkpoint dir, 'embedded' or 'synthetic-*' (default: embedded)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cuda", "mps", "cpu"],
+        help="compute device; auto prefers cuda, then mps, then cpu (default: auto)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="compute dtype: auto (cuda fp16, Gemma bf16, mps fp16, cpu fp32), float32, "
+        "float16 or bfloat16",
+    )
+    p.add_argument(
+        "--backend",
+        default="transformers",
+        choices=list(BACKENDS),
+        help="model library the lens reads residuals through (default: transformers)",
+    )
+    p.add_argument(
+        "--out-dir", type=Path, default=None, help="where to write (default: rotate ./run-latest)"
+    )
+    p.add_argument(
+        "--copy-threshold",
+        type=_unit_float,
+        default=0.90,
+        help="minimum p(top-1) for copy collapse (default: 0.90)",
+    )
+    p.add_argument(
+        "--copy-margin",
+        type=_unit_float,
+        default=0.05,
+        help="required p(top-1) - p(top-2) for copy collapse (default: 0.05)",
+    )
+    p.add_argument("--fp32-unembed", action="store_true", help="unembed in fp32 whatever the dtype")
+    p.add_argument(
+        "--keep-residuals",
+        action="store_true",
+        help="also write every layer's residual (safetensors)",
+    )
+    p.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check norm re-application and last-layer consistency before writing",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow model repositories to run their own code (off by default)",
+    )
+    p.add_argument("--device-map", default=None, help="accelerate device_map, e.g. 'auto'")
+    p.add_argument("--no-heatmap", action="store_true", help="skip the PNG heatmap")
+    p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (built on demand: nothing is parsed at import time)."""
+    parser = argparse.ArgumentParser(prog="lenscheck", description="Logit-lens drift checks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    v = sub.add_parser("validate", help="check lens CSV files against the schema")
+    v.add_argument("files", nargs="+", type=Path)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from lenscheck.config import LensConfig
+
+    return LensConfig(
+        device=args.device,
+        dtype=args.dtype,
+        backend=args.backend,
+        copy_threshold=args.copy_threshold,
+        copy_margin=args.copy_margin,
+        fp32_unembed=args.fp32_unembed,
+        keep_residuals=args.keep_residuals,
+        self_test=args.self_test,
+        trust_remote_code=args.trust_remote_code,
+        heatmap=not args.no_heatmap,
+        device_map=args.device_map,
+    )
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    from lenscheck.artifacts import setup_run_latest_directory
+    from lenscheck.runner import check_out_dir
+
+    if args.out_dir is not None:
+        return check_out_dir(args.out_dir)
+    check_out_dir(Path.cwd())
+    return Path(setup_run_latest_directory(Path.cwd()))
+
+
+def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from lenscheck.runner import run_model
+
+    cfg = _config(args)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task(f"{spec}: resolve", total=None)
+        run = run_model(
+            spec, cfg, out_dir, stage=lambda s: bar.update(task, description=f"{spec}: {s}")
+        )
+    diag = run.result.diagnostics
+    top = run.result.json_data["final_prediction"]["topk"][0]
+    assert run.paths is not None
+    log.info("wrote %s", ", ".join(str(p) for p in run.paths.all() if p.exists()))
+    return {
+        "model": spec,
+        "status": "ok",
+        "L_copy": diag["L_copy"],
+        "L_semantic": diag["L_semantic"],
+        "top1": f"{top[0]!r} ({top[1]:.2f})",
+        "seconds": f"{run.timings['total_s']:.1f}",
+    }
+
+
+def _subprocess_cmd(spec: str, args: argparse.Namespace, out_dir: Path) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "lenscheck",
+        "run",
+        "--in-process",
+        "--out-dir",
+        str(out_dir),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--backend",
+        args.backend,
+        "--copy-threshold",
+        repr(args.copy_threshold),
+        "--copy-margin",
+        repr(args.copy_margin),
+    ]
+    flags = {
+        "--fp32-unembed": args.fp32_unembed,
+        "--keep-residuals": args.keep_residuals,
+        "--self-test": args.self_test,
+        "--trust-remote-code": args.trust_remote_code,
+        "--no-heatmap": args.no_heatmap,
+    }
+    cmd += [flag for flag, on in flags.items() if on]
+    if args.device_map:
+        cmd += ["--device-map", args.device_map]
+    return [*cmd, spec]
+
+
+def _summary(rows: list[dict[str, Any]], out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"lenscheck run -> {out_dir}")
+    for col in ("model", "status", "L_copy", "L_semantic", "top1", "seconds"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            *(
+                str(row.get(c, ""))
+                for c in ("model", "status", "L_copy", "L_semantic", "top1", "seconds")
+            )
+        )
+    Console(stderr=False).print(table)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from lenscheck.models import expand_model_list
+
+    specs = expand_model_list(",".join(args.models)) if args.models else ["embedded"]
+    _config(args)  # validate options before creating directories or loading anything
+    out_dir = _out_dir(args)
+    if args.in_process or len(specs) == 1:
+        rows = [_run_one(specs[0], args, out_dir)]
+        if not args.in_process:
+            _summary(rows, out_dir)
+        return 0
+    rows = []
+    for spec in specs:  # one process per model: memory isolation, as the original did
+        code = subprocess.run(_subprocess_cmd(spec, args, out_dir), check=False).returncode
+        rows.append({"model": spec, "status": "ok" if code == 0 else f"failed ({code})"})
+    _summary(rows, out_dir)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from lenscheck.schema import validate_csv
+
+    bad = 0
+    for path in args.files:
+        violations = validate_csv(path)
+        bad += bool(violations)
+        for v in violations[:50]:
+            print(v, file=sys.stderr)
+        print(f"{path}: {'OK' if not violations else f'{len(violations)} violation(s)'}")
+    return 1 if bad else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lenscheck`` console script."""
+    args = build_parser().parse_args(argv)
+    verbosity = getattr(args, "verbose", 0)
+    logging.basicConfig(
+        level=logging.DEBUG if verbosity > 1 else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("transformers", "transformer_lens", "httpx", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from lenscheck.norms import UnsupportedNormError
+    from lenscheck.selftest import SelfTestError
+
+    expected = (
+        ValueError,
+        LookupError,
+        RuntimeError,
+        OSError,
+        ArithmeticError,
+        SelfTestError,
+        UnsupportedNormError,
+    )
+    try:
+        return _cmd_run(args) if args.command == "run" else _cmd_validate(args)
+    except expected as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""``--self-test``: prove the lens is faithful on this model before any file is written.
+
+Two checks. Normalization scaling: for the first, middle and last lens layer, the
+re-applied norm and the model's own norm module give the same next-token
+distribution (the original pipeline's KL check, which called a transformers-only
+API on a TransformerLens model). Last-layer consistency: the lens at the last layer
+reproduces the model's own final logits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lenscheck.norms import apply_norm_or_skip, lens_norm_modules, unwrap_norm
+from lenscheck.numerics import kl_bits
+
+if TYPE_CHECKING:
+    import torch
+
+    from lenscheck.backends.base import LensBackend
+    from lenscheck.lens import LensResult
+
+__all__ = ["SelfTestError", "kl_tolerance_bits", "run_self_test"]
+
+
+class SelfTestError(AssertionError):
+    """The lens does not reproduce the model on this run; nothing should be written."""
+
+
+def kl_tolerance_bits(dtype: torch.dtype) -> float:
+    """KL allowed between two computations of the same distribution in ``dtype``."""
+    import torch
+
+    return 1e-6 if dtype in (torch.float32, torch.float64) else 1e-2
+
+
+def _norm_scaling_failures(backend: LensBackend, residuals: list[Any], tol: float) -> list[str]:
+    norms = lens_norm_modules(backend.stack)
+    failures = []
+    for layer in sorted({0, len(residuals) // 2, len(residuals) - 1}):
+        module = norms[layer]
+        if module is None:
+            continue
+        resid = residuals[layer]
+        ours = backend.unembed(apply_norm_or_skip(resid, module))
+        theirs = backend.unembed(unwrap_norm(module)(resid))
+        kl = float(kl_bits(theirs, ours).max())
+        if not kl < tol:
+            failures.append(
+                f"normalization scaling at layer {layer}: KL(module || lens) = "
+                f"{kl:.3g} bits, allowed < {tol:g}"
+            )
+    return failures
+
+
+def run_self_test(backend: LensBackend, result: LensResult, residuals: list[Any]) -> None:
+    """Raise :class:`SelfTestError` listing every failed check."""
+    import torch
+
+    tol = kl_tolerance_bits(backend.dtype)
+    with torch.no_grad():
+        failures = _norm_scaling_failures(backend, residuals, tol)
+    llc = result.diagnostics["last_layer_consistency"]
+    if not llc["kl_bits_max"] < tol:
+        failures.append(
+            f"last-layer consistency: KL(model || lens) = {llc['kl_bits_max']:.3g} "
+            f"bits, allowed < {tol:g}"
+        )
+    if not llc["top1_agree"]:
+        failures.append("last-layer consistency: the lens' top-1 differs from the model's")
+    if failures:
+        raise SelfTestError(
+            f"self-test failed for {backend.model_id}; no files were written:\n  "
+            + "\n  ".join(failures)
+        )

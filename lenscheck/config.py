@@ -37,6 +37,7 @@ class LensConfig:
     top_k_record: int = TOP_K_RECORD
     top_k_verbose: int = TOP_K_VERBOSE
     seed: int = 316
+    model_source: str = "hub"  # embedded, synthetic, local or hub (recorded in diagnostics)
 
     def __post_init__(self) -> None:
         check_unit_interval("copy_threshold", self.copy_threshold)

@@ -374,6 +374,7 @@ def _extra_diagnostics(
     return {
         "last_layer_consistency": _consistency(lens_last, model_logits),
         "backend": backend.name,
+        "model_source": cfg.model_source,
         "versions": {"lenscheck": __version__, **backend.versions()},
         "compute_dtype": str(backend.dtype),
         "architecture": backend.facts.architecture,

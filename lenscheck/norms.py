@@ -49,7 +49,7 @@ class NormSpec:
     kind: Literal["layernorm", "rmsnorm"]
     weight: torch.Tensor | None
     bias: torch.Tensor | None
-    eps: float | None  # None: torch.nn.RMSNorm's default, finfo(input dtype).eps
+    eps: float | None  # None: torch.nn.RMSNorm's default, finfo(fp32).eps for fp16/bf16/fp32
     weight_offset: float = 0.0  # 1.0 for Gemma's (1 + w)
     cast_before_scale: bool = False  # Llama: normalize, cast to input dtype, then * w
     class_name: str = ""
@@ -82,16 +82,16 @@ def _from_transformers(module: Any, name: str) -> NormSpec | None:
 
 
 def _from_transformer_lens(module: Any, name: str) -> NormSpec | None:
-    eps = float(module.eps)
     if name in _TL_LAYERNORMS:
         return NormSpec(
             "layernorm",
             getattr(module, "w", None),
             getattr(module, "b", None),
-            eps,
+            float(module.eps),
             class_name=name,
         )
     if name in _TL_RMSNORMS:
+        eps = float(module.eps)
         return NormSpec("rmsnorm", getattr(module, "w", None), None, eps, class_name=name)
     return None
 
@@ -103,6 +103,11 @@ def norm_spec(norm_module: Any) -> NormSpec:
     module = unwrap_norm(norm_module)
     name = type(module).__name__
     spec: NormSpec | None = None
+    if isinstance(module, (nn.LayerNorm, nn.RMSNorm)) and len(module.normalized_shape) != 1:
+        raise UnsupportedNormError(
+            f"norm module {_qualname(module)} normalizes over normalized_shape="
+            f"{tuple(module.normalized_shape)}; the lens supports the last dimension only"
+        )
     if isinstance(module, nn.LayerNorm):
         spec = NormSpec("layernorm", module.weight, module.bias, float(module.eps), class_name=name)
     elif isinstance(module, nn.RMSNorm):
@@ -132,7 +137,10 @@ def apply_norm(x: torch.Tensor, spec: NormSpec) -> torch.Tensor:
         eps = spec.eps if spec.eps is not None else 0.0
         y = centred * torch.rsqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps)
     else:
-        eps = spec.eps if spec.eps is not None else torch.finfo(x.dtype).eps
+        # torch.nn.RMSNorm(eps=None) adds the machine epsilon of its computation dtype
+        # (fp32 for fp16/bf16/fp32 inputs), not finfo(input dtype).eps.
+        stats_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        eps = spec.eps if spec.eps is not None else torch.finfo(stats_dtype).eps
         y = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)
     if spec.weight is not None:
         if spec.cast_before_scale:

@@ -93,10 +93,14 @@ def load_model(
     device = resolve_device(cfg.device)
     dtype = _compute_dtype(cfg, device, resolved.requested)
     promote = cfg.fp32_unembed or should_auto_promote_unembed(dtype)
+    from lenscheck.models import EMBEDDED_MODEL_ID
+
+    # The embedded alias reports the id its weights come from, as a hub run would.
+    model_id = EMBEDDED_MODEL_ID if resolved.source == "embedded" else resolved.requested
     backend = load_backend(
         cfg.backend,
         resolved.path,
-        model_id=resolved.requested,
+        model_id=model_id,
         device=device,
         dtype=dtype,
         promote_unembed=promote,
@@ -127,7 +131,10 @@ def run_model(
     resolved, backend = load_model(spec, cfg, cache_dir=cache_dir)
     timings["load_s"] = time.perf_counter() - t0
     note("lens")
-    result = run_lens(backend, cfg.evolve(keep_residuals=cfg.keep_residuals or cfg.self_test))
+    lens_cfg = cfg.evolve(
+        keep_residuals=cfg.keep_residuals or cfg.self_test, model_source=resolved.source
+    )
+    result = run_lens(backend, lens_cfg)
     timings["lens_s"] = time.perf_counter() - t0 - timings["load_s"]
     if cfg.self_test:
         from lenscheck.selftest import run_self_test

@@ -1,0 +1,84 @@
+"""How far a run may move from its golden before it counts as drift, per class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+__all__ = ["DEFAULT_TOLERANCES", "Tolerances", "parse_overrides", "tolerances_for"]
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Absolute tolerances; ``near_tie`` is the top-1/top-2 gap under which a changed
+    top-1 is reported as a near-tie instead of failing."""
+
+    entropy: float
+    p_top1: float
+    final_prob: float
+    near_tie: float
+    kl_consistency: float
+
+    def loosest(self, other: Tolerances) -> Tolerances:
+        """Field-wise maximum: used when a golden comes from another class."""
+        return Tolerances(
+            **{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
+        )
+
+
+_FP32 = Tolerances(entropy=1e-4, p_top1=1e-4, final_prob=1e-4, near_tie=1e-3, kl_consistency=1e-6)
+_HALF = Tolerances(entropy=5e-2, p_top1=2e-2, final_prob=2e-2, near_tie=2e-2, kl_consistency=1e-2)
+# Same dtype on another device: kernels differ, so fp32 gets a little slack too.
+_CROSS_DEVICE_FP32 = Tolerances(
+    entropy=1e-3, p_top1=1e-3, final_prob=1e-3, near_tie=5e-3, kl_consistency=1e-5
+)
+
+DEFAULT_TOLERANCES: dict[str, Tolerances] = {
+    "cpu-float32": _FP32,
+    "cuda-float32": _FP32,
+    "mps-float32": _FP32,
+    "cuda-float16": _HALF,
+    "cuda-bfloat16": _HALF,
+    "mps-float16": _HALF,
+    "cpu-bfloat16": _HALF,
+    "cpu-float16": _HALF,
+}
+
+
+def _base(cls: str) -> Tolerances:
+    return DEFAULT_TOLERANCES.get(cls, _HALF if not cls.endswith("float32") else _FP32)
+
+
+def tolerances_for(
+    golden_cls: str, run_cls: str, overrides: dict[str, dict[str, float]] | None = None
+) -> tuple[Tolerances, str]:
+    """Tolerances for comparing a ``run_cls`` run with a ``golden_cls`` golden, and why."""
+    overrides = overrides or {}
+
+    def of(cls: str) -> Tolerances:
+        return replace(_base(cls), **overrides.get(cls, {}))
+
+    if golden_cls == run_cls:
+        return of(run_cls), f"{run_cls} tolerances"
+    tol = of(golden_cls).loosest(of(run_cls))
+    if golden_cls.split("-")[1:] == run_cls.split("-")[1:] and run_cls.endswith("float32"):
+        tol = tol.loosest(_CROSS_DEVICE_FP32)
+    return tol, f"cross-class tolerances (golden {golden_cls}, run {run_cls}: the looser of both)"
+
+
+def parse_overrides(lines: list[str]) -> dict[str, dict[str, float]]:
+    """Parse ini lines ``CLASS FIELD=VALUE ...`` (e.g. ``cpu-float32 entropy=1e-3``)."""
+    names = {f.name for f in fields(Tolerances)}
+    out: dict[str, dict[str, float]] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        cls, *pairs = line.split()
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or key not in names:
+                raise ValueError(
+                    f"lens_tolerances: expected 'CLASS FIELD=VALUE' with FIELD one of "
+                    f"{', '.join(sorted(names))}, got {line!r}"
+                )
+            out.setdefault(cls, {})[key] = float(value)
+    return out

@@ -1,0 +1,50 @@
+"""Where models come from: hub ids, the embedded SmolLM2 model, tiny synthetic models.
+
+Importing this package is cheap: torch and transformers are imported only when a model is
+actually provisioned.
+"""
+
+from __future__ import annotations
+
+from lenscheck.models.cache import atomic_build_dir, cache_root
+from lenscheck.models.embedded import (
+    EMBEDDED_ALIAS,
+    EMBEDDED_MODEL_ID,
+    EMBEDDED_NAME,
+    EMBEDDED_SHA256,
+    EmbeddedModelUnavailable,
+    ensure_embedded_checkpoint,
+)
+from lenscheck.models.resolve import (
+    ModelNotAvailable,
+    ModelSource,
+    ResolvedModel,
+    expand_model_list,
+    resolve_model,
+    safe_name,
+)
+from lenscheck.models.synthetic import (
+    SYNTHETIC_ALIASES,
+    TL_BRIDGE_UNSUPPORTED,
+    ensure_synthetic_checkpoint,
+)
+
+__all__ = [
+    "EMBEDDED_ALIAS",
+    "EMBEDDED_MODEL_ID",
+    "EMBEDDED_NAME",
+    "EMBEDDED_SHA256",
+    "SYNTHETIC_ALIASES",
+    "TL_BRIDGE_UNSUPPORTED",
+    "EmbeddedModelUnavailable",
+    "ModelNotAvailable",
+    "ModelSource",
+    "ResolvedModel",
+    "atomic_build_dir",
+    "cache_root",
+    "ensure_embedded_checkpoint",
+    "ensure_synthetic_checkpoint",
+    "expand_model_list",
+    "resolve_model",
+    "safe_name",
+]

@@ -1,0 +1,428 @@
+"""lenscheck.norms: the re-applied norm equals the model's own norm, and the right one is chosen."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from torch import nn
+
+from lenscheck.norms import (
+    UnsupportedNormError,
+    apply_norm,
+    apply_norm_or_skip,
+    detect_model_architecture,
+    get_correct_norm_module,
+    lens_norm_modules,
+    norm_spec,
+)
+from lenscheck.strategies import (
+    NormCase,
+    available_norm_kinds,
+    norm_modules,
+    residuals,
+    residuals_for,
+    unavailable_norm_kinds,
+)
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+ALL_KINDS = available_norm_kinds()
+
+
+def assert_norm_close(actual: torch.Tensor, expected: torch.Tensor,
+                      extra_atol: torch.Tensor | float = 0.0) -> None:
+    """fp32: rtol 1e-5. bf16/fp16: within two units of the dtype's resolution (both sides
+    compute statistics in fp32 and round once or twice to the output dtype).
+    ``extra_atol`` (per row) covers LayerNorm's conditioning on near-constant rows."""
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    a, e = actual.double(), expected.double()
+    assert torch.isfinite(a).all()
+    scale = 1.0 + float(e.abs().max()) if e.numel() else 1.0
+    if expected.dtype == torch.float32:
+        rtol, atol = 1e-5, 1e-6 * scale
+    else:
+        rtol, atol = 2 * torch.finfo(expected.dtype).eps, 1e-5 * scale
+    bound = atol + extra_atol + rtol * e.abs()
+    bad = (a - e).abs() > bound
+    if bad.any():
+        i = tuple(int(j) for j in bad.nonzero()[0])
+        raise AssertionError(
+            f"{int(bad.sum())}/{bad.numel()} elements differ; first at {i}: lens {a[i].item()!r} "
+            f"vs module {e[i].item()!r} (allowed {bound[i].item():.3g}); max abs diff "
+            f"{(a - e).abs().max().item():.3g}"
+        )
+
+
+def layernorm_conditioning(x: torch.Tensor, case: NormCase) -> torch.Tensor | float:
+    """How far two correct fp32 LayerNorms may disagree on a row: rounding the row mean
+    (|mean| * 2^-23) is amplified by 1/sqrt(var + eps) and scaled by gamma. Zero for RMS."""
+    if case.family != "layernorm":
+        return 0.0
+    spec = norm_spec(case.module)
+    gamma = 1.0 if spec.weight is None else float(spec.weight.float().abs().max())
+    x64 = x.double()
+    var = x64.var(-1, correction=0, keepdim=True)
+    eps = spec.eps or 0.0
+    return 4 * 2.0**-23 * x64.mean(-1, keepdim=True).abs() / (var + eps).sqrt() * gamma
+
+
+def _forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        out = module(x)
+    assert isinstance(out, torch.Tensor)
+    return out
+
+
+# ------------------------------------------------------------------ property: lens == module
+
+
+def test_every_required_norm_class_is_exercised() -> None:
+    names = {k.name for k in ALL_KINDS}
+    required = {
+        "torch.nn.LayerNorm", "torch.nn.LayerNorm(bias=False)",
+        "torch.nn.LayerNorm(elementwise_affine=False)", "torch.nn.RMSNorm",
+        "transformers.LlamaRMSNorm", "transformers.GemmaRMSNorm", "transformers.Gemma2RMSNorm",
+        "transformers.Gemma3RMSNorm", "tl4.NormalizationBridge(LayerNorm)",
+        "tl4.RMSNormalizationBridge(LlamaRMSNorm)", "tl4.RMSNormalizationBridge(GemmaRMSNorm)",
+    }
+    assert required <= names, required - names
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS, ids=lambda k: k.name)
+@given(data=st.data())
+def test_apply_norm_equals_module_forward(kind: Any, data: st.DataObject) -> None:
+    case: NormCase = data.draw(norm_modules([kind]), label="case")
+    x = data.draw(residuals_for(case), label="x")
+    with torch.no_grad():
+        got = apply_norm_or_skip(x, case.module)
+    assert got.dtype == x.dtype == case.dtype
+    assert_norm_close(got, _forward(case.module, x), layernorm_conditioning(x, case))
+
+
+def test_hooked_transformer_norm_components() -> None:
+    reasons = unavailable_norm_kinds()
+    if "tl.HookedTransformer components" in reasons:
+        pytest.skip(reasons["tl.HookedTransformer components"])
+    tl_kinds = [k for k in ALL_KINDS if k.name.startswith("tl.")]
+    assert {k.name for k in tl_kinds} == {"tl.LayerNorm", "tl.LayerNormPre", "tl.RMSNorm",
+                                          "tl.RMSNormPre"}
+    # They then run through test_apply_norm_equals_module_forward like every other kind;
+    # here: the LayerNorm component must centre (the original pipeline treated it as RMS).
+    gpt2_ln = next(k for k in tl_kinds if k.name == "tl.LayerNorm").build(8, 1e-5,
+                                                                         torch.float32, 0)
+    assert norm_spec(gpt2_ln).kind == "layernorm"
+
+
+# ------------------------------------------------------- property: scale / shift invariance
+
+
+@given(case=norm_modules(family="rmsnorm", dtype=torch.float32, max_eps=1e-5),
+       data=st.data(), c=st.floats(1 / 16, 16))
+def test_rms_lens_is_scale_invariant(case: NormCase, data: st.DataObject, c: float) -> None:
+    x = data.draw(residuals_for(case, min_scale=0.1, max_scale=10.0))
+    with torch.no_grad():
+        base = apply_norm_or_skip(x, case.module).double()
+        scaled = apply_norm_or_skip(x * c, case.module).double()
+    # x / sqrt(ms + eps) vs x / sqrt(ms + eps / c^2): relative gap <= eps * max(1, c^-2) / (2 ms)
+    eps = case.eps if case.eps is not None else torch.finfo(torch.float32).eps
+    ms = x.double().pow(2).mean(-1, keepdim=True).clamp_min(1e-30)
+    rel = eps * max(1.0, c**-2) / (2 * ms) + 1e-5
+    assert ((scaled - base).abs() <= rel * base.abs() + 1e-6).all()
+    # With eps = 0 the lens is exactly scale-invariant (up to fp32 rounding).
+    spec = dataclasses.replace(norm_spec(case.module), eps=0.0)
+    nonzero = x.abs().amax(-1) > 0
+    a, b = apply_norm(x, spec)[nonzero], apply_norm(x * c, spec)[nonzero]
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+@given(case=norm_modules(family="layernorm", dtype=torch.float32), data=st.data(),
+       shift=st.floats(-50, 50))
+def test_layernorm_lens_is_shift_invariant(case: NormCase, data: st.DataObject,
+                                           shift: float) -> None:
+    x = data.draw(residuals_for(case, min_scale=0.1, max_scale=10.0,
+                                patterns=("normal", "offset", "outlier", "sparse")))
+    with torch.no_grad():
+        base = apply_norm_or_skip(x, case.module).double()
+        moved = apply_norm_or_skip(x + shift, case.module).double()
+    # Centring removes the shift exactly; what remains is fp32 rounding of x + shift and of
+    # the row means, relative to each row's spread.
+    x64 = x.double()
+    std = x64.std(-1, correction=0, keepdim=True)
+    assume(bool((std > 1e-3).all()))
+    offset = x64.mean(-1, keepdim=True).abs() + abs(shift)
+    gamma = 1.0
+    spec = norm_spec(case.module)
+    if spec.weight is not None:
+        gamma += float(spec.weight.abs().max())
+    tol = 1e-6 * (1 + offset / std) * gamma
+    assert ((moved - base).abs() <= tol).all()
+
+
+# ----------------------------------------------------------------------- epsilon placement
+
+
+def _manual_rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def _manual_rms_eps_outside(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    return x / (torch.sqrt(x.pow(2).mean(-1, keepdim=True)) + eps) * w
+
+
+RMS_EPS_CASES = ["torch", "llama"]
+
+
+@pytest.mark.parametrize("impl", RMS_EPS_CASES)
+def test_rms_epsilon_is_inside_the_sqrt(impl: str) -> None:
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    eps = 0.25  # large on purpose: inside vs outside the sqrt differs by a lot
+    module: nn.Module = nn.RMSNorm(4, eps=eps) if impl == "torch" else LlamaRMSNorm(4, eps=eps)
+    w = torch.tensor([1.0, 2.0, -0.5, 3.0])
+    with torch.no_grad():
+        module.weight.copy_(w)
+    x = torch.tensor([[0.5, -0.25, 0.125, 0.75], [1.0, 1.0, -1.0, 0.0]])
+    got = apply_norm_or_skip(x, module)
+    right = _manual_rms(x, w, eps)
+    wrong = _manual_rms_eps_outside(x, w, eps)
+    torch.testing.assert_close(got, right, rtol=1e-6, atol=1e-7)
+    assert (got - wrong).abs().max() > 0.05  # the deliberately wrong variant is far off
+    # first row by hand: mean(x^2) + eps = 0.22265625 + 0.25 = 121/256, so the scale is 16/11
+    assert got[0, 0].item() == pytest.approx(0.5 * 16 / 11, rel=1e-6)
+    assert got[0, 3].item() == pytest.approx(0.75 * 16 / 11 * 3.0, rel=1e-6)
+
+
+def test_layernorm_epsilon_is_inside_the_sqrt_and_gamma_beta_applied() -> None:
+    eps = 0.5
+    module = nn.LayerNorm(4, eps=eps)
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        module.bias.copy_(torch.tensor([0.5, 0.0, -0.5, 1.0]))
+    x = torch.tensor([[1.0, 2.0, 3.0, 6.0]])  # mean 3, var 3.5
+    got = apply_norm_or_skip(x, module)
+    centred = torch.tensor([[-2.0, -1.0, 0.0, 3.0]])
+    right = centred / math.sqrt(3.5 + eps) * module.weight + module.bias
+    wrong = centred / (math.sqrt(3.5) + eps) * module.weight + module.bias
+    torch.testing.assert_close(got, right.detach(), rtol=1e-6, atol=1e-7)
+    assert (got - wrong).abs().max() > 0.1
+    assert got[0, 0].item() == pytest.approx(-2.0 / 2.0 * 1.0 + 0.5)
+
+
+def test_gemma_scales_by_one_plus_weight() -> None:
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+
+    module = GemmaRMSNorm(2, eps=0.0)
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor([0.0, 1.0]))
+    x = torch.tensor([3.0, 4.0])  # rms = sqrt(12.5)
+    got = apply_norm_or_skip(x, module)
+    r = math.sqrt(12.5)
+    torch.testing.assert_close(got, torch.tensor([3.0 / r * 1.0, 4.0 / r * 2.0]))
+
+
+def test_scaling_equivalence_unit_normalize_then_gamma() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, 16, generator=gen)
+    gamma = torch.randn(16, generator=gen)
+    plain, scaled = nn.RMSNorm(16, eps=1e-6), nn.RMSNorm(16, eps=1e-6)
+    with torch.no_grad():
+        scaled.weight.copy_(gamma)
+    unit = apply_norm_or_skip(x, plain)
+    torch.testing.assert_close(unit.pow(2).mean(-1), torch.ones(3, 5), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(apply_norm_or_skip(x, scaled), unit * gamma, rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_rmsnorm_default_eps_follows_torch_for_low_precision() -> None:
+    # torch.nn.RMSNorm(eps=None) adds the fp32 machine epsilon for bf16/fp16 inputs (the
+    # statistics' dtype), not finfo(bf16).eps = 0.0078, which swamps small residuals.
+    module = nn.RMSNorm(8, eps=None).to(torch.bfloat16)
+    x = (torch.arange(8, dtype=torch.float32) - 3.5).mul(0.01).to(torch.bfloat16)
+    with torch.no_grad():
+        expected = module(x)
+    got = apply_norm_or_skip(x, module)
+    assert_norm_close(got, expected)
+    assert got.float().pow(2).mean().item() == pytest.approx(1.0, rel=0.02)
+
+
+# ------------------------------------------------------------------ None / unsupported
+
+
+def test_none_returns_the_input_object() -> None:
+    x = torch.randn(2, 3)
+    assert apply_norm_or_skip(x, None) is x
+
+
+class MyFancyNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / x.norm(dim=-1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    ("module", "class_name"),
+    [
+        (MyFancyNorm(), "MyFancyNorm"),
+        (nn.BatchNorm1d(4), "BatchNorm1d"),
+        (nn.GroupNorm(2, 4), "GroupNorm"),
+        (nn.Identity(), "Identity"),
+    ],
+)
+def test_unsupported_norm_raises_naming_the_class(module: nn.Module, class_name: str) -> None:
+    with pytest.raises(UnsupportedNormError, match=class_name) as info:
+        apply_norm_or_skip(torch.randn(2, 4), module)
+    assert isinstance(info.value, TypeError)
+
+
+def test_unverified_transformers_norm_is_refused() -> None:
+    from transformers.models.t5.modeling_t5 import T5LayerNorm
+
+    with pytest.raises(UnsupportedNormError, match="T5LayerNorm"):
+        apply_norm_or_skip(torch.randn(2, 4), T5LayerNorm(4))
+
+
+def test_non_norm_transformer_lens_module_is_refused() -> None:
+    from transformer_lens.hook_points import HookPoint
+
+    with pytest.raises(UnsupportedNormError, match="HookPoint"):
+        apply_norm_or_skip(torch.randn(2, 4), HookPoint())
+
+
+def test_multi_dim_layernorm_is_refused() -> None:
+    # The lens normalizes over the last dimension only; a 2-D normalized_shape would be
+    # silently recomputed wrongly.
+    with pytest.raises(UnsupportedNormError, match="normalized_shape"):
+        apply_norm_or_skip(torch.randn(2, 3, 4), nn.LayerNorm((3, 4)))
+
+
+# ------------------------------------------------------------- architecture / norm choice
+
+
+def _block(order: tuple[str, ...]) -> nn.Module:
+    block = nn.Module()
+    for name in order:
+        block.add_module(name, nn.LayerNorm(4) if name.startswith("ln") else nn.Linear(4, 4))
+    return block
+
+
+def _model(order: tuple[str, ...], n_layers: int = 3) -> nn.Module:
+    model = nn.Module()
+    model.blocks = nn.ModuleList([_block(order) for _ in range(n_layers)])
+    model.ln_final = nn.LayerNorm(4)
+    return model
+
+
+PRE = ("ln1", "attn", "ln2", "mlp")
+POST = ("attn", "ln1", "mlp", "ln2")
+POST_LN1_FIRST = ("ln1", "attn", "mlp", "ln2")
+
+
+@pytest.mark.parametrize(("order", "expected"),
+                         [(PRE, "pre_norm"), (POST, "post_norm"), (POST_LN1_FIRST, "post_norm")])
+def test_detect_model_architecture_from_child_order(order: tuple[str, ...], expected: str) -> None:
+    assert detect_model_architecture(_model(order)) == expected
+
+
+def test_detect_model_architecture_fallbacks() -> None:
+    no_blocks = nn.Module()
+    assert detect_model_architecture(no_blocks) == "pre_norm"
+    declared = _model(PRE)
+    declared.architecture = "post_norm"  # a backend's explicit declaration wins
+    assert detect_model_architecture(declared) == "post_norm"
+    no_mlp = _model(("ln1", "attn", "ln2"))
+    assert detect_model_architecture(no_mlp) == "pre_norm"
+
+
+def test_norm_choice_pre_norm() -> None:
+    m = _model(PRE)
+    b = m.blocks
+    assert get_correct_norm_module(m, 0) is b[1].ln1
+    assert get_correct_norm_module(m, 1, probe_after_block=True) is b[2].ln1
+    assert get_correct_norm_module(m, 2) is m.ln_final  # last block -> final norm
+    assert get_correct_norm_module(m, 3) is m.ln_final  # past the last block
+    for i in range(3):
+        assert get_correct_norm_module(m, i, probe_after_block=False) is b[i].ln1
+    assert lens_norm_modules(m) == [b[0].ln1, b[1].ln1, b[2].ln1, m.ln_final]
+
+
+def test_norm_choice_post_norm() -> None:
+    m = _model(POST)
+    b = m.blocks
+    for i in range(3):
+        assert get_correct_norm_module(m, i) is b[i].ln2
+        assert get_correct_norm_module(m, i, probe_after_block=False) is b[i].ln1
+    assert get_correct_norm_module(m, 2) is b[2].ln2  # not ln_final
+    assert get_correct_norm_module(m, 3) is m.ln_final
+    assert lens_norm_modules(m) == [b[0].ln1, b[0].ln2, b[1].ln2, b[2].ln2]
+
+
+def test_norm_choice_missing_norms_return_none() -> None:
+    m = _model(("attn", "mlp"), n_layers=2)
+    del m.ln_final
+    assert get_correct_norm_module(m, 0) is None
+    assert get_correct_norm_module(m, 1) is None
+    assert get_correct_norm_module(m, 0, probe_after_block=False) is None
+
+
+# --------------------------------------------------- a real booted TransformerLens 4 bridge
+
+
+def _save_tiny_gpt2(path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(30)} | {"<unk>": 30, "<bos>": 31}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<bos>",
+                                   eos_token="<bos>")
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=2, n_head=2,
+                     layer_norm_epsilon=1e-3, bos_token_id=31, eos_token_id=31)
+    model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():  # non-trivial gamma/beta so a dropped bias or centring shows
+        for name, p in model.named_parameters():
+            if ".ln_" in name:
+                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if name.endswith("weight") else 0.0))
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def gpt2_bridge(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    bridge_mod = pytest.importorskip("transformer_lens.model_bridge")
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    _save_tiny_gpt2(path)
+    return bridge_mod.TransformerBridge.boot_transformers(str(path), device="cpu",
+                                                         dtype=torch.float32)
+
+
+def _bridge_norms(bridge: Any) -> list[nn.Module]:
+    return [n for b in bridge.blocks for n in (b.ln1, b.ln2)] + [bridge.ln_final]
+
+
+def test_booted_bridge_structure(gpt2_bridge: Any) -> None:
+    norms = _bridge_norms(gpt2_bridge)
+    assert [type(n).__name__ for n in norms] == ["NormalizationBridge"] * 5
+    assert all(norm_spec(n).kind == "layernorm" and norm_spec(n).bias is not None for n in norms)
+    assert all(norm_spec(n).eps == pytest.approx(1e-3) for n in norms)
+    assert detect_model_architecture(gpt2_bridge) == "pre_norm"
+    b = gpt2_bridge.blocks
+    assert lens_norm_modules(gpt2_bridge) == [b[0].ln1, b[1].ln1, gpt2_bridge.ln_final]
+
+
+@given(idx=st.integers(0, 4), data=st.data())
+def test_booted_bridge_norms_match_forward(gpt2_bridge: Any, idx: int,
+                                           data: st.DataObject) -> None:
+    norm = _bridge_norms(gpt2_bridge)[idx]
+    x = data.draw(residuals(d_model=16, dtype=torch.float32))
+    with torch.no_grad():
+        got = apply_norm_or_skip(x, norm)
+    assert_norm_close(got, _forward(norm, x))

@@ -61,12 +61,39 @@ class DriftReport:
         return self.drifts[0] if self.drifts else None
 
 
+def _key_paths(tree: Any, prefix: str = "") -> dict[str, str]:
+    """Flatten a JSON key tree into ``{"diagnostics.L_copy": "int", ...}`` (lists as ``[]``)."""
+    if isinstance(tree, dict):
+        out: dict[str, str] = {}
+        for key, sub in tree.items():
+            out.update(_key_paths(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(tree, list):
+        return _key_paths(tree[0], f"{prefix}[]") if tree else {prefix: "[]"}
+    return {prefix: str(tree)}
+
+
 def _equal(
     out: list[Drift], section: str, golden: dict[str, Any], observed: dict[str, Any]
 ) -> None:
     for key in sorted(set(golden) | set(observed)):
-        if golden.get(key) != observed.get(key):
-            out.append(Drift(section, key, golden.get(key), observed.get(key)))
+        g, o = golden.get(key), observed.get(key)
+        if g == o:
+            continue
+        if key != "json_keys":
+            out.append(Drift(section, key, g, o))
+            continue
+        g_paths, o_paths = _key_paths(g), _key_paths(o)
+        for path in sorted(set(g_paths) | set(o_paths)):
+            if g_paths.get(path) != o_paths.get(path):
+                out.append(
+                    Drift(
+                        section,
+                        f"json key {path}",
+                        g_paths.get(path, "absent"),
+                        o_paths.get(path, "absent"),
+                    )
+                )
 
 
 def _collapse(

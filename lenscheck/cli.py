@@ -101,6 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     v = sub.add_parser("validate", help="check lens CSV files against the schema")
     v.add_argument("files", nargs="+", type=Path)
+    d = sub.add_parser(
+        "diff",
+        help="compare two runs, two output files, or a run against a golden",
+        description="Exit 0 within tolerance, 1 on drift, 2 on unreadable input.",
+    )
+    d.add_argument("old", type=Path, help="run folder, output file or golden file")
+    d.add_argument("new", type=Path, help="run folder, output file or golden file")
+    d.add_argument("--format", choices=["text", "json"], default="text")
+    d.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="'CLASS FIELD=VALUE'",
+        help="override a tolerance, e.g. 'cpu-float32 entropy=1e-3' (repeatable)",
+    )
     return parser
 
 
@@ -245,6 +260,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from lenscheck.diff import DiffInputError, diff_paths, render_all, reports_json
+    from lenscheck.golden.tolerances import parse_overrides
+
+    try:
+        reports = diff_paths(args.old, args.new, overrides=parse_overrides(args.tolerance))
+    except (DiffInputError, ValueError) as exc:
+        print(f"lenscheck diff: {exc}", file=sys.stderr)
+        return 2
+    print(reports_json(reports) if args.format == "json" else render_all(reports))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "diff": _cmd_diff}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lenscheck`` console script."""
     args = build_parser().parse_args(argv)
@@ -268,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UnsupportedNormError,
     )
     try:
-        return _cmd_run(args) if args.command == "run" else _cmd_validate(args)
+        return _COMMANDS[args.command](args)
     except expected as exc:
         log.error("%s", exc)
         return 2

@@ -74,17 +74,23 @@ def _key_paths(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def _equal(
-    out: list[Drift], section: str, golden: dict[str, Any], observed: dict[str, Any]
+    out: list[Drift],
+    section: str,
+    golden: dict[str, Any],
+    observed: dict[str, Any],
+    lenient: bool = False,
 ) -> None:
     for key in sorted(set(golden) | set(observed)):
         g, o = golden.get(key), observed.get(key)
-        if g == o:
+        if g == o or (lenient and (g is None or o is None)):
             continue
         if key != "json_keys":
             out.append(Drift(section, key, g, o))
             continue
         g_paths, o_paths = _key_paths(g), _key_paths(o)
         for path in sorted(set(g_paths) | set(o_paths)):
+            if lenient and path not in g_paths:
+                continue  # new diagnostics are added, never renamed: not a drift for diff
             if g_paths.get(path) != o_paths.get(path):
                 out.append(
                     Drift(
@@ -164,8 +170,13 @@ def compare_golden(
     tolerance_note: str = "",
     collapse_allowance: int = 0,
     sections: tuple[str, ...] = SECTIONS,
+    lenient: bool = False,
 ) -> DriftReport:
-    """Every drift of ``observed`` from ``golden`` in ``sections``."""
+    """Every drift of ``observed`` from ``golden`` in ``sections``.
+
+    ``lenient`` (``lenscheck diff``): values unknown on either side (None) and JSON keys
+    that only ``observed`` has are not drift, so historical files compare with new ones.
+    """
     report = DriftReport(
         model=str(observed.get("model")),
         golden_class=str(golden.get("class")),
@@ -177,7 +188,7 @@ def compare_golden(
     out = report.drifts
     for name in ("schema", "model_stats", "tokenization"):
         if name in sections:
-            _equal(out, name, golden[name], observed[name])
+            _equal(out, name, golden[name], observed[name], lenient)
     if "collapse" in sections:
         _collapse(out, golden["collapse"], observed["collapse"], collapse_allowance)
     if "final_prediction" in sections:

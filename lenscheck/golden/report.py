@@ -26,7 +26,7 @@ def _fmt(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _drift_line(d: Drift) -> str:
+def _drift_line(d: Drift, old: str = "golden", new: str = "observed") -> str:
     where = f"layer {d.layer} " if d.layer is not None else ""
     delta = f" |Δ| {d.delta:.3g}" if d.delta is not None else ""
     tol = (
@@ -34,7 +34,7 @@ def _drift_line(d: Drift) -> str:
         if isinstance(d.tolerance, (int, float)) and d.delta is not None
         else ""
     )
-    values = f"golden {_fmt(d.golden)} vs observed {_fmt(d.observed)}"
+    values = f"{old} {_fmt(d.golden)} vs {new} {_fmt(d.observed)}"
     return f"{d.section}: {where}{d.metric}: {values}{delta}{tol}"
 
 
@@ -43,11 +43,11 @@ def _cell(text: Any) -> str:
     return s[: _CELL - 1] + "…" if len(s) > _CELL else s.ljust(_CELL)
 
 
-def _table(report: DriftReport, center: int) -> list[str]:
+def _table(report: DriftReport, center: int, old: str, new: str) -> list[str]:
     golden = {r["layer"]: r for r in report.golden.get("trajectory", [])}
     observed = {r["layer"]: r for r in report.observed.get("trajectory", [])}
     bad = {d.layer for d in report.drifts if d.layer is not None}
-    head = ("layer", "top1 golden", "top1 now", "H golden", "H now", "p1 golden", "p1 now")
+    head = ("layer", f"top1 {old}", f"top1 {new}", f"H {old}", f"H {new}", f"p1 {old}", f"p1 {new}")
     lines = ["   " + " ".join(h.ljust(_CELL) for h in head)]
     for layer in range(center - _CONTEXT_LAYERS, center + _CONTEXT_LAYERS + 1):
         if layer not in golden or layer not in observed:
@@ -64,10 +64,21 @@ def _versions(env: dict[str, Any]) -> str:
     return ", ".join(f"{k} {env[k]}" for k in keys if k in env)
 
 
-def render_report(report: DriftReport, *, golden_path: str = "") -> str:
-    """A bounded, plain-text drift report for one model."""
+def render_report(
+    report: DriftReport,
+    *,
+    golden_path: str = "",
+    old: str = "golden",
+    new: str = "run",
+    rebless: bool = True,
+) -> str:
+    """A bounded, plain-text drift report for one model.
+
+    ``old``/``new`` name the two sides (``lenscheck diff`` says OLD and NEW);
+    ``rebless`` adds the command that regenerates the golden.
+    """
     lines = [
-        f"lenscheck drift: {report.model} ({report.run_class} run vs {report.golden_class} golden"
+        f"lenscheck drift: {report.model} ({report.run_class} {new} vs {report.golden_class} {old}"
         f"{' ' + golden_path if golden_path else ''})",
         f"  compared with {report.tolerance_note}",
     ]
@@ -77,19 +88,21 @@ def render_report(report: DriftReport, *, golden_path: str = "") -> str:
     else:
         counts = Counter(d.section for d in report.drifts)
         summary = ", ".join(f"{name} {n}" for name, n in counts.items())
-        lines.append(f"  {len(report.drifts)} drift(s) ({summary}); first: {_drift_line(first)}")
+        first_line = _drift_line(first, old, new)
+        lines.append(f"  {len(report.drifts)} drift(s) ({summary}); first: {first_line}")
         deltas = [d for d in report.drifts if d.delta is not None and d.layer is not None]
         if deltas:
             worst = max(deltas, key=lambda d: d.delta or 0.0)
             lines.append(f"  max |Δ| {worst.delta:.3g} ({worst.metric}, layer {worst.layer})")
-        lines += ["  " + _drift_line(d) for d in report.drifts[:_MAX_DRIFT_LINES]]
+        lines += ["  " + _drift_line(d, old, new) for d in report.drifts[:_MAX_DRIFT_LINES]]
         if len(report.drifts) > _MAX_DRIFT_LINES:
             lines.append(f"  ... and {len(report.drifts) - _MAX_DRIFT_LINES} more")
         if first.layer is not None:
-            lines += ["  " + row for row in _table(report, first.layer)]
+            lines += ["  " + row for row in _table(report, first.layer, old, new)]
     for tie in report.near_ties[:_MAX_DRIFT_LINES]:
-        lines.append(f"  near-tie (not a failure): {_drift_line(tie)}")
-    lines.append(f"  versions then: {_versions(report.golden.get('environment', {}))}")
-    lines.append(f"  versions now:  {_versions(report.observed.get('environment', {}))}")
-    lines.append(f"  if this change is intended, re-bless: {rebless_command(report.model)}")
+        lines.append(f"  near-tie (not a failure): {_drift_line(tie, old, new)}")
+    lines.append(f"  versions {old}: {_versions(report.golden.get('environment', {}))}")
+    lines.append(f"  versions {new}: {_versions(report.observed.get('environment', {}))}")
+    if rebless:
+        lines.append(f"  if this change is intended, re-bless: {rebless_command(report.model)}")
     return "\n".join(lines)

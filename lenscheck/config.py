@@ -12,8 +12,10 @@ from lenscheck.schema import TOP_K_RECORD, TOP_K_VERBOSE
 
 __all__ = ["BACKENDS", "Backend", "LensConfig"]
 
-Backend = Literal["transformers", "transformer-lens"]
-BACKENDS: tuple[Backend, ...] = ("transformers", "transformer-lens")
+Backend = Literal["transformers", "transformer-lens", "hooked-transformer"]
+# transformer-lens = TransformerLens' TransformerBridge (3.9+ and 4.x);
+# hooked-transformer = TransformerLens 3.x HookedTransformer, as the original pipeline.
+BACKENDS: tuple[Backend, ...] = ("transformers", "transformer-lens", "hooked-transformer")
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,8 @@ def test_embedded_resolves_to_the_cached_checkpoint() -> None:
     resolved = resolve_model("  embedded ")
     assert resolved.source == "embedded"
     assert resolved.requested == "embedded"
-    assert resolved.name == EMBEDDED_NAME == "SmolLM2-135M-Instruct-Q4_1"
+    # Named like the original pipeline named output files: the model id after its last "/".
+    assert resolved.name == EMBEDDED_NAME == "SmolLM2-135M-Instruct"
     assert (Path(resolved.path) / "config.json").is_file()
 
 

@@ -9,7 +9,28 @@ from lenscheck.backends.base import Capture, LayerStack, LensBackend, ModelFacts
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Capture", "LayerStack", "LensBackend", "ModelFacts", "Unembedder", "load_backend"]
+__all__ = [
+    "UNSUPPORTED",
+    "Capture",
+    "LayerStack",
+    "LensBackend",
+    "ModelFacts",
+    "Unembedder",
+    "load_backend",
+]
+
+# Synthetic families a backend cannot load, and why (checked by tests and `nox -s compat`).
+UNSUPPORTED: dict[str, dict[str, str]] = {
+    "transformers": {},
+    "transformer-lens": {
+        "synthetic-opt-postnorm": "TransformerBridge cannot run a post-norm OPT",
+    },
+    "hooked-transformer": {
+        "synthetic-gpt2": "TransformerLens 3.9 reads GPT2Config.n_ctx; transformers 5 removed it",
+        "synthetic-gemma3": "TransformerLens 3.9 has no Gemma3ForCausalLM support",
+        "synthetic-opt-postnorm": "TransformerLens 3.9 cannot convert a post-norm OPT",
+    },
+}
 
 
 def load_backend(
@@ -47,4 +68,16 @@ def load_backend(
             device=device,
             promote_unembed=promote_unembed,
         )
-    raise ValueError(f"backend must be 'transformers' or 'transformer-lens', got {backend!r}")
+    if backend == "hooked-transformer":
+        from lenscheck.backends.hooked import HookedTransformerBackend, build_hooked_transformer
+
+        hooked = build_hooked_transformer(path, model, tokenizer, device=device, dtype=dtype)
+        return HookedTransformerBackend(
+            hooked,
+            model,
+            tokenizer,
+            model_id=model_id,
+            device=device,
+            promote_unembed=promote_unembed,
+        )
+    raise ValueError(f"backend must be one of {', '.join(UNSUPPORTED)}; got {backend!r}")

@@ -41,10 +41,12 @@ def collapse_flags(
     Prompt echo: top-1 id is a prompt id, p1 > threshold and p1 - p2 > margin.
     Fallback (as the original): entropy strictly below the fallback threshold.
     """
+    # int() each id: a tensor (or numpy array) of ids iterates as 0-d tensors, which hash by
+    # identity and would never match top1_id.
     ids = (
         prompt_token_ids
         if isinstance(prompt_token_ids, (set, frozenset))
-        else set(prompt_token_ids)
+        else {int(i) for i in prompt_token_ids}
     )
     echo = top1_id in ids and p1 > copy_threshold and (p1 - p2) > copy_margin
     if echo:

@@ -2,13 +2,15 @@
 
 Import them in your own property tests (needs ``lenscheck[test]``, i.e. hypothesis)::
 
-    from hypothesis import given
+    from hypothesis import given, strategies as st
+    from lenscheck.norms import apply_norm_or_skip
     from lenscheck.strategies import norm_modules, residuals_for
 
     @given(case=norm_modules(), data=st.data())
     def test_my_norm(case, data):
         x = data.draw(residuals_for(case))
-        ...
+        expected = case.module(x)
+        assert apply_norm_or_skip(x, case.module).shape == expected.shape
 
 Tensors are built from a drawn seed plus drawn shape, dtype, scale and pattern (plus a few
 hypothesis-drawn values written over random positions), so generation stays cheap for
@@ -67,12 +69,18 @@ def float_dtypes() -> st.SearchStrategy[torch.dtype]:
 
 @functools.lru_cache(maxsize=64)
 def residual_shapes(
-    *, min_batch_dims: int = 0, max_batch_dims: int = 2, max_batch_size: int = 4,
-    min_d_model: int = 2, max_d_model: int = 64, d_model: int | None = None,
+    *,
+    min_batch_dims: int = 0,
+    max_batch_dims: int = 2,
+    max_batch_size: int = 4,
+    min_d_model: int = 2,
+    max_d_model: int = 64,
+    d_model: int | None = None,
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Shapes ``(*batch, d_model)`` with 0-2 batch dims of size 1..``max_batch_size``."""
-    batch = st.lists(st.integers(1, max_batch_size), min_size=min_batch_dims,
-                     max_size=max_batch_dims)
+    batch = st.lists(
+        st.integers(1, max_batch_size), min_size=min_batch_dims, max_size=max_batch_dims
+    )
     width = st.just(d_model) if d_model is not None else st.integers(min_d_model, max_d_model)
     return st.tuples(batch, width).map(lambda bw: (*bw[0], bw[1]))
 
@@ -92,9 +100,15 @@ _PATTERNS = ("normal", "offset", "outlier", "constant_row", "zero_row", "sparse"
 
 @st.composite
 def residuals(
-    draw: st.DrawFn, *, shape: tuple[int, ...] | None = None, d_model: int | None = None,
-    dtype: torch.dtype | None = None, min_scale: float = 1e-2, max_scale: float = 1e2,
-    patterns: Sequence[str] = _PATTERNS, max_batch_dims: int = 2,
+    draw: st.DrawFn,
+    *,
+    shape: tuple[int, ...] | None = None,
+    d_model: int | None = None,
+    dtype: torch.dtype | None = None,
+    min_scale: float = 1e-2,
+    max_scale: float = 1e2,
+    patterns: Sequence[str] = _PATTERNS,
+    max_batch_dims: int = 2,
 ) -> torch.Tensor:
     """Residual-stream tensors ``(*batch, d_model)``: random shape, dtype and scale.
 
@@ -145,8 +159,13 @@ def residuals_for(case: NormCase, **kwargs: Any) -> st.SearchStrategy[torch.Tens
 
 @st.composite
 def finite_logits(
-    draw: st.DrawFn, *, min_vocab: int = 2, max_vocab: int = 512,
-    batch_shape: tuple[int, ...] = (), allow_neg_inf: bool = True, max_abs: float = 1e4,
+    draw: st.DrawFn,
+    *,
+    min_vocab: int = 2,
+    max_vocab: int = 512,
+    batch_shape: tuple[int, ...] = (),
+    allow_neg_inf: bool = True,
+    max_abs: float = 1e4,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Logits ``(*batch_shape, V)``: finite values in [-max_abs, max_abs], optionally with
@@ -177,8 +196,9 @@ def finite_logits(
     elif pattern == "extreme":
         x = (torch.randint(0, 2, shape, generator=gen).double() * 2 - 1) * max_abs
     else:
-        values = draw(st.lists(st.floats(-max_abs, max_abs), min_size=vocab * n_rows,
-                               max_size=vocab * n_rows))
+        values = draw(
+            st.lists(st.floats(-max_abs, max_abs), min_size=vocab * n_rows, max_size=vocab * n_rows)
+        )
         x = torch.tensor(values, dtype=torch.float64).reshape(shape)
     x = x.clamp(-max_abs, max_abs)
     if allow_neg_inf and draw(st.booleans()):
@@ -219,8 +239,10 @@ class NormCase:
     eps: float | None
 
     def __repr__(self) -> str:
-        return (f"NormCase(kind={self.kind!r}, d_model={self.d_model}, dtype={self.dtype}, "
-                f"eps={self.eps!r})")
+        return (
+            f"NormCase(kind={self.kind!r}, d_model={self.d_model}, dtype={self.dtype}, "
+            f"eps={self.eps!r})"
+        )
 
 
 def _randomize(module: nn.Module, seed: int, *, offset_weight: bool) -> None:
@@ -241,8 +263,9 @@ def _finish(module: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 def _torch_layernorm(bias: bool = True, affine: bool = True) -> NormBuilder:
     def build(d: int, eps: float | None, dtype: torch.dtype, seed: int) -> nn.Module:
-        module = nn.LayerNorm(d, eps=1e-5 if eps is None else eps, elementwise_affine=affine,
-                              bias=bias)
+        module = nn.LayerNorm(
+            d, eps=1e-5 if eps is None else eps, elementwise_affine=affine, bias=bias
+        )
         _randomize(module, seed, offset_weight=False)
         return _finish(module, dtype)
 
@@ -274,15 +297,17 @@ def _module_eps(module: nn.Module) -> float:
     return float(eps)
 
 
-def _bridge(bridge_cls: type[nn.Module], inner: NormBuilder, *, rms: bool,
-            offset_weight: bool) -> NormBuilder:
+def _bridge(
+    bridge_cls: type[nn.Module], inner: NormBuilder, *, rms: bool, offset_weight: bool
+) -> NormBuilder:
     """Wrap ``inner`` the way TransformerBridge.boot_transformers does: the bridge's config
     carries the model's epsilon and norm flavour, the original module sits inside."""
 
     def build(d: int, eps: float | None, dtype: torch.dtype, seed: int) -> nn.Module:
         module = inner(d, eps, dtype, seed)
-        config = types.SimpleNamespace(eps=_module_eps(module), uses_rms_norm=rms,
-                                       rmsnorm_uses_offset=offset_weight)
+        config = types.SimpleNamespace(
+            eps=_module_eps(module), uses_rms_norm=rms, rmsnorm_uses_offset=offset_weight
+        )
         bridge = bridge_cls("norm", config)
         bridge.set_original_component(module)  # type: ignore[operator]
         return bridge.eval()
@@ -295,9 +320,12 @@ def _transformers_kinds() -> list[NormKind]:
 
     kinds: list[NormKind] = []
     wanted = [
-        ("llama", "LlamaRMSNorm", False), ("mistral", "MistralRMSNorm", False),
-        ("qwen2", "Qwen2RMSNorm", False), ("gemma", "GemmaRMSNorm", True),
-        ("gemma2", "Gemma2RMSNorm", True), ("gemma3", "Gemma3RMSNorm", True),
+        ("llama", "LlamaRMSNorm", False),
+        ("mistral", "MistralRMSNorm", False),
+        ("qwen2", "Qwen2RMSNorm", False),
+        ("gemma", "GemmaRMSNorm", True),
+        ("gemma2", "Gemma2RMSNorm", True),
+        ("gemma3", "Gemma3RMSNorm", True),
     ]
     for family, cls_name, offset in wanted:
         try:
@@ -305,8 +333,9 @@ def _transformers_kinds() -> list[NormKind]:
             cls = getattr(mod, cls_name)
         except (ImportError, AttributeError):
             continue
-        kinds.append(NormKind(f"transformers.{cls_name}", "rmsnorm",
-                              _transformers_rmsnorm(cls, offset)))
+        kinds.append(
+            NormKind(f"transformers.{cls_name}", "rmsnorm", _transformers_rmsnorm(cls, offset))
+        )
     return kinds
 
 
@@ -326,18 +355,34 @@ def _bridge_kinds() -> list[NormKind]:
     gemma = _transformers_rmsnorm(GemmaRMSNorm, True)
     return [
         # GPT-2 style: the bridge recomputes LayerNorm in Python from its config's eps.
-        NormKind("tl4.NormalizationBridge(LayerNorm)", "layernorm",
-                 _bridge(NormalizationBridge, _torch_layernorm(), rms=False, offset_weight=False)),
-        NormKind("tl4.NormalizationBridge(LayerNorm(bias=False))", "layernorm",
-                 _bridge(NormalizationBridge, _torch_layernorm(bias=False), rms=False,
-                         offset_weight=False)),
-        NormKind("tl4.NormalizationBridge(LlamaRMSNorm)", "rmsnorm",
-                 _bridge(NormalizationBridge, llama, rms=True, offset_weight=False)),
+        NormKind(
+            "tl4.NormalizationBridge(LayerNorm)",
+            "layernorm",
+            _bridge(NormalizationBridge, _torch_layernorm(), rms=False, offset_weight=False),
+        ),
+        NormKind(
+            "tl4.NormalizationBridge(LayerNorm(bias=False))",
+            "layernorm",
+            _bridge(
+                NormalizationBridge, _torch_layernorm(bias=False), rms=False, offset_weight=False
+            ),
+        ),
+        NormKind(
+            "tl4.NormalizationBridge(LlamaRMSNorm)",
+            "rmsnorm",
+            _bridge(NormalizationBridge, llama, rms=True, offset_weight=False),
+        ),
         # Llama / Gemma style: the bridge calls the wrapped transformers module.
-        NormKind("tl4.RMSNormalizationBridge(LlamaRMSNorm)", "rmsnorm",
-                 _bridge(RMSNormalizationBridge, llama, rms=True, offset_weight=False)),
-        NormKind("tl4.RMSNormalizationBridge(GemmaRMSNorm)", "rmsnorm",
-                 _bridge(RMSNormalizationBridge, gemma, rms=True, offset_weight=True)),
+        NormKind(
+            "tl4.RMSNormalizationBridge(LlamaRMSNorm)",
+            "rmsnorm",
+            _bridge(RMSNormalizationBridge, llama, rms=True, offset_weight=False),
+        ),
+        NormKind(
+            "tl4.RMSNormalizationBridge(GemmaRMSNorm)",
+            "rmsnorm",
+            _bridge(RMSNormalizationBridge, gemma, rms=True, offset_weight=True),
+        ),
     ]
 
 
@@ -347,15 +392,25 @@ def _hooked_transformer_kinds() -> tuple[list[NormKind], str | None]:
         from transformer_lens import components
         from transformer_lens.HookedTransformerConfig import HookedTransformerConfig
     except ImportError as exc:
-        return [], (f"TransformerLens HookedTransformer norm components are not importable "
-                    f"({exc}); TransformerLens 4 removed HookedTransformer")
+        return [], (
+            f"TransformerLens HookedTransformer norm components are not importable "
+            f"({exc}); TransformerLens 4 removed HookedTransformer"
+        )
 
     def tl_builder(cls_name: str) -> NormBuilder:
         def build(d: int, eps: float | None, dtype: torch.dtype, seed: int) -> nn.Module:
             cfg = HookedTransformerConfig(
-                d_model=d, n_layers=1, n_ctx=8, d_head=1, n_heads=1, d_vocab=4,
-                act_fn="relu", eps=1e-5 if eps is None else eps, dtype=torch.float32,
-                device="cpu")
+                d_model=d,
+                n_layers=1,
+                n_ctx=8,
+                d_head=1,
+                n_heads=1,
+                d_vocab=4,
+                act_fn="relu",
+                eps=1e-5 if eps is None else eps,
+                dtype=torch.float32,
+                device="cpu",
+            )
             module = getattr(components, cls_name)(cfg)
             _randomize(module, seed, offset_weight=False)
             return _finish(module, dtype)
@@ -376,12 +431,16 @@ def _registry() -> tuple[tuple[NormKind, ...], tuple[tuple[str, str], ...]]:
     kinds = [
         NormKind("torch.nn.LayerNorm", "layernorm", _torch_layernorm()),
         NormKind("torch.nn.LayerNorm(bias=False)", "layernorm", _torch_layernorm(bias=False)),
-        NormKind("torch.nn.LayerNorm(elementwise_affine=False)", "layernorm",
-                 _torch_layernorm(affine=False)),
+        NormKind(
+            "torch.nn.LayerNorm(elementwise_affine=False)",
+            "layernorm",
+            _torch_layernorm(affine=False),
+        ),
         NormKind("torch.nn.RMSNorm", "rmsnorm", _torch_rmsnorm()),
         NormKind("torch.nn.RMSNorm(eps=None)", "rmsnorm", _torch_rmsnorm(), eps_is_none=True),
-        NormKind("torch.nn.RMSNorm(elementwise_affine=False)", "rmsnorm",
-                 _torch_rmsnorm(affine=False)),
+        NormKind(
+            "torch.nn.RMSNorm(elementwise_affine=False)", "rmsnorm", _torch_rmsnorm(affine=False)
+        ),
     ]
     missing: list[tuple[str, str]] = []
     try:
@@ -421,9 +480,14 @@ def norm_kind(name: str) -> NormKind:
 
 @st.composite
 def norm_modules(
-    draw: st.DrawFn, kinds: Sequence[NormKind | str] | None = None, *,
-    d_model: int | None = None, dtype: torch.dtype | None = None,
-    min_eps: float = 1e-8, max_eps: float = 1e-2, family: NormFamily | None = None,
+    draw: st.DrawFn,
+    kinds: Sequence[NormKind | str] | None = None,
+    *,
+    d_model: int | None = None,
+    dtype: torch.dtype | None = None,
+    min_eps: float = 1e-8,
+    max_eps: float = 1e-2,
+    family: NormFamily | None = None,
 ) -> NormCase:
     """A norm module of a random supported kind with random eps, gamma and beta.
 
@@ -431,8 +495,10 @@ def norm_modules(
     log-uniform in [min_eps, max_eps] (or common model values), None for the
     ``torch.nn.RMSNorm(eps=None)`` kind.
     """
-    pool = [norm_kind(k) if isinstance(k, str) else k
-            for k in (kinds if kinds is not None else available_norm_kinds(family))]
+    pool = [
+        norm_kind(k) if isinstance(k, str) else k
+        for k in (kinds if kinds is not None else available_norm_kinds(family))
+    ]
     if not pool:
         raise ValueError("norm_modules: no norm kind to draw from")
     kind = draw(st.sampled_from(pool))
@@ -441,8 +507,11 @@ def norm_modules(
     eps: float | None = None
     if not kind.eps_is_none:
         common = [e for e in (1e-5, 1e-6) if min_eps <= e <= max_eps]
-        eps = draw(st.sampled_from(common) | _log_uniform(min_eps, max_eps) if common
-                   else _log_uniform(min_eps, max_eps))
+        eps = draw(
+            st.sampled_from(common) | _log_uniform(min_eps, max_eps)
+            if common
+            else _log_uniform(min_eps, max_eps)
+        )
     seed = draw(st.integers(0, 2**32 - 1))
     return NormCase(kind.name, kind.family, kind.build(d, eps, dt, seed), d, dt, eps)
 
@@ -450,9 +519,40 @@ def norm_modules(
 # ------------------------------------------------------------------------------ CSV data
 
 CSV_SPECIAL_TOKENS: tuple[str, ...] = (
-    '"', '""', ",", '","', "\\", "\\\\", '\\"', "\\n", "\n", "\r", "\r\n", "\t", " ", "",
-    "<0x0A>", "<0x0D>", "<0x00>", "\ufffd", "Ċ", "Ġ", "▁", "é", "中文", "🙂", "'", "⟨NEXT⟩",
-    "<|begin_of_text|>", "a,b", '"quoted"', " Berlin", "\x00", "\u2028", "\x1b", "=1+1",
+    '"',
+    '""',
+    ",",
+    '","',
+    "\\",
+    "\\\\",
+    '\\"',
+    "\\n",
+    "\n",
+    "\r",
+    "\r\n",
+    "\t",
+    " ",
+    "",
+    "<0x0A>",
+    "<0x0D>",
+    "<0x00>",
+    "\ufffd",
+    "Ċ",
+    "Ġ",
+    "▁",
+    "é",
+    "中文",
+    "🙂",
+    "'",
+    "⟨NEXT⟩",
+    "<|begin_of_text|>",
+    "a,b",
+    '"quoted"',
+    " Berlin",
+    "\x00",
+    "\u2028",
+    "\x1b",
+    "=1+1",
 )
 
 
@@ -471,7 +571,8 @@ def csv_token_strings(max_size: int = 16) -> st.SearchStrategy[str]:
 
 @st.composite
 def csv_rows(
-    draw: st.DrawFn, kind: Literal["records", "pure"] = "records",
+    draw: st.DrawFn,
+    kind: Literal["records", "pure"] = "records",
     top_k_verbose: int = TOP_K_VERBOSE,
 ) -> CsvRow:
     """A valid row of a lens CSV: arbitrary tokens, probabilities in [0, 1], entropy >= 0,
@@ -480,11 +581,15 @@ def csv_rows(
     topk = tuple(draw(st.lists(st.tuples(csv_token_strings(), probs), max_size=top_k_verbose)))
     flags: tuple[bool, ...] = ()
     if kind == "pure":
-        flags = tuple(draw(st.lists(st.booleans(), min_size=len(FLAG_COLUMNS),
-                                    max_size=len(FLAG_COLUMNS))))
+        flags = tuple(
+            draw(st.lists(st.booleans(), min_size=len(FLAG_COLUMNS), max_size=len(FLAG_COLUMNS)))
+        )
     return CsvRow(
-        layer=draw(st.integers(0, 200)), pos=draw(st.integers(0, 4096)),
+        layer=draw(st.integers(0, 200)),
+        pos=draw(st.integers(0, 4096)),
         token=draw(csv_token_strings()),
         entropy=draw(st.floats(0.0, 1e3)),
-        topk=topk, rest_mass=rest_mass(p for _, p in topk), flags=flags,
+        topk=topk,
+        rest_mass=rest_mass(p for _, p in topk),
+        flags=flags,
     )

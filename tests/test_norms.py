@@ -36,8 +36,9 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 ALL_KINDS = available_norm_kinds()
 
 
-def assert_norm_close(actual: torch.Tensor, expected: torch.Tensor,
-                      extra_atol: torch.Tensor | float = 0.0) -> None:
+def assert_norm_close(
+    actual: torch.Tensor, expected: torch.Tensor, extra_atol: torch.Tensor | float = 0.0
+) -> None:
     """fp32: rtol 1e-5. bf16/fp16: within two units of the dtype's resolution (both sides
     compute statistics in fp32 and round once or twice to the output dtype).
     ``extra_atol`` (per row) covers LayerNorm's conditioning on near-constant rows."""
@@ -87,11 +88,17 @@ def _forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def test_every_required_norm_class_is_exercised() -> None:
     names = {k.name for k in ALL_KINDS}
     required = {
-        "torch.nn.LayerNorm", "torch.nn.LayerNorm(bias=False)",
-        "torch.nn.LayerNorm(elementwise_affine=False)", "torch.nn.RMSNorm",
-        "transformers.LlamaRMSNorm", "transformers.GemmaRMSNorm", "transformers.Gemma2RMSNorm",
-        "transformers.Gemma3RMSNorm", "tl4.NormalizationBridge(LayerNorm)",
-        "tl4.RMSNormalizationBridge(LlamaRMSNorm)", "tl4.RMSNormalizationBridge(GemmaRMSNorm)",
+        "torch.nn.LayerNorm",
+        "torch.nn.LayerNorm(bias=False)",
+        "torch.nn.LayerNorm(elementwise_affine=False)",
+        "torch.nn.RMSNorm",
+        "transformers.LlamaRMSNorm",
+        "transformers.GemmaRMSNorm",
+        "transformers.Gemma2RMSNorm",
+        "transformers.Gemma3RMSNorm",
+        "tl4.NormalizationBridge(LayerNorm)",
+        "tl4.RMSNormalizationBridge(LlamaRMSNorm)",
+        "tl4.RMSNormalizationBridge(GemmaRMSNorm)",
     }
     assert required <= names, required - names
 
@@ -112,20 +119,26 @@ def test_hooked_transformer_norm_components() -> None:
     if "tl.HookedTransformer components" in reasons:
         pytest.skip(reasons["tl.HookedTransformer components"])
     tl_kinds = [k for k in ALL_KINDS if k.name.startswith("tl.")]
-    assert {k.name for k in tl_kinds} == {"tl.LayerNorm", "tl.LayerNormPre", "tl.RMSNorm",
-                                          "tl.RMSNormPre"}
+    assert {k.name for k in tl_kinds} == {
+        "tl.LayerNorm",
+        "tl.LayerNormPre",
+        "tl.RMSNorm",
+        "tl.RMSNormPre",
+    }
     # They then run through test_apply_norm_equals_module_forward like every other kind;
     # here: the LayerNorm component must centre (the original pipeline treated it as RMS).
-    gpt2_ln = next(k for k in tl_kinds if k.name == "tl.LayerNorm").build(8, 1e-5,
-                                                                         torch.float32, 0)
+    gpt2_ln = next(k for k in tl_kinds if k.name == "tl.LayerNorm").build(8, 1e-5, torch.float32, 0)
     assert norm_spec(gpt2_ln).kind == "layernorm"
 
 
 # ------------------------------------------------------- property: scale / shift invariance
 
 
-@given(case=norm_modules(family="rmsnorm", dtype=torch.float32, max_eps=1e-5),
-       data=st.data(), c=st.floats(1 / 16, 16))
+@given(
+    case=norm_modules(family="rmsnorm", dtype=torch.float32, max_eps=1e-5),
+    data=st.data(),
+    c=st.floats(1 / 16, 16),
+)
 def test_rms_lens_is_scale_invariant(case: NormCase, data: st.DataObject, c: float) -> None:
     x = data.draw(residuals_for(case, min_scale=0.1, max_scale=10.0))
     with torch.no_grad():
@@ -143,12 +156,19 @@ def test_rms_lens_is_scale_invariant(case: NormCase, data: st.DataObject, c: flo
     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
 
 
-@given(case=norm_modules(family="layernorm", dtype=torch.float32), data=st.data(),
-       shift=st.floats(-50, 50))
-def test_layernorm_lens_is_shift_invariant(case: NormCase, data: st.DataObject,
-                                           shift: float) -> None:
-    x = data.draw(residuals_for(case, min_scale=0.1, max_scale=10.0,
-                                patterns=("normal", "offset", "outlier", "sparse")))
+@given(
+    case=norm_modules(family="layernorm", dtype=torch.float32),
+    data=st.data(),
+    shift=st.floats(-50, 50),
+)
+def test_layernorm_lens_is_shift_invariant(
+    case: NormCase, data: st.DataObject, shift: float
+) -> None:
+    x = data.draw(
+        residuals_for(
+            case, min_scale=0.1, max_scale=10.0, patterns=("normal", "offset", "outlier", "sparse")
+        )
+    )
     with torch.no_grad():
         base = apply_norm_or_skip(x, case.module).double()
         moved = apply_norm_or_skip(x + shift, case.module).double()
@@ -237,8 +257,7 @@ def test_scaling_equivalence_unit_normalize_then_gamma() -> None:
         scaled.weight.copy_(gamma)
     unit = apply_norm_or_skip(x, plain)
     torch.testing.assert_close(unit.pow(2).mean(-1), torch.ones(3, 5), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(apply_norm_or_skip(x, scaled), unit * gamma, rtol=1e-6,
-                               atol=1e-6)
+    torch.testing.assert_close(apply_norm_or_skip(x, scaled), unit * gamma, rtol=1e-6, atol=1e-6)
 
 
 def test_rmsnorm_default_eps_follows_torch_for_low_precision() -> None:
@@ -324,8 +343,9 @@ POST = ("attn", "ln1", "mlp", "ln2")
 POST_LN1_FIRST = ("ln1", "attn", "mlp", "ln2")
 
 
-@pytest.mark.parametrize(("order", "expected"),
-                         [(PRE, "pre_norm"), (POST, "post_norm"), (POST_LN1_FIRST, "post_norm")])
+@pytest.mark.parametrize(
+    ("order", "expected"), [(PRE, "pre_norm"), (POST, "post_norm"), (POST_LN1_FIRST, "post_norm")]
+)
 def test_detect_model_architecture_from_child_order(order: tuple[str, ...], expected: str) -> None:
     assert detect_model_architecture(_model(order)) == expected
 
@@ -381,11 +401,20 @@ def _save_tiny_gpt2(path: Path) -> None:
     vocab = {f"w{i}": i for i in range(30)} | {"<unk>": 30, "<bos>": 31}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<bos>",
-                                   eos_token="<bos>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<bos>", eos_token="<bos>"
+    )
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=2, n_head=2,
-                     layer_norm_epsilon=1e-3, bos_token_id=31, eos_token_id=31)
+    cfg = GPT2Config(
+        vocab_size=32,
+        n_positions=16,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        layer_norm_epsilon=1e-3,
+        bos_token_id=31,
+        eos_token_id=31,
+    )
     model = GPT2LMHeadModel(cfg).eval()
     with torch.no_grad():  # non-trivial gamma/beta so a dropped bias or centring shows
         for name, p in model.named_parameters():
@@ -400,8 +429,9 @@ def gpt2_bridge(tmp_path_factory: pytest.TempPathFactory) -> Any:
     bridge_mod = pytest.importorskip("transformer_lens.model_bridge")
     path = tmp_path_factory.mktemp("tiny-gpt2")
     _save_tiny_gpt2(path)
-    return bridge_mod.TransformerBridge.boot_transformers(str(path), device="cpu",
-                                                         dtype=torch.float32)
+    return bridge_mod.TransformerBridge.boot_transformers(
+        str(path), device="cpu", dtype=torch.float32
+    )
 
 
 def _bridge_norms(bridge: Any) -> list[nn.Module]:
@@ -419,8 +449,7 @@ def test_booted_bridge_structure(gpt2_bridge: Any) -> None:
 
 
 @given(idx=st.integers(0, 4), data=st.data())
-def test_booted_bridge_norms_match_forward(gpt2_bridge: Any, idx: int,
-                                           data: st.DataObject) -> None:
+def test_booted_bridge_norms_match_forward(gpt2_bridge: Any, idx: int, data: st.DataObject) -> None:
     norm = _bridge_norms(gpt2_bridge)[idx]
     x = data.draw(residuals(d_model=16, dtype=torch.float32))
     with torch.no_grad():

@@ -1,0 +1,280 @@
+"""lenscheck.numerics: entropy and KL in bits, top-k with full-softmax probabilities, casts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lenscheck.numerics import (
+    bits_entropy_from_logits,
+    entropy_bits,
+    kl_bits,
+    safe_cast_for_unembed,
+    topk_probs,
+)
+from lenscheck.schema import rest_mass
+from lenscheck.strategies import finite_logits
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+NEG_INF = float("-inf")
+
+
+def reference_entropy_bits(logits: torch.Tensor) -> float:
+    """Entropy in bits computed independently in float64 (0 log 0 = 0)."""
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    p = logp.exp()
+    terms = torch.where(p > 0, -p * logp, torch.zeros_like(p))
+    return float(terms.sum()) / math.log(2)
+
+
+def n_finite(logits: torch.Tensor) -> int:
+    return int(torch.isfinite(logits).sum())
+
+
+# --------------------------------------------------------------------- entropy properties
+
+
+@given(logits=finite_logits())
+def test_entropy_is_bounded_by_zero_and_log2_of_support(logits: torch.Tensor) -> None:
+    h = bits_entropy_from_logits(logits)
+    assert isinstance(h, float)
+    assert math.copysign(1.0, h) == 1.0  # never NaN, never -0.0
+    assert 0.0 <= h <= math.log2(n_finite(logits)) + 1e-5
+    assert h == pytest.approx(reference_entropy_bits(logits), abs=2e-5, rel=2e-5)
+
+
+@given(vocab=st.integers(1, 4096), value=st.floats(-1e4, 1e4), masked=st.integers(0, 64))
+def test_uniform_logits_give_log2_of_vocabulary(vocab: int, value: float, masked: int) -> None:
+    logits = torch.full((vocab + masked,), value)
+    logits[vocab:] = NEG_INF  # masked ids do not count
+    h = bits_entropy_from_logits(logits)
+    assert h == pytest.approx(math.log2(vocab), abs=1e-5 * max(1.0, math.log2(vocab)))
+
+
+@given(logits=finite_logits(max_abs=5e3), k=st.integers(-80000, 80000))
+def test_entropy_invariant_to_adding_a_constant(logits: torch.Tensor, k: int) -> None:
+    # Multiples of 1/16 below 2^14 in magnitude add exactly in fp32, so the test checks the
+    # entropy's own invariance, not the rounding of logits + c.
+    x = torch.round(logits * 16) / 16
+    c = k / 16
+    h = bits_entropy_from_logits(x)
+    assert bits_entropy_from_logits(x + c) == pytest.approx(h, abs=1e-6)
+
+
+@given(logits=finite_logits(batch_shape=(3,), max_vocab=64))
+def test_batched_entropy_equals_row_by_row(logits: torch.Tensor) -> None:
+    batched = entropy_bits(logits)
+    assert batched.shape == (3,) and batched.dtype == torch.float32
+    rows = [bits_entropy_from_logits(row) for row in logits]
+    assert batched.tolist() == rows
+
+
+# ----------------------------------------------------------------------- top-k properties
+
+
+@given(logits=finite_logits(max_vocab=256))
+def test_topk_with_k_equal_vocab_sums_to_one(logits: torch.Tensor) -> None:
+    top = topk_probs(logits, logits.shape[-1])
+    ids = top.ids.tolist()
+    assert sorted(ids) == list(range(logits.shape[-1]))  # every id once
+    probs = top.probs.tolist()
+    rest = rest_mass(probs)
+    assert rest >= 0.0
+    assert sum(probs) + rest == pytest.approx(1.0, abs=1e-6)
+
+
+@given(logits=finite_logits(), k=st.integers(1, 40))
+def test_topk_probabilities_are_full_softmax_of_the_largest_logits(
+    logits: torch.Tensor, k: int
+) -> None:
+    top = topk_probs(logits, k)
+    kk = min(k, logits.shape[-1])
+    assert top.ids.shape == top.probs.shape == (kk,)
+    ids = top.ids.tolist()
+    assert len(set(ids)) == kk
+    # ids are the k largest logits, in order
+    picked = logits[top.ids]
+    assert (picked[:-1] >= picked[1:]).all()
+    others = torch.ones_like(logits, dtype=torch.bool)
+    others[top.ids] = False
+    if others.any():
+        assert float(picked.min()) >= float(logits[others].max())
+    # probabilities from the full softmax (float64 reference)
+    ref = torch.softmax(logits.double(), dim=-1)
+    torch.testing.assert_close(top.probs.double(), ref[top.ids], rtol=1e-5, atol=1e-7)
+    rest = rest_mass(top.probs.tolist())
+    assert rest >= 0.0
+    assert rest == pytest.approx(max(0.0, 1.0 - float(ref[top.ids].sum())), abs=1e-6)
+
+
+def test_topk_rejects_k_below_one_and_clamps_large_k() -> None:
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        topk_probs(torch.zeros(4), 0)
+    top = topk_probs(torch.tensor([0.0, math.log(3.0)]), 10)
+    assert top.ids.tolist() == [1, 0]
+    assert top.probs.tolist() == pytest.approx([0.75, 0.25])
+
+
+# -------------------------------------------------------------------------- KL properties
+
+
+@given(logits=finite_logits(batch_shape=(2,)))
+def test_kl_of_identical_inputs_is_exactly_zero(logits: torch.Tensor) -> None:
+    kl = kl_bits(logits, logits.clone())
+    assert kl.tolist() == [0.0, 0.0]
+
+
+@given(data=st.data())
+def test_kl_is_nonnegative_and_matches_reference(data: st.DataObject) -> None:
+    p = data.draw(finite_logits(max_vocab=128, allow_neg_inf=False), label="p")
+    q = data.draw(
+        finite_logits(
+            min_vocab=p.shape[-1], max_vocab=p.shape[-1], allow_neg_inf=False, max_abs=50.0
+        ),
+        label="q",
+    )
+    kl = float(kl_bits(p, q))
+    assert kl >= 0.0 and math.isfinite(kl)
+    logp = torch.log_softmax(p.double(), -1)
+    logq = torch.log_softmax(q.double(), -1)
+    ref = float((logp.exp() * (logp - logq)).sum()) / math.log(2)
+    assert kl == pytest.approx(max(ref, 0.0), abs=1e-4, rel=1e-4)
+
+
+def test_kl_known_value_and_masks() -> None:
+    p = torch.tensor([0.0, 0.0]).log_softmax(-1)
+    q = torch.tensor([0.25, 0.75]).log()
+    expected = 0.5 * math.log2(0.5 / 0.25) + 0.5 * math.log2(0.5 / 0.75)
+    assert float(kl_bits(p, q)) == pytest.approx(expected, rel=1e-6)
+    masked = torch.tensor([0.0, 1.0, NEG_INF])
+    # ids that P masks contribute nothing, also where Q masks them as well
+    assert float(kl_bits(masked, masked)) == 0.0
+    assert float(kl_bits(masked, torch.tensor([0.0, 1.0, 5.0]))) > 0.0
+    assert math.isfinite(float(kl_bits(masked, torch.tensor([0.0, 1.0, 5.0]))))
+    # P puts mass where Q has none: infinite, not NaN
+    assert float(kl_bits(torch.tensor([0.0, 0.0]), torch.tensor([0.0, NEG_INF]))) == math.inf
+    with pytest.raises(ValueError, match="same shape"):
+        kl_bits(torch.zeros(3), torch.zeros(4))
+
+
+# ----------------------------------------------------------------------- entropy: units
+
+
+def test_uniform_vs_peaked_entropy() -> None:
+    assert bits_entropy_from_logits(torch.zeros(8)) == pytest.approx(3.0, abs=1e-6)
+    assert bits_entropy_from_logits(torch.zeros(2)) == pytest.approx(1.0, abs=1e-7)
+    peaked = torch.tensor([10.0, 0.0, 0.0, 0.0])
+    p = math.exp(10) / (math.exp(10) + 3)
+    q = 1 / (math.exp(10) + 3)
+    expected = -(p * math.log2(p) + 3 * q * math.log2(q))
+    assert bits_entropy_from_logits(peaked) == pytest.approx(expected, rel=1e-4)
+    assert bits_entropy_from_logits(peaked) < 0.01
+    assert bits_entropy_from_logits(torch.zeros(4)) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_entropy_stable_on_extremes() -> None:
+    delta = bits_entropy_from_logits(torch.tensor([1e4, -1e4, 0.0]))
+    assert delta == 0.0 and math.copysign(1.0, delta) == 1.0  # 0, not -0.0 or NaN
+    assert bits_entropy_from_logits(torch.tensor([1e4, 1e4, -1e4])) == pytest.approx(1.0)
+    huge = torch.tensor([3e38, -3e38, 3e38, 0.0])
+    assert bits_entropy_from_logits(huge) == pytest.approx(1.0)
+    tiny = torch.tensor([1e-30, -1e-30, 0.0, 1e-45])
+    assert bits_entropy_from_logits(tiny) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_entropy_computed_in_fp32_for_half_precision_logits() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, generator=gen) * 3
+    for dtype in (torch.float16, torch.bfloat16):
+        low = x.to(dtype)
+        assert bits_entropy_from_logits(low) == bits_entropy_from_logits(low.float())
+        assert entropy_bits(low).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ([0.0, float("nan"), 1.0], "NaN"),
+        ([0.0, float("inf"), 1.0], r"\+inf"),
+        ([NEG_INF, NEG_INF], "every value is -inf"),
+    ],
+)
+def test_invalid_logits_raise(values: list[float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        bits_entropy_from_logits(torch.tensor(values))
+    with pytest.raises(ValueError, match=match):
+        entropy_bits(torch.tensor([values, [0.0] * len(values)]))
+
+
+def test_neg_inf_is_a_legitimate_mask() -> None:
+    assert bits_entropy_from_logits(torch.tensor([0.0, NEG_INF])) == 0.0
+    assert bits_entropy_from_logits(torch.tensor([2.0, NEG_INF, 2.0, NEG_INF])) == pytest.approx(
+        1.0
+    )
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(2, 3), torch.tensor(1.0), [0.0, 1.0]])
+def test_entropy_wants_one_dimensional_logits(bad: object) -> None:
+    with pytest.raises(ValueError, match="logits") as info:
+        bits_entropy_from_logits(bad)  # type: ignore[arg-type]
+    assert "1-D" in str(info.value)
+
+
+# --------------------------------------------------------------- safe_cast_for_unembed
+
+
+FLOAT_W = [torch.float16, torch.bfloat16, torch.float32]
+
+
+@pytest.mark.parametrize("w_dtype", FLOAT_W)
+@pytest.mark.parametrize("resid_dtype", FLOAT_W)
+def test_cast_follows_float_unembedding(w_dtype: torch.dtype, resid_dtype: torch.dtype) -> None:
+    resid = torch.tensor([[0.5, -1.25, 3.0]], dtype=resid_dtype)
+    W_U = torch.ones(3, 5, dtype=w_dtype)
+    out = safe_cast_for_unembed(resid, W_U)
+    assert out.dtype == w_dtype
+    assert out.float().tolist() == resid.float().tolist()  # exactly representable values
+    logits = out @ W_U  # the cast exists so this matmul works
+    assert logits.float().tolist() == [[2.25] * 5]
+
+
+@pytest.mark.parametrize("resid_dtype", FLOAT_W)
+def test_force_fp32_with_promoted_unembedding(resid_dtype: torch.dtype) -> None:
+    resid = torch.tensor([1.0, 2.0], dtype=resid_dtype)
+    W_U = torch.ones(2, 4, dtype=torch.float32)
+    out = safe_cast_for_unembed(resid, W_U, force_fp32_unembed=True)
+    assert out.dtype == torch.float32
+    assert (out @ W_U).tolist() == [3.0] * 4
+
+
+@pytest.mark.parametrize("w_dtype", [torch.float16, torch.bfloat16])
+def test_force_fp32_cannot_break_a_half_precision_matmul(w_dtype: torch.dtype) -> None:
+    # The flag only forces fp32 once the caller promoted W_U; with a half-precision W_U the
+    # residual follows W_U (an fp32 residual would make the matmul fail).
+    resid = torch.tensor([1.0, 2.0])
+    W_U = torch.ones(2, 4, dtype=w_dtype)
+    out = safe_cast_for_unembed(resid, W_U, force_fp32_unembed=True)
+    assert out.dtype == w_dtype
+    assert (out @ W_U).float().tolist() == [3.0] * 4
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("resid_dtype", FLOAT_W)
+def test_quantized_unembedding_leaves_activations_alone(
+    force: bool, resid_dtype: torch.dtype
+) -> None:
+    resid = torch.tensor([1.5, -2.0], dtype=resid_dtype)
+    W_U = torch.ones(2, 4, dtype=torch.int8)
+    out = safe_cast_for_unembed(resid, W_U, force_fp32_unembed=force)
+    assert out is resid
+    assert out.dtype == resid_dtype
+
+
+def test_force_flag_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        safe_cast_for_unembed(torch.zeros(2), torch.zeros(2, 2), True)  # type: ignore[misc]

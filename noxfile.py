@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -61,6 +62,38 @@ def demo(session: nox.Session) -> None:
     out = Path(tempfile.mkdtemp(prefix="lenscheck-demo-"))
     session.run("lenscheck", "run", "embedded", "--out-dir", str(out), env=OFFLINE)
     session.log(f"files written to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+
+
+# Library stacks of the compatibility matrix: extra requirements and the lens backend.
+STACKS = {
+    "tl39-hooked": (["transformer-lens==3.9.0"], "hooked-transformer"),
+    "tl39-bridge": (["transformer-lens==3.9.0"], "transformer-lens"),
+    "tl4-bridge": (["transformer-lens>=4.3,<5"], "transformer-lens"),
+    "transformers": ([], "transformers"),
+}
+COMPAT_OUT = ROOT / ".nox" / "compat-runs"
+
+
+@nox.session
+@nox.parametrize("stack", list(STACKS))
+def compat(session: nox.Session, stack: str) -> None:
+    """The golden suite (embedded + synthetic) per library stack, same committed goldens."""
+    extra, backend = STACKS[stack]
+    install(session)
+    if extra:
+        session.install(*extra, CI["torch"])
+    support = json.loads(
+        session.run("python", "-m", "lenscheck.backends.support", backend, silent=True)
+    )
+    for model, reason in support["unsupported"].items():
+        session.warn(f"{stack} cannot load {model}: {reason} (left out, not skipped silently)")
+    models = support["run"]
+    session.run("pytest", "-m", "lens", f"--lens-backend={backend}",
+                f"--lens-models={','.join(models)}", *session.posargs, env=OFFLINE)
+    out = COMPAT_OUT / stack
+    session.run("lenscheck", "run", "embedded", "--backend", backend, "--device", "cpu",
+                "--no-heatmap", "--out-dir", str(out), env=OFFLINE)
+    session.run("python", "benchmarks/compat_report.py", str(COMPAT_OUT), env=OFFLINE)
 
 
 @nox.session

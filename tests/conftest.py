@@ -40,3 +40,45 @@ def torch_single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_network: the test may open internet sockets (none does today)"
+    )
+
+
+class NetworkAccessError(RuntimeError):
+    """A test tried to reach the network; the offline gate forbids it."""
+
+
+@pytest.fixture(autouse=True)
+def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that opens an internet connection (AF_UNIX and pipes stay allowed).
+
+    The offline gate (`nox -s unit`) must not depend on a hub or any host; a test that
+    tries names itself through this error instead of hanging on a timeout.
+    """
+    import socket
+
+    if request.node.get_closest_marker("allow_network"):
+        return
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: object) -> object:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            raise NetworkAccessError(
+                f"{request.node.nodeid} tried to connect to {address!r}; tests run offline "
+                "(mark it allow_network if it truly needs the network)"
+            )
+        return real_connect(sock, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "create_connection", _refuse(request.node.nodeid))
+
+
+def _refuse(nodeid: str) -> object:
+    def create_connection(address: object, *args: object, **kwargs: object) -> object:
+        raise NetworkAccessError(f"{nodeid} tried to connect to {address!r}; tests run offline")
+
+    return create_connection

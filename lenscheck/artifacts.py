@@ -81,20 +81,41 @@ def stage_bytes(path: Path, data: bytes) -> Path:
 
 
 def write_files_atomically(files: Mapping[Path, bytes]) -> None:
-    """Stage every file, then rename them all into place.
+    """Stage every file, then rename them all into place, as a set.
 
-    A reader (or an interrupted run) sees the old files or the complete new ones,
-    never a partial file; staged parts are removed whatever happens.
+    If anything fails, including a rename half way through the set, the files already
+    renamed are rolled back: the previous versions come back from their backups and
+    new ones are removed. Staged parts and backups never stay behind.
     """
     staged: list[tuple[Path, Path]] = []
+    placed: list[tuple[Path, Path | None]] = []  # (target, backup of the old file)
     try:
         for path, data in files.items():
             staged.append((stage_bytes(path, data), path))
         for tmp, path in staged:
+            backup = None
+            if path.exists():
+                backup = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.bak")
+                os.replace(path, backup)
+            placed.append((path, backup))
             os.replace(tmp, path)
+    except BaseException:
+        _roll_back(placed)
+        raise
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+    for _, backup in placed:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+
+
+def _roll_back(placed: list[tuple[Path, Path | None]]) -> None:
+    for path, backup in reversed(placed):
+        if backup is not None:
+            os.replace(backup, path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -183,7 +183,7 @@ def _residual_bytes(residuals: list[Any]) -> bytes:
 
 
 def write_outputs(result: LensResult, paths: OutputPaths, cfg: LensConfig, *, title: str) -> None:
-    """Write every output file of one model atomically, as a set."""
+    """Write every output file of one model as a set: all of them or none."""
     from lenscheck.artifacts import write_files_atomically
 
     write_files_atomically(_file_bytes(result, paths, cfg, title))

@@ -259,3 +259,40 @@ def test_default_clock_is_datetime_now() -> None:
         [stamp] = [p.name for p in latest.iterdir()]
         got = datetime.strptime(stamp, "timestamp-%Y%m%d-%H%M")
         assert before <= got <= datetime.now()
+
+
+def test_failed_rename_midway_restores_the_previous_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun into a folder with old outputs fails on its second rename: the first file,
+    already replaced, gets its old bytes back, and no staged part or backup remains."""
+    import lenscheck.artifacts as artifacts
+
+    a, b = tmp_path / "output-a.csv", tmp_path / "output-a.json"
+    a.write_bytes(b"old a")
+    b.write_bytes(b"old b")
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def flaky(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls.append(Path(dst).name)
+        if Path(src).suffix == ".part" and Path(dst) == b:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        artifacts.write_files_atomically({a: b"new a", b: b"new b"})
+    assert a.read_bytes() == b"old a"
+    assert b.read_bytes() == b"old b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["output-a.csv", "output-a.json"]
+
+
+def test_successful_rewrite_replaces_every_file_and_drops_backups(tmp_path: Path) -> None:
+    import lenscheck.artifacts as artifacts
+
+    a = tmp_path / "output-a.csv"
+    a.write_bytes(b"old")
+    artifacts.write_files_atomically({a: b"new", tmp_path / "output-a.json": b"{}"})
+    assert a.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["output-a.csv", "output-a.json"]

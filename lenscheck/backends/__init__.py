@@ -47,6 +47,8 @@ def load_backend(
     """Load ``path`` (local dir or hub id) through ``backend`` on ``device`` in ``dtype``."""
     from lenscheck.backends.hf import TransformersBackend, load_hf_model
 
+    if backend not in UNSUPPORTED:  # before loading: a typo should not cost a model load
+        raise ValueError(f"backend must be one of {', '.join(UNSUPPORTED)}; got {backend!r}")
     model, tokenizer = load_hf_model(
         path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, device_map=device_map
     )
@@ -80,4 +82,4 @@ def load_backend(
             device=device,
             promote_unembed=promote_unembed,
         )
-    raise ValueError(f"backend must be one of {', '.join(UNSUPPORTED)}; got {backend!r}")
+    raise AssertionError(f"unhandled backend {backend!r}")  # pragma: no cover

@@ -20,6 +20,7 @@ def _label(text: str) -> str:
 def render_heatmap_png(result: LensResult, title: str) -> bytes:
     """PNG bytes: entropy heatmap with top-1 tokens, plus next-token entropy and p(answer)."""
     import io
+    import warnings
 
     import matplotlib
 
@@ -57,7 +58,11 @@ def render_heatmap_png(result: LensResult, title: str) -> bytes:
     fig.colorbar(mesh, ax=ax, label="entropy (bits)", shrink=0.8)
     _side_panel(side, result, n_layers)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    with warnings.catch_warnings():
+        # Tokens from scripts DejaVu Sans lacks (CJK, ...) draw as boxes; one warning per
+        # glyph on stderr helps nobody reading the CSVs, which hold the exact text.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 
@@ -76,6 +81,14 @@ def _side_panel(ax: Any, result: LensResult, n_layers: int) -> None:
     ax.set_ylim(-0.5, n_layers - 0.5)
     ax.set_yticks([])
     twin = ax.twiny()
-    twin.plot(result.extras.get("p_ground_truth", [0.0] * n_layers), layers, color="tab:red")
-    twin.set_xlim(0, 1)
+    # Markers and a margin: p(answer) sits at ~0 for most layers, which a bare line would
+    # draw exactly on the axis spine, where it cannot be told from "not plotted".
+    twin.plot(
+        result.extras.get("p_ground_truth", [0.0] * n_layers),
+        layers,
+        color="tab:red",
+        marker="o",
+        markersize=2.5,
+    )
+    twin.set_xlim(-0.04, 1.04)
     twin.set_xlabel(f"p({result.json_data['prompt']['ground_truth']})", color="tab:red")

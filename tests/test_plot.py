@@ -1,0 +1,105 @@
+"""The lens heatmap: a real PNG whose size follows the grid, with both side-panel curves."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import pytest
+from _lens_fixtures import embedded_run, make_fake_backend
+
+#: One torch thread for this module (see _lens_fixtures.single_thread).
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TAB_RED = (214, 39, 40)  # p(answer)
+TAB_BLUE = (31, 119, 180)  # next-token entropy
+
+
+def _fake_result(n_layers: int, prompt: str) -> Any:
+    from lenscheck.config import LensConfig
+    from lenscheck.lens import run_lens
+
+    fb = make_fake_backend(n_layers=n_layers)
+    return run_lens(fb, LensConfig(prompt=prompt, test_prompts=("The capital",)))
+
+
+def _image(png: bytes) -> Any:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png))
+    img.load()
+    return img.convert("RGB")
+
+
+def _count_colour(img: Any, rgb: tuple[int, int, int], tol: int = 12) -> int:
+    import numpy as np
+
+    arr = np.asarray(img).astype(int)
+    return int((np.abs(arr - np.array(rgb)).max(axis=-1) <= tol).sum())
+
+
+SHORT = "The capital of Germany"
+LONG = "Give the city name only, plain text. The capital of Germany is called simply"
+
+
+def test_render_returns_png_bytes() -> None:
+    from lenscheck.plot import render_heatmap_png
+
+    png = render_heatmap_png(_fake_result(3, SHORT), "fake")
+    assert isinstance(png, bytes) and png.startswith(PNG_MAGIC)
+    img = _image(png)
+    assert img.width > 300 and img.height > 200
+    # Rendering is deterministic (no timestamp or software metadata in the file).
+    assert render_heatmap_png(_fake_result(3, SHORT), "fake") == png
+
+
+def test_png_grows_with_layers_and_positions() -> None:
+    from lenscheck.plot import render_heatmap_png
+
+    small = _image(render_heatmap_png(_fake_result(3, SHORT), "fake"))
+    more_layers = _image(render_heatmap_png(_fake_result(12, SHORT), "fake"))
+    more_positions = _image(render_heatmap_png(_fake_result(3, LONG), "fake"))
+    assert more_layers.height > small.height
+    assert more_layers.width == small.width
+    assert more_positions.width > small.width
+    assert more_positions.height == small.height
+    # The figure size is linear in the grid: 0.3 in per layer, 0.75 in per position, 110 dpi.
+    assert more_layers.height - small.height == pytest.approx(9 * 0.3 * 110, abs=3)
+    assert more_positions.width - small.width == pytest.approx((15 - 5) * 0.75 * 110, abs=3)
+
+
+def test_labels_escape_and_truncate() -> None:
+    from lenscheck.plot import _label
+
+    assert _label(" Berlin") == " Berlin"
+    assert _label("\n") == "\\n"
+    assert _label("\x0b") == "\\x0b"
+    assert _label("abcdefghijk") == "abcdefg…"
+    assert len(_label("<|im_start|>")) == 8
+
+
+@pytest.mark.slow
+def test_embedded_heatmap(tmp_path: Any) -> None:
+    """The shared embedded run's picture: size for 31 x 17, both side-panel curves drawn,
+    and no font warning escapes to the user (a CJK top-1 appears at layer 8)."""
+    from lenscheck.plot import render_heatmap_png
+
+    run = embedded_run("transformers")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = render_heatmap_png(run.result, run.resolved.name)
+    assert png.startswith(PNG_MAGIC)
+    (tmp_path / "lens.png").write_bytes(png)
+    img = _image(png)
+    # figsize (4 + 0.75 * positions, 2 + 0.3 * layers) inches at 110 dpi: 1842.5 x 1243.
+    assert img.width == pytest.approx((4 + 0.75 * 17) * 110, abs=1)
+    assert img.height == pytest.approx((2 + 0.3 * 31) * 110, abs=1)
+    assert _count_colour(img, TAB_RED) > 100
+    assert _count_colour(img, TAB_BLUE) > 100
+    p = run.result.extras["p_ground_truth"]
+    assert len(p) == 31
+    assert max(p[:30]) < 0.01 and p[30] == pytest.approx(
+        run.result.pure_records[30]["topk"][0][1], rel=1e-5
+    )

@@ -1,0 +1,150 @@
+"""lenscheck.runner: out-dir check, dtype/unembed policy at load, residual keeping, writing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _lens_fixtures import make_fake_backend
+
+#: One torch thread for this module (see _lens_fixtures.single_thread).
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+LLAMA = "synthetic-llama"
+
+
+def _cfg(**changes: Any) -> Any:
+    from lenscheck.config import LensConfig
+    from lenscheck.prompts import TEST_PROMPTS
+
+    base: dict[str, Any] = {"device": "cpu", "heatmap": False, "test_prompts": TEST_PROMPTS[:1]}
+    return LensConfig(**{**base, **changes})
+
+
+def test_check_out_dir_creates_folders_and_leaves_no_probe(tmp_path: Path) -> None:
+    from lenscheck.runner import check_out_dir
+
+    target = tmp_path / "a" / "b" / "c"
+    assert check_out_dir(target) == target
+    assert target.is_dir() and list(target.iterdir()) == []
+    assert check_out_dir(target) == target  # idempotent
+
+
+def test_check_out_dir_refuses_a_path_under_a_file(tmp_path: Path) -> None:
+    from lenscheck.runner import check_out_dir
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(PermissionError, match=r"not writable .*--out-dir"):
+        check_out_dir(tmp_path / "f" / "sub")
+
+
+def test_seed_everything_turns_on_deterministic_kernels() -> None:
+    import torch
+
+    from lenscheck.runner import seed_everything
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        seed_everything(7)
+        assert torch.are_deterministic_algorithms_enabled()
+        a = torch.rand(3)
+        seed_everything(7)
+        assert torch.equal(a, torch.rand(3))
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def test_run_model_writes_files_and_times_stages(tmp_path: Path) -> None:
+    from lenscheck.runner import run_model
+
+    stages: list[str] = []
+    run = run_model(LLAMA, _cfg(), tmp_path, stage=stages.append)
+    assert stages == ["load", "lens", "write"]
+    assert run.paths is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (run.paths.records_csv, run.paths.pure_csv, run.paths.json)
+    )
+    data = json.loads(run.paths.json.read_text(encoding="utf-8"))
+    assert data["diagnostics"]["model_source"] == "synthetic"
+    assert data["diagnostics"]["model"] == LLAMA
+    assert set(run.timings) == {"load_s", "lens_s", "total_s"}
+    assert 0 < run.timings["load_s"] < run.timings["total_s"]
+    assert run.result.residuals is None  # not kept unless asked
+
+
+def test_self_test_keeps_residuals_only_for_itself() -> None:
+    from lenscheck.runner import run_model
+
+    run = run_model(LLAMA, _cfg(self_test=True))
+    assert run.result.residuals is None
+    kept = run_model(LLAMA, _cfg(self_test=True, keep_residuals=True))
+    assert kept.result.residuals is not None and len(kept.result.residuals) == 4
+
+
+@pytest.mark.parametrize(
+    ("dtype", "fp32_unembed", "compute", "unembed"),
+    [
+        ("auto", False, "float32", "float32"),  # cpu policy: fp32, unembed promoted
+        ("float16", True, "float16", "float32"),  # --fp32-unembed forces the promotion
+        ("bfloat16", False, "bfloat16", "bfloat16"),  # no automatic promotion below fp32
+    ],
+)
+def test_load_model_dtype_and_unembed_policy(
+    dtype: str, fp32_unembed: bool, compute: str, unembed: str
+) -> None:
+    import torch
+
+    from lenscheck.runner import load_model
+
+    resolved, backend = load_model(LLAMA, _cfg(dtype=dtype, fp32_unembed=fp32_unembed))
+    assert resolved.source == "synthetic"
+    assert backend.dtype == getattr(torch, compute)
+    assert backend.unembed.dtype == getattr(torch, unembed)
+    assert next(backend.model.parameters()).dtype == getattr(torch, compute)
+
+
+def test_bf16_run_with_fp32_unembed_stays_within_the_bf16_tolerance() -> None:
+    from lenscheck.runner import run_model
+    from lenscheck.selftest import kl_tolerance_bits
+
+    run = run_model(LLAMA, _cfg(dtype="bfloat16", fp32_unembed=True, self_test=True))
+    diag = run.result.diagnostics
+    assert diag["compute_dtype"] == "torch.bfloat16" and diag["unembed_dtype"] == "torch.float32"
+    import torch
+
+    assert diag["last_layer_consistency"]["kl_bits_max"] < kl_tolerance_bits(torch.bfloat16)
+
+
+def test_write_outputs_writes_heatmap_and_residuals_when_asked(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from lenscheck.artifacts import output_paths
+    from lenscheck.config import LensConfig
+    from lenscheck.lens import run_lens
+    from lenscheck.runner import write_outputs
+
+    fb = make_fake_backend()
+    result = run_lens(fb, LensConfig(keep_residuals=True, test_prompts=("The capital",)))
+    paths = output_paths(tmp_path, "org/fake-model")
+    write_outputs(result, paths, LensConfig(keep_residuals=True), title="fake-model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "output-fake-model-lens.png",
+        "output-fake-model-pure-next-token.csv",
+        "output-fake-model-records.csv",
+        "output-fake-model-residuals.safetensors",
+        "output-fake-model.json",
+    ]
+    tensors = load_file(str(paths.residuals))
+    assert len(tensors) == 4
+    assert all(tensors[f"layer_{i:02d}"].shape == (15, 16) for i in range(4))
+    # Without the options: exactly the three data files.
+    other = tmp_path / "plain"
+    other.mkdir()
+    write_outputs(result, output_paths(other, "fake"), LensConfig(heatmap=False), title="x")
+    assert sorted(p.name for p in other.iterdir()) == [
+        "output-fake-pure-next-token.csv",
+        "output-fake-records.csv",
+        "output-fake.json",
+    ]

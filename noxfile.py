@@ -82,6 +82,9 @@ def compat(session: nox.Session, stack: str) -> None:
     install(session)
     if extra:
         session.install(*extra, CI["torch"])
+    else:
+        # "transformers alone": prove the transformers backend never needs TransformerLens.
+        session.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "transformer-lens")
     support = json.loads(
         session.run("python", "-m", "lenscheck.backends.support", backend, silent=True)
     )

@@ -10,6 +10,7 @@ from lenscheck.golden.tolerances import Tolerances
 __all__ = ["Drift", "DriftReport", "compare_golden"]
 
 SECTIONS = ("schema", "model_stats", "tokenization", "collapse", "final_prediction", "trajectory")
+_ENVIRONMENT_KEYS = ("diagnostics.versions.",)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ def _equal(
         for path in sorted(set(g_paths) | set(o_paths)):
             if lenient and path not in g_paths:
                 continue  # new diagnostics are added, never renamed: not a drift for diff
+            if path.startswith(_ENVIRONMENT_KEYS):
+                # The installed libraries depend on the backend (transformer-lens adds its
+                # own): environment, not schema; the "versions" report lines show them.
+                continue
             if g_paths.get(path) != o_paths.get(path):
                 out.append(
                     Drift(
@@ -152,6 +157,9 @@ def _trajectory(
         return
     for g, o in zip(golden, observed):
         layer = g["layer"]
+        if o["layer"] != layer:
+            # Rows are compared by position: a shifted layer numbering is drift in itself.
+            report.drifts.append(Drift("trajectory", "layer index", layer, o["layer"], 0, layer))
         if g["top1"] != o["top1"]:
             gap = g["p_top1"] - g["p_top2"]
             target = report.near_ties if gap < tol.near_tie else report.drifts

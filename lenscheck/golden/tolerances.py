@@ -73,12 +73,22 @@ def parse_overrides(lines: list[str]) -> dict[str, dict[str, float]]:
         if not line.strip():
             continue
         cls, *pairs = line.split()
+        error = ValueError(
+            f"lens_tolerances: expected 'CLASS FIELD=VALUE' with FIELD one of "
+            f"{', '.join(sorted(names))} and VALUE a number >= 0, got {line!r}"
+        )
+        # A line without a class ('entropy=1e-3') or without pairs would otherwise be a no-op.
+        if "=" in cls or not pairs:
+            raise error
         for pair in pairs:
             key, sep, value = pair.partition("=")
             if not sep or key not in names:
-                raise ValueError(
-                    f"lens_tolerances: expected 'CLASS FIELD=VALUE' with FIELD one of "
-                    f"{', '.join(sorted(names))}, got {line!r}"
-                )
-            out.setdefault(cls, {})[key] = float(value)
+                raise error
+            try:
+                number = float(value)
+            except ValueError:
+                raise error from None
+            if not number >= 0:  # also rejects nan
+                raise error
+            out.setdefault(cls, {})[key] = number
     return out

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lenscheck.plugin.options import LensSettings, add_options, read_settings
-from lenscheck.plugin.session import GoldenHelper, LensRun, LensSession
+from lenscheck.plugin.session import CROSS_CLASS_NOTE, GoldenHelper, LensRun, LensSession
 
 __all__ = ["lens_golden", "lens_model", "lens_run", "lens_settings"]
 
@@ -34,6 +35,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # Keep every test of a model on one xdist worker, so it loads once per worker.
     if settings.models and getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """loadgroup by lens model (xdist's own grouping misses them, see xdist_groups)."""
+    models = config.stash[_SESSION].settings.models
+    if not models or config.getvalue("dist") != "loadgroup":
+        return None
+    from lenscheck.plugin.xdist_groups import lens_group_scheduler
+
+    return lens_group_scheduler(config, log, models)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -88,9 +100,30 @@ def lens_run(lens_model: str, pytestconfig: pytest.Config) -> LensRun:
 
 
 @pytest.fixture
-def lens_golden(lens_run: LensRun, pytestconfig: pytest.Config) -> Iterator[GoldenHelper]:
+def lens_golden(
+    lens_run: LensRun, pytestconfig: pytest.Config, request: pytest.FixtureRequest
+) -> Iterator[GoldenHelper]:
     """Compare ``lens_run`` with its golden: ``.compare()``, ``.check()``, ``.assert_snapshot``."""
-    yield GoldenHelper(lens_run, pytestconfig.stash[_SESSION].settings, pytestconfig)
+    settings = pytestconfig.stash[_SESSION].settings
+    yield GoldenHelper(lens_run, settings, pytestconfig, node=request.node)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """List the runs compared with another class's golden (cross-class tolerances).
+
+    The notes travel as ``user_properties`` of the test reports, so xdist workers' appear too.
+    """
+    notes = dict.fromkeys(
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", ())
+        if name == CROSS_CLASS_NOTE
+    )
+    if notes:
+        terminalreporter.section("lenscheck: cross-class comparisons")
+        for note in notes:
+            terminalreporter.write_line(str(note))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -10,7 +10,7 @@ def worker_index(worker_id: str | None) -> int:
     if not worker_id or worker_id == "master":
         return 0
     digits = worker_id.removeprefix("gw")
-    if not digits.isdigit():
+    if digits == worker_id or not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"unexpected xdist worker id {worker_id!r}; expected 'gwN'")
     return int(digits)
 

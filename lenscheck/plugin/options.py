@@ -112,7 +112,7 @@ def _models(text: str) -> tuple[str, ...]:
 
 def read_settings(config: pytest.Config) -> LensSettings:
     """Resolve options over ini values; bad values raise pytest.UsageError."""
-    from lenscheck.config import BACKENDS, LensConfig
+    from lenscheck.config import LensConfig
     from lenscheck.golden.tolerances import parse_overrides
 
     backend = _value(config, "lens_backend")
@@ -121,7 +121,8 @@ def read_settings(config: pytest.Config) -> LensSettings:
         LensConfig(device=device, dtype=dtype, backend=backend)  # type: ignore[arg-type]
         overrides = parse_overrides(list(config.getini("lens_tolerances")))
     except ValueError as exc:
-        raise pytest.UsageError(f"lenscheck: {exc} (backends: {', '.join(BACKENDS)})") from None
+        # LensConfig's messages list the accepted values (backends, devices, dtypes) already.
+        raise pytest.UsageError(f"lenscheck: {exc}") from None
     golden = Path(_value(config, "lens_golden_dir"))
     return LensSettings(
         models=_models(_value(config, "lens_models")),

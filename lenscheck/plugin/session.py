@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from lenscheck.golden.compare import DriftReport
     from lenscheck.runner import ModelRun
 
-__all__ = ["GoldenHelper", "LensRun", "LensSession"]
+__all__ = ["CROSS_CLASS_NOTE", "GoldenHelper", "LensRun", "LensSession"]
+
+#: user_properties key of "compared with another class's golden" notes (printed at the end).
+CROSS_CLASS_NOTE = "lenscheck_cross_class"
 
 
 @dataclass
@@ -111,11 +114,18 @@ def _worker_device(device: str) -> str:
 class GoldenHelper:
     """Compare a run with its golden: what the generated tests and users' tests call."""
 
-    def __init__(self, lens_run: LensRun, settings: LensSettings, config: pytest.Config) -> None:
+    def __init__(
+        self,
+        lens_run: LensRun,
+        settings: LensSettings,
+        config: pytest.Config,
+        node: pytest.Item | None = None,
+    ) -> None:
         from lenscheck.golden.payload import model_dir_name
 
         self.lens_run = lens_run
         self.settings = settings
+        self.node = node
         self.updating = bool(getattr(config.option, "update_snapshots", False))
         self.model_dir = settings.golden_dir / model_dir_name(lens_run.model)
         self.path = self.model_dir / f"{lens_run.golden_class}.json"
@@ -128,6 +138,19 @@ class GoldenHelper:
             f"{self.model_dir}; create it with: {rebless_command(self.lens_run.model)}"
         )
 
+    def _read(self, path: Path) -> dict[str, Any]:
+        """The golden at ``path``; an unusable file fails the test with the store's message."""
+        __tracebackhide__ = True
+        from lenscheck.golden.store import GoldenFormatError, read_golden
+
+        try:
+            return read_golden(path, model=self.lens_run.model)
+        except GoldenFormatError as exc:
+            message = str(exc)
+        # Outside the except block: a Failed raised inside it is chained to the
+        # GoldenFormatError and pytest would print the message twice.
+        pytest.fail(message, pytrace=False)
+
     def golden_path(self) -> Path | None:
         """The golden this run compares with (its own class first, else another class)."""
         from lenscheck.golden.store import find_golden
@@ -138,19 +161,20 @@ class GoldenHelper:
         """The drift report against the stored golden; fails the test if there is none."""
         __tracebackhide__ = True
         from lenscheck.golden.compare import SECTIONS, compare_golden
-        from lenscheck.golden.store import GoldenFormatError, read_golden
         from lenscheck.golden.tolerances import tolerances_for
 
         path = self.golden_path()
         if path is None:
             pytest.fail(self._missing(), pytrace=False)
-        try:
-            golden = read_golden(path, model=self.lens_run.model)
-        except GoldenFormatError as exc:
-            pytest.fail(str(exc), pytrace=False)
+        golden = self._read(path)
         tol, note = tolerances_for(
             golden["class"], self.lens_run.golden_class, self.settings.tolerance_overrides
         )
+        if golden["class"] != self.lens_run.golden_class and self.node is not None:
+            # Say so in the run's output, also when it passes (see pytest_terminal_summary).
+            self.node.user_properties.append(
+                (CROSS_CLASS_NOTE, f"{self.lens_run.model}: compared with {path} using {note}")
+            )
         return compare_golden(
             golden,
             self.lens_run.payload,
@@ -179,17 +203,13 @@ class GoldenHelper:
         """The syrupy assertion that creates, updates or checks the whole golden file."""
         __tracebackhide__ = True
         from lenscheck.golden.extension import LensGoldenExtension
-        from lenscheck.golden.store import GoldenFormatError, read_golden
 
         if not self.updating:
             if not self.path.exists():
                 # No golden of this class: compare with another class's, or say how to create one.
                 self.check()
                 return
-            try:
-                read_golden(self.path, model=self.lens_run.model)
-            except GoldenFormatError as exc:
-                pytest.fail(str(exc), pytrace=False)
+            self._read(self.path)
         ext = LensGoldenExtension.for_model(
             model=self.lens_run.model,
             model_dir=self.model_dir,

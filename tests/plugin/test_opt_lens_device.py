@@ -1,0 +1,78 @@
+"""--lens-device / ini lens_device: where the lens runs, and which golden class it gets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from _plugin_helpers import GENERATED, LensProject
+
+#: A user test that prints what the run saw (shown with -s; asserted by the outer test).
+PROBE = """
+def test_probe(lens_run, lens_settings):
+    print(f"PROBE requested={lens_settings.device} device={lens_run.device} "
+          f"class={lens_run.golden_class} env={lens_run.payload['environment']['device']}")
+"""
+
+
+def probe_line(result: pytest.RunResult) -> str:
+    lines = re.findall(r"PROBE .*", result.stdout.str())  # -s: after "test_probe.py "
+    assert len(lines) == 1, result.stdout.str()
+    return str(lines[0])
+
+
+def test_cpu_passes_against_the_committed_golden(lens_project: LensProject) -> None:
+    lens_project.copy_golden("synthetic-gpt2")
+    lens_project.pytester.makepyfile(test_probe=PROBE)
+    result = lens_project.run("-s", "--lens-models=synthetic-gpt2", "--lens-device=cpu")
+    result.assert_outcomes(passed=len(GENERATED) + 1)
+    assert "device=cpu dtype=auto" in result.stdout.str()  # the header
+    assert probe_line(result) == ("PROBE requested=cpu device=cpu class=cpu-float32 env=cpu")
+
+
+def test_ini_lens_device(lens_project: LensProject) -> None:
+    lens_project.ini("lens_device = cpu")
+    lens_project.pytester.makepyfile(test_probe=PROBE)
+    result = lens_project.run("-s", "--lens-models=synthetic-gpt2", "-k", "probe")
+    result.assert_outcomes(passed=1, deselected=len(GENERATED))
+    assert probe_line(result).startswith("PROBE requested=cpu device=cpu class=cpu-float32")
+
+
+def test_unavailable_cuda_falls_back_to_cpu(lens_project: LensProject) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: nothing to fall back from")
+    lens_project.copy_golden("synthetic-gpt2")
+    lens_project.pytester.makepyfile(test_probe=PROBE)
+    result = lens_project.run(
+        "-s",
+        "--lens-models=synthetic-gpt2",
+        "--lens-device=cuda",
+        "-o",
+        "log_cli=true",
+        "--log-cli-level=WARNING",
+    )
+    # The run happened on the CPU, got the cpu-float32 class and matched that golden.
+    result.assert_outcomes(passed=len(GENERATED) + 1)
+    assert probe_line(result) == "PROBE requested=cuda device=cpu class=cpu-float32 env=cpu"
+    result.stdout.fnmatch_lines(
+        ["*device 'cuda' requested but not available; falling back to cpu*"]
+    )
+    assert "1 snapshot passed." in result.stdout.str()
+
+
+@pytest.mark.parametrize("value", ["tpu", "gpu", "cuda0", ""])
+def test_invalid_device_is_a_usage_error(lens_project: LensProject, value: str) -> None:
+    if value:
+        result = lens_project.run("--lens-models=synthetic-gpt2", f"--lens-device={value}")
+    else:  # an ini value that is not a device
+        lens_project.ini("lens_device = metal")
+        result = lens_project.run("--lens-models=synthetic-gpt2")
+        value = "metal"
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: lenscheck: device must be one of auto, cuda, mps, cpu, got '{value}'"]
+    )
+    # The message names what is wrong, nothing unrelated (it used to append the backends).
+    assert "backends" not in result.stderr.str()

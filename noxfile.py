@@ -105,3 +105,68 @@ def bench(session: nox.Session) -> None:
     install(session)
     session.run("python", "benchmarks/bench.py", *session.posargs,
                 env={**OFFLINE, "OMP_NUM_THREADS": str(os.cpu_count() or 1)})
+
+
+# Mutation testing: the modules mutmut mutates (pyproject [tool.mutmut]) and the score each
+# must keep (killed / total; a timeout counts as killed, a mutant no test reaches as alive).
+MUTATION_TARGETS = {
+    "lenscheck.norms": 0.90,
+    "lenscheck.numerics": 0.90,
+    "lenscheck.collapse": 0.90,
+    "lenscheck.schema": 0.90,
+    "lenscheck.lens": 0.80,
+    "lenscheck.golden.compare": 0.80,
+}
+_KILLED_CODES = {1, 3, 24, -24, 36, 152, 255, 37}  # failed, pytest error, timeouts, type check
+_SHOW_DIFFS = """
+import sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+for name in sys.argv[1:]:
+    lines = get_diff_for_mutant(name).splitlines()[2:]
+    print(f"  {name}")
+    print("\\n".join(f"      {ln.strip()}" for ln in lines if ln[:1] in "+-"))
+"""
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """mutmut over norms, numerics, collapse, schema, lens and golden.compare; score per module."""
+    import shutil
+    import time
+
+    install(session)
+    session.install("mutmut==3.8.1", CI["torch"])
+    # posargs: module names to run alone (`nox -s mutation -- norms numerics`), and
+    # --max-children=N (default: every core).
+    chosen = [a for a in session.posargs if not a.startswith("--")]
+    extra = [a for a in session.posargs if a.startswith("--")]
+    modules = [m for m in MUTATION_TARGETS if not chosen or m.split(".", 1)[1] in chosen]
+    if chosen and len(modules) != len(chosen):
+        session.error(f"unknown module in {chosen}; choose from {list(MUTATION_TARGETS)}")
+    shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # a score from this run only
+    env = {**OFFLINE, "OMP_NUM_THREADS": "1", "HYPOTHESIS_PROFILE": "dev"}
+    t0 = time.perf_counter()
+    patterns = [f"{m}.*" for m in modules] if chosen else []
+    session.run("mutmut", "run", *extra, *patterns, env=env)
+    wall = time.perf_counter() - t0
+
+    survivors: list[str] = []
+    rows = []
+    for module in modules:
+        meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
+        codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        killed = sum(code in _KILLED_CODES for code in codes.values())
+        alive = sorted(name for name, code in codes.items() if code not in _KILLED_CODES)
+        survivors += alive
+        rows.append((module, killed, len(codes), killed / max(len(codes), 1)))
+    session.log(f"mutation score per module (mutmut 3.8.1, wall {wall / 60:.1f} min):")
+    for module, killed, total, score in rows:
+        need = MUTATION_TARGETS[module]
+        mark = "ok" if score >= need else f"BELOW {need:.0%}"
+        session.log(f"  {module:26s} {killed:4d} / {total:4d} = {score:6.1%}  {mark}")
+    if survivors:
+        session.log(f"{len(survivors)} surviving mutants (equivalent ones: docs/mutation.md):")
+        session.run("python", "-c", _SHOW_DIFFS, *survivors, silent=False, env=env)
+    low = [m for m, _, _, score in rows if score < MUTATION_TARGETS[m]]
+    if low:
+        session.error(f"mutation score below target: {', '.join(low)}")

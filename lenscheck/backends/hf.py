@@ -102,12 +102,50 @@ def load_hf_model(
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        # transformers says "pass the argument `trust_remote_code=True`": name our flag instead.
+        if trust_remote_code or "trust_remote_code" not in str(exc):
+            raise
+        raise ValueError(_remote_code_message(path)) from exc
     if device_map is None:
         model = model.to(device)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     return model, tokenizer
+
+
+def _remote_code_message(path: str) -> str:
+    return (
+        f"model {path!r} needs its own code to load (its config points transformers at "
+        "modules inside the repository), and lenscheck runs no repository code unless asked: "
+        "--trust-remote-code is off. Read that code; if you trust it, rerun with "
+        "--trust-remote-code (Python: LensConfig(trust_remote_code=True))"
+    )
+
+
+def _check_norms_found(model: Any, stack: LayerStack) -> None:
+    """Refuse a model whose norms the lens needs were not found: never decode raw residuals."""
+    from lenscheck.norms import UnsupportedNormError, lens_norm_modules
+
+    missing = [i for i, module in enumerate(lens_norm_modules(stack)) if module is None]
+    if not missing:
+        return
+    if stack.architecture == "post_norm":
+        expected = f"{'/'.join(_LN1)} on the first decoder layer and {'/'.join(_LN2)} on every one"
+    else:
+        expected = (
+            f"{'/'.join(_LN1)} on each decoder layer and a final norm "
+            f"({'/'.join(_FINAL)}) beside the layer list"
+        )
+    raise UnsupportedNormError(
+        f"{type(model).__name__}: found no norm module for lens layer(s) "
+        f"{', '.join(map(str, missing))} of 0..{len(stack.blocks)}; expected {expected}. "
+        "lenscheck decodes each residual through the model's own norm and will not decode "
+        "un-normalized residuals: try --backend transformer-lens, or teach "
+        "lenscheck.backends.hf the module's attribute name"
+    )
 
 
 def model_facts(model: Any, structure: HFStructure) -> ModelFacts:
@@ -164,6 +202,7 @@ class TransformersBackend:
         self.structure = find_structure(model)
         self.facts = model_facts(model, self.structure)
         self.stack = self.structure.stack()
+        _check_norms_found(model, self.stack)
         self.unembed = unembedder_for(model, promote_unembed)
 
     def encode(self, text: str) -> list[int]:

@@ -128,7 +128,14 @@ def _resolve_hub(repo_id: str, offline: bool | None) -> ResolvedModel:
     """Resolve a hub id, failing early when it cannot possibly be loaded."""
     from huggingface_hub.utils import validate_repo_id
 
-    validate_repo_id(repo_id)  # HFValidationError is a ValueError
+    try:
+        validate_repo_id(repo_id)
+    except ValueError as exc:  # HFValidationError; its advice (`repo_type`) is for API users
+        raise ValueError(
+            f"model {repo_id!r} is not an alias ({EMBEDDED_ALIAS}, {SYNTHETIC_PREFIX}*), "
+            "an existing checkpoint directory or a hub id of the form 'name' or 'org/name' "
+            f"({str(exc).split(':')[0]})"
+        ) from None
     resolved = ResolvedModel(repo_id, safe_name(repo_id), repo_id, "hub")
     if _in_hf_cache(repo_id):
         return resolved

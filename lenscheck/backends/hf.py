@@ -19,7 +19,7 @@ from lenscheck.backends.base import (
     Unembedder,
     library_versions,
 )
-from lenscheck.backends.tokens import TokenCodec
+from lenscheck.backends.tokens import CodecBacked, TokenCodec
 
 if TYPE_CHECKING:
     import torch
@@ -185,7 +185,7 @@ def unembedder_for(model: Any, promote: bool) -> Unembedder:
     )
 
 
-class TransformersBackend:
+class TransformersBackend(CodecBacked):
     """The lens through plain transformers."""
 
     name = "transformers"
@@ -204,18 +204,6 @@ class TransformersBackend:
         self.stack = self.structure.stack()
         _check_norms_found(model, self.stack)
         self.unembed = unembedder_for(model, promote_unembed)
-
-    def encode(self, text: str) -> list[int]:
-        return self.codec.encode(text)
-
-    def prompt_ids(self, text: str) -> list[int]:
-        return self.codec.prompt_ids(text)
-
-    def decode(self, token_id: int) -> str:
-        return self.codec.decode(token_id)
-
-    def token_text(self, token_id: int) -> str:
-        return self.codec.token_text(token_id)
 
     def _input(self, ids: list[int]) -> torch.Tensor:
         import torch

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lenscheck.backends.base import BlockNorms, Capture, LayerStack, Unembedder, library_versions
 from lenscheck.backends.hf import find_structure, model_facts
-from lenscheck.backends.tokens import TokenCodec
+from lenscheck.backends.tokens import CodecBacked, TokenCodec
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,7 @@ def build_hooked_transformer(
     return model.to(device).eval()
 
 
-class HookedTransformerBackend:
+class HookedTransformerBackend(CodecBacked):
     """The lens through HookedTransformer: ``hook_embed`` (+ ``hook_pos_embed``) and
     ``blocks.{i}.hook_resid_post``, as the original pipeline hooked it."""
 
@@ -101,18 +101,6 @@ class HookedTransformerBackend:
             softcap=None if softcap is None else float(softcap),
             promote=promote_unembed,
         )
-
-    def encode(self, text: str) -> list[int]:
-        return self.codec.encode(text)
-
-    def prompt_ids(self, text: str) -> list[int]:
-        return self.codec.prompt_ids(text)
-
-    def decode(self, token_id: int) -> str:
-        return self.codec.decode(token_id)
-
-    def token_text(self, token_id: int) -> str:
-        return self.codec.token_text(token_id)
 
     def _logits(self, ids: list[int]) -> torch.Tensor:
         import torch

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lenscheck.backends.base import BlockNorms, Capture, LayerStack, library_versions
 from lenscheck.backends.hf import find_structure, model_facts, unembedder_for
-from lenscheck.backends.tokens import TokenCodec
+from lenscheck.backends.tokens import CodecBacked, TokenCodec
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +47,7 @@ def boot_bridge(
     )
 
 
-class TransformerLensBackend:
+class TransformerLensBackend(CodecBacked):
     """The lens through TransformerLens' bridge."""
 
     name = "transformer-lens"
@@ -79,18 +79,6 @@ class TransformerLensBackend:
         )
         # The bridge's unembed wraps the same lm_head; the softcap lives in the HF config.
         self.unembed = unembedder_for(hf_model, promote_unembed)
-
-    def encode(self, text: str) -> list[int]:
-        return self.codec.encode(text)
-
-    def prompt_ids(self, text: str) -> list[int]:
-        return self.codec.prompt_ids(text)
-
-    def decode(self, token_id: int) -> str:
-        return self.codec.decode(token_id)
-
-    def token_text(self, token_id: int) -> str:
-        return self.codec.token_text(token_id)
 
     def _forward(self, ids: list[int]) -> torch.Tensor:
         import torch

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["TokenCodec"]
+__all__ = ["CodecBacked", "TokenCodec"]
 
 
 class TokenCodec:
@@ -39,3 +39,28 @@ class TokenCodec:
     def token_text(self, token_id: int) -> str:
         """A prompt id as the position label."""
         return str(self.tokenizer.decode([int(token_id)], clean_up_tokenization_spaces=False))
+
+
+class CodecBacked:
+    """The four tokenizer methods of the backend protocol, answered by ``self.codec``.
+
+    Every backend tokenizes and decodes the same way; only how it runs the model differs.
+    """
+
+    codec: TokenCodec
+
+    def encode(self, text: str) -> list[int]:
+        """Forward ids: BOS + the text without special tokens."""
+        return self.codec.encode(text)
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """The text's ids without special tokens (the copy-detection set)."""
+        return self.codec.prompt_ids(text)
+
+    def decode(self, token_id: int) -> str:
+        """One id decoded on its own, as the top-k columns show it."""
+        return self.codec.decode(token_id)
+
+    def token_text(self, token_id: int) -> str:
+        """One prompt id as the position label."""
+        return self.codec.token_text(token_id)

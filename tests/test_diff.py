@@ -1,0 +1,104 @@
+"""`lenscheck diff`: exit 0 within tolerance, 1 on drift (with the report), 2 on bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from lenscheck.cli import main
+from lenscheck.schema import CSV_DIALECT
+
+MODEL = "synthetic-llama"
+PURE = f"output-{MODEL}-pure-next-token.csv"
+SHARED = Path(
+    os.environ.get("LENSCHECK_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
+)
+PUBLISHED = SHARED / "reference" / "published-run"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run-a")
+    assert main(["run", MODEL, "--device", "cpu", "--no-heatmap", "--out-dir", str(out)]) == 0
+    return out
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def _bump_entropy(path: Path, layer: int, delta: float) -> None:
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh, dialect=CSV_DIALECT))
+    rows[layer + 1][3] = repr(float(rows[layer + 1][3]) + delta)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, dialect=CSV_DIALECT).writerows(rows)
+
+
+def test_two_identical_runs_exit_0(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = _copy(run_dir, tmp_path / "b")
+    assert main(["diff", str(run_dir), str(other)]) == 0
+    assert "no drift beyond tolerance" in capsys.readouterr().out
+
+
+def test_hand_edited_copy_exits_1_with_the_report(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = _copy(run_dir, tmp_path / "b")
+    _bump_entropy(other / PURE, layer=2, delta=0.3)
+    assert main(["diff", str(run_dir), str(other)]) == 1
+    out = capsys.readouterr().out
+    assert "trajectory: layer 2 entropy" in out
+    assert "OLD" in out and "NEW" in out
+    assert "re-bless" not in out  # no golden involved
+
+
+def test_within_tolerance_edit_exits_0(run_dir: Path, tmp_path: Path) -> None:
+    other = _copy(run_dir, tmp_path / "b")
+    _bump_entropy(other / PURE, layer=1, delta=1e-6)
+    assert main(["diff", str(run_dir / PURE), str(other / PURE)]) == 0
+
+
+def test_json_format_lists_the_drift(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = _copy(run_dir, tmp_path / "b")
+    _bump_entropy(other / PURE, layer=3, delta=0.5)
+    assert main(["diff", str(run_dir), str(other), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False
+    drifts = data["models"][0]["drifts"]
+    assert [(d["section"], d["metric"], d["layer"]) for d in drifts] == [
+        ("trajectory", "entropy", 3)
+    ]
+    assert drifts[0]["delta"] == pytest.approx(0.5, abs=1e-9)
+
+
+def test_run_against_its_golden(run_dir: Path, tmp_path: Path) -> None:
+    golden = Path(__file__).resolve().parents[1] / "golden" / MODEL / "cpu-float32.json"
+    assert main(["diff", str(golden), str(run_dir / f"output-{MODEL}.json")]) == 0
+
+
+def test_unreadable_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", str(tmp_path / "missing"), str(tmp_path)]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    broken = tmp_path / "output-x.json"
+    broken.write_text("{not json", encoding="utf-8")
+    assert main(["diff", str(broken), str(broken)]) == 2
+
+
+@pytest.mark.skipif(not PUBLISHED.is_dir(), reason=f"reference files not found at {PUBLISHED}")
+def test_published_original_pipeline_pair_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    llama = PUBLISHED / "output-Meta-Llama-3-8B.json"
+    assert main(["diff", str(llama), str(llama)]) == 0
+    assert main(["diff", str(PUBLISHED), str(PUBLISHED)]) == 0
+    assert "cuda-float16" in capsys.readouterr().out

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lenscheck.backends.tokens import CodecBacked
+
 if TYPE_CHECKING:
     import torch
 
@@ -196,7 +198,7 @@ class FakeTokenizer:
         return "".join(FAKE_VOCAB[int(i)] for i in ids)
 
 
-class FakeBackend:
+class FakeBackend(CodecBacked):
     """A :class:`LensBackend` around a tiny torch model with real norm modules.
 
     The "model" (``forward``): embeddings -> ``n_layers`` blocks ``x + tanh(ln1(x) @ A)``
@@ -292,19 +294,7 @@ class FakeBackend:
             logits = self.softcap * torch.tanh(logits / self.softcap)
         return residuals, logits
 
-    # --- LensBackend protocol ---
-    def encode(self, text: str) -> list[int]:
-        return self.codec.encode(text)
-
-    def prompt_ids(self, text: str) -> list[int]:
-        return self.codec.prompt_ids(text)
-
-    def decode(self, token_id: int) -> str:
-        return self.codec.decode(token_id)
-
-    def token_text(self, token_id: int) -> str:
-        return self.codec.token_text(token_id)
-
+    # --- LensBackend protocol (the tokenizer methods come from CodecBacked) ---
     def run(self, ids: list[int]) -> Any:
         from lenscheck.backends.base import Capture
 

@@ -23,6 +23,7 @@ __all__ = [
     "ModelFacts",
     "Unembedder",
     "library_versions",
+    "tl_layer_stack",
 ]
 
 
@@ -55,6 +56,13 @@ class LayerStack:
     architecture: Literal["pre_norm", "post_norm"]
     blocks: list[BlockNorms]
     ln_final: Any
+
+
+def tl_layer_stack(model: Any, architecture: Literal["pre_norm", "post_norm"]) -> LayerStack:
+    """The stack of a TransformerLens-shaped model (bridge or HookedTransformer), whose
+    blocks carry ``ln1``/``ln2`` and whose final norm is ``ln_final``."""
+    blocks = [BlockNorms(getattr(b, "ln1", None), getattr(b, "ln2", None)) for b in model.blocks]
+    return LayerStack(architecture, blocks, getattr(model, "ln_final", None))
 
 
 @dataclass

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lenscheck.backends.base import BlockNorms, Capture, LayerStack, Unembedder, library_versions
+from lenscheck.backends.base import Capture, Unembedder, library_versions, tl_layer_stack
 from lenscheck.backends.hf import find_structure, model_facts
 from lenscheck.backends.tokens import CodecBacked, TokenCodec
 
@@ -89,11 +89,7 @@ class HookedTransformerBackend(CodecBacked):
         self.codec = TokenCodec(tokenizer)
         self.bos_token_id = self.codec.bos_token_id
         self.facts = model_facts(hf_model, find_structure(hf_model))
-        self.stack = LayerStack(
-            architecture=self.facts.architecture,
-            blocks=[BlockNorms(b.ln1, getattr(b, "ln2", None)) for b in model.blocks],
-            ln_final=getattr(model, "ln_final", None),
-        )
+        self.stack = tl_layer_stack(model, self.facts.architecture)
         softcap = getattr(hf_model.config, "final_logit_softcapping", None)
         self.unembed = Unembedder(
             weight=model.unembed.W_U.T,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lenscheck.backends.base import BlockNorms, Capture, LayerStack, library_versions
+from lenscheck.backends.base import Capture, library_versions, tl_layer_stack
 from lenscheck.backends.hf import find_structure, model_facts, unembedder_for
 from lenscheck.backends.tokens import CodecBacked, TokenCodec
 
@@ -70,13 +70,7 @@ class TransformerLensBackend(CodecBacked):
         self.bos_token_id = self.codec.bos_token_id
         structure = find_structure(hf_model)
         self.facts = model_facts(hf_model, structure)
-        self.stack = LayerStack(
-            architecture=self.facts.architecture,
-            blocks=[
-                BlockNorms(getattr(b, "ln1", None), getattr(b, "ln2", None)) for b in bridge.blocks
-            ],
-            ln_final=getattr(bridge, "ln_final", None),
-        )
+        self.stack = tl_layer_stack(bridge, self.facts.architecture)
         # The bridge's unembed wraps the same lm_head; the softcap lives in the HF config.
         self.unembed = unembedder_for(hf_model, promote_unembed)
 

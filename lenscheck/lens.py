@@ -274,10 +274,10 @@ def _check_prompt(backend: LensBackend, cfg: LensConfig, ids: list[int]) -> dict
 
 def _probes(backend: LensBackend, cfg: LensConfig, final_logits: torch.Tensor) -> dict[str, Any]:
     tests = []
-    for prompt in cfg.test_prompts:
-        ent, topk = _distribution(
-            backend, backend.next_token_logits(backend.encode(prompt)), _TEST_TOP_K
-        )
+    batch = [backend.encode(prompt) for prompt in cfg.test_prompts]
+    rows = list(backend.next_token_logits_batch(batch)) if batch else []
+    for prompt, row in zip(cfg.test_prompts, rows, strict=True):
+        ent, topk = _distribution(backend, row, _TEST_TOP_K)
         tests.append({"type": "test_prompt", "prompt": prompt, "entropy": ent, "topk": topk})
     temps = []
     from lenscheck.prompts import TEMPERATURES

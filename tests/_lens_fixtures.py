@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lenscheck.backends.base import last_logits_each
 from lenscheck.backends.tokens import CodecBacked
 
 if TYPE_CHECKING:
@@ -304,8 +305,8 @@ class FakeBackend(CodecBacked):
             self.corrupt(residuals)
         return Capture(residuals=residuals, logits=logits.detach())
 
-    def next_token_logits(self, ids: list[int]) -> torch.Tensor:
-        return self.forward(ids)[1][-1].detach()
+    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
+        return last_logits_each(lambda ids: self.forward(ids)[1].detach(), batch)
 
     def versions(self) -> dict[str, str]:
         return {"fake": "0"}

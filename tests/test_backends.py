@@ -130,3 +130,25 @@ def test_unknown_backend_is_refused() -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["run", "--backend", "jax"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(("alias", "backend"), CASES)
+def test_batched_probe_logits_match_one_prompt_at_a_time(alias: str, backend: str) -> None:
+    """The probes' one right-padded forward gives each prompt's own last-position logits.
+
+    Prompts of different lengths, in an order where the longest is not last, so a wrong
+    padding side, a missing mask or a row/column mix-up in the gather shows.
+    """
+    import torch
+
+    from lenscheck.prompts import TEST_PROMPTS
+
+    be = _run(alias, backend).backend
+    batch = [be.encode(p) for p in (TEST_PROMPTS[10], TEST_PROMPTS[0], TEST_PROMPTS[7])]
+    assert len({len(ids) for ids in batch}) == 3
+    got = be.next_token_logits_batch(batch)
+    assert got.shape == (3, be.facts.d_vocab) and got.dtype == torch.float32
+    for row, ids in zip(got, batch, strict=True):
+        alone = be.run(ids).logits[-1]
+        assert int(row.argmax()) == int(alone.argmax())
+        assert float((row - alone).abs().max()) < 1e-4

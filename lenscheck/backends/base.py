@@ -9,6 +9,7 @@ which library produced any of it.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -22,6 +23,7 @@ __all__ = [
     "LensBackend",
     "ModelFacts",
     "Unembedder",
+    "last_logits_each",
     "library_versions",
     "tl_layer_stack",
 ]
@@ -148,11 +150,20 @@ class LensBackend(Protocol):
     def run(self, ids: list[int]) -> Capture:
         """Forward ``ids`` capturing every residual and the model's own logits."""
 
-    def next_token_logits(self, ids: list[int]) -> torch.Tensor:
-        """The model's own fp32 logits [V] at the last position of ``ids`` (no capture)."""
+    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
+        """The model's own fp32 logits [N, V] at the last position of each prompt (no capture)."""
 
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers."""
+
+
+def last_logits_each(
+    forward: Callable[[list[int]], torch.Tensor], batch: Sequence[list[int]]
+) -> torch.Tensor:
+    """[N, V]: the last row of ``forward(ids)`` for each prompt, one forward pass each."""
+    import torch
+
+    return torch.stack([forward(ids)[-1] for ids in batch])
 
 
 def library_versions(*dists: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ scale included) and a forward hook on every layer's output.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -234,13 +235,22 @@ class TransformersBackend(CodecBacked):
                 handle.remove()
         return Capture(residuals=captured, logits=logits.float())
 
-    def next_token_logits(self, ids: list[int]) -> torch.Tensor:
+    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
         import torch
 
-        # logits_to_keep=1: the probes need only the last position's distribution.
+        # One right-padded forward for all prompts: causal attention keeps every real token
+        # blind to the padding after it, and the model's own head (softcap included) runs
+        # only at the positions that end a prompt.
+        lengths = torch.tensor([len(ids) for ids in batch], device=self.model.device)
+        width = int(lengths.max())
+        tokens = torch.zeros((len(batch), width), dtype=torch.long, device=self.model.device)
+        for row, ids in enumerate(batch):
+            tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask = (torch.arange(width, device=self.model.device) < lengths[:, None]).long()
+        ends, column = torch.unique(lengths - 1, return_inverse=True)
         with torch.no_grad():
-            out = self.model(self._input(ids), use_cache=False, logits_to_keep=1)
-        return out.logits[0, -1].float()
+            out = self.model(tokens, attention_mask=mask, use_cache=False, logits_to_keep=ends)
+        return out.logits[torch.arange(len(batch)), column].float()
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers")

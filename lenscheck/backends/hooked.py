@@ -9,10 +9,17 @@ the config and weights go through its lower-level converters instead.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lenscheck.backends.base import Capture, Unembedder, library_versions, tl_layer_stack
+from lenscheck.backends.base import (
+    Capture,
+    Unembedder,
+    last_logits_each,
+    library_versions,
+    tl_layer_stack,
+)
 from lenscheck.backends.hf import find_structure, model_facts
 from lenscheck.backends.tokens import CodecBacked, TokenCodec
 
@@ -118,8 +125,8 @@ class HookedTransformerBackend(CodecBacked):
         residuals = [layer0[0]] + [cache[f"blocks.{i}.hook_resid_post"][0] for i in range(n)]
         return Capture(residuals=residuals, logits=logits)
 
-    def next_token_logits(self, ids: list[int]) -> torch.Tensor:
-        return self._logits(ids)[-1]
+    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
+        return last_logits_each(self._logits, batch)
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers", "transformer-lens")

@@ -8,9 +8,15 @@ and ``blocks.{i}.hook_out``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from lenscheck.backends.base import Capture, library_versions, tl_layer_stack
+from lenscheck.backends.base import (
+    Capture,
+    last_logits_each,
+    library_versions,
+    tl_layer_stack,
+)
 from lenscheck.backends.hf import find_structure, model_facts, unembedder_for
 from lenscheck.backends.tokens import CodecBacked, TokenCodec
 
@@ -105,8 +111,8 @@ class TransformerLensBackend(CodecBacked):
             detach_hooks(handles)
         return Capture(residuals=[cache[name] for name in names], logits=logits)
 
-    def next_token_logits(self, ids: list[int]) -> torch.Tensor:
-        return self._forward(ids)[-1]
+    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
+        return last_logits_each(self._forward, batch)
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers", "transformer-lens")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import subprocess
 import sys
@@ -161,9 +162,16 @@ def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> dict[str, An
         disable=not sys.stderr.isatty(),
     ) as bar:
         task = bar.add_task(f"{spec}: resolve", total=None)
-        run = run_model(
-            spec, cfg, out_dir, stage=lambda s: bar.update(task, description=f"{spec}: {s}")
-        )
+
+        def stage(name: str) -> None:
+            bar.update(task, description=f"{spec}: {name}")
+            # What exists between stages (modules, then the model) stays alive until exit:
+            # taking it out of the cycle collector's view saves its full passes (~0.4 s each
+            # once the embedded model is loaded, measured) over objects it can never free.
+            # Only in this one-shot process: a library caller may load and drop many models.
+            gc.freeze()
+
+        run = run_model(spec, cfg, out_dir, stage=stage)
     diag = run.result.diagnostics
     top = run.result.json_data["final_prediction"]["topk"][0]
     assert run.paths is not None

@@ -109,7 +109,6 @@ def lens_stats(
 
     normed = normalized_residuals(backend, residuals)
     ent, ids, probs, nxt = [], [], [], []
-    logits = normed  # replaced in the loop; keeps the last chunk for last_layer
     for start in range(0, normed.shape[0], layers_per_chunk):
         logits = backend.unembed(normed[start : start + layers_per_chunk])
         ent.append(entropy_bits(logits))
@@ -121,7 +120,7 @@ def lens_stats(
         entropy=torch.cat(ent),
         top_ids=torch.cat(ids),
         top_probs=torch.cat(probs),
-        last_layer=logits[-1].clone(),
+        last_layer=logits[-1].clone(),  # the last chunk's (there is always one: L+1 >= 1)
         next_token=torch.cat(nxt),
     )
 
@@ -222,7 +221,7 @@ def _norm_names(backend: LensBackend) -> tuple[str | None, str | None]:
     return name(first), name(backend.stack.ln_final)
 
 
-def _diagnostics(backend: LensBackend, cfg: LensConfig, ids: list[int]) -> dict[str, Any]:
+def _diagnostics(backend: LensBackend, cfg: LensConfig) -> dict[str, Any]:
     first, final = _norm_names(backend)
     kind0 = norm_spec(backend.stack.blocks[0].ln1).kind if first else None
     ln2 = backend.stack.blocks[0].ln2 if backend.stack.blocks else None
@@ -310,7 +309,7 @@ def _run_lens(backend: LensBackend, cfg: LensConfig) -> LensResult:
     top_ids, top_p = stats.top_ids.tolist(), stats.top_probs.tolist()
     records = _records(backend, cfg, ids, ent, top_ids, top_p)
     pure = _pure_records(backend, cfg, set(backend.prompt_ids(cfg.prompt)), ent, top_ids, top_p)
-    diag = _diagnostics(backend, cfg, ids)
+    diag = _diagnostics(backend, cfg)
     diag.update(summarize_collapse(pure))
     diag.update(_extra_diagnostics(backend, cfg, ids, gt_facts, stats.last_layer, capture.logits))
     probes = _probes(backend, cfg, capture.logits[-1])

@@ -79,7 +79,8 @@ def _equal(
     section: str,
     golden: dict[str, Any],
     observed: dict[str, Any],
-    lenient: bool = False,
+    *,
+    lenient: bool,
 ) -> None:
     for key in sorted(set(golden) | set(observed)):
         g, o = golden.get(key), observed.get(key)
@@ -196,7 +197,7 @@ def compare_golden(
     out = report.drifts
     for name in ("schema", "model_stats", "tokenization"):
         if name in sections:
-            _equal(out, name, golden[name], observed[name], lenient)
+            _equal(out, name, golden[name], observed[name], lenient=lenient)
     if "collapse" in sections:
         _collapse(out, golden["collapse"], observed["collapse"], collapse_allowance)
     if "final_prediction" in sections:

@@ -72,6 +72,8 @@ class _RowWriterDialect(_LensDialect):
 
 def csv_header(kind: CsvKind, top_k_verbose: int = TOP_K_VERBOSE) -> list[str]:
     """``layer,pos,token,entropy,top1,prob1,...,rest_mass`` (+ flags for the pure CSV)."""
+    if kind not in ("records", "pure"):
+        raise ValueError(f"CSV kind must be 'records' or 'pure', got {kind!r}")
     check_positive_int("top_k_verbose", top_k_verbose)
     header = ["layer", "pos", "token", "entropy"]
     for i in range(1, top_k_verbose + 1):

@@ -67,6 +67,13 @@ def test_header_is_the_original_pipelines() -> None:
     assert len(csv_header("records")) == 45 and len(csv_header("pure")) == 48
 
 
+@pytest.mark.parametrize("kind", ["RECORDS", "record", "", None])
+def test_unknown_csv_kind_is_refused(kind: Any) -> None:
+    # A typo must not silently fall back to the records layout.
+    with pytest.raises(ValueError, match=r"CSV kind must be 'records' or 'pure', got "):
+        csv_header(kind)
+
+
 def test_written_files_start_with_the_exact_header(tmp_path: Path) -> None:
     records, pure = _write_json_data(tmp_path, [], [])
     assert records == (RECORDS_HEADER + "\n").encode()

@@ -275,7 +275,12 @@ def _probes(backend: LensBackend, cfg: LensConfig, final_logits: torch.Tensor) -
     tests = []
     batch = [backend.encode(prompt) for prompt in cfg.test_prompts]
     rows = list(backend.next_token_logits_batch(batch)) if batch else []
-    for prompt, row in zip(cfg.test_prompts, rows, strict=True):
+    if len(rows) != len(batch):
+        raise RuntimeError(
+            f"backend {backend.name!r} returned {len(rows)} next-token distributions for "
+            f"{len(batch)} probe prompts; expected one per prompt"
+        )
+    for prompt, row in zip(cfg.test_prompts, rows):
         ent, topk = _distribution(backend, row, _TEST_TOP_K)
         tests.append({"type": "test_prompt", "prompt": prompt, "entropy": ent, "topk": topk})
     temps = []

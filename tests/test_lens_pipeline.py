@@ -293,7 +293,7 @@ SHORT_PROBES = ("The capital of Germany is",)
 def _cfg(**changes: Any) -> Any:
     from lenscheck.config import LensConfig
 
-    return LensConfig(test_prompts=SHORT_PROBES, **changes)
+    return LensConfig(**{"test_prompts": SHORT_PROBES, **changes})
 
 
 def _residuals(fb: Any, n_tokens: int = 6, seed: int = 1) -> list[Any]:
@@ -503,3 +503,31 @@ def test_fake_run_builds_every_record() -> None:
     verbose = _expected_verbose(tokens)
     assert ks == {p: (20 if p in verbose else 5) for p in range(n_tok)}
     assert result.diagnostics["tokenization"]["n_tokens"] == n_tok
+
+
+def test_probe_prompts_each_get_their_own_distribution() -> None:
+    """Probe i's entropy and top-k come from prompt i's logits, in the configured order."""
+    from lenscheck.lens import _distribution
+
+    fb = make_fake_backend(n_layers=2)
+    prompts = ("Paris is in", "one two three four five", "The")
+    result = _run(fb, test_prompts=prompts)
+    probes = result.json_data["test_prompts"]
+    assert [p["prompt"] for p in probes] == list(prompts)
+    for probe, prompt in zip(probes, prompts, strict=True):
+        ent, topk = _distribution(fb, fb.forward(fb.encode(prompt))[1][-1], 10)
+        assert probe["entropy"] == ent and probe["topk"] == topk
+
+
+def test_no_probe_prompts_gives_an_empty_list() -> None:
+    result = _run(make_fake_backend(n_layers=2), test_prompts=())
+    assert result.json_data["test_prompts"] == []
+    assert len(result.json_data["temperature_exploration"]) > 0
+
+
+def test_backend_returning_the_wrong_number_of_probe_rows_is_an_error() -> None:
+    fb = make_fake_backend(n_layers=2)
+    full = fb.next_token_logits_batch
+    fb.next_token_logits_batch = lambda batch: full(batch)[:-1]  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match=r"returned 2 next-token distributions for 3 probe"):
+        _run(fb, test_prompts=("a", "b", "c"))

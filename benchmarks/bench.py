@@ -2,8 +2,8 @@
 
 - load: resolve + load the embedded model through the transformers backend;
 - pipeline: the post-load lens (run_lens + CSV/JSON bytes, heatmap timed apart);
-- floor: the same forward passes (main prompt + 14 probe prompts) plus the one
-  unembedding matmul of every layer and position, timed alone;
+- floor: the same forward passes (main prompt + the 14 probe prompts as one padded
+  batch) plus the one unembedding matmul of every layer and position, timed alone;
 at 1 thread and at all threads (medians of --repeat runs), then the whole
 `lenscheck run` command in a subprocess (wall time and peak RSS).
 """
@@ -40,14 +40,19 @@ def _floor(backend: Any, cfg: Any) -> Callable[[], None]:
 
     ids = backend.encode(cfg.prompt)
     probes = [backend.encode(p) for p in cfg.test_prompts]
+    # The probes as one right-padded batch, as the pipeline runs them: the floor is the
+    # cheapest way to the same distributions, not the original's one forward per prompt.
+    width = max(map(len, probes))
+    padded = torch.tensor([p + [0] * (width - len(p)) for p in probes])
+    mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in probes])
+    ends = torch.tensor(sorted({len(p) - 1 for p in probes}))
     normed = normalized_residuals(backend, backend.run(ids).residuals)
     weight = backend.unembed.weight.float()
 
     def floor() -> None:
         with torch.no_grad():
             backend.model(torch.tensor([ids]), use_cache=False)
-            for p in probes:
-                backend.model(torch.tensor([p]), use_cache=False, logits_to_keep=1)
+            backend.model(padded, attention_mask=mask, use_cache=False, logits_to_keep=ends)
             torch.nn.functional.linear(normed, weight)
 
     return floor

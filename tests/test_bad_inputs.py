@@ -412,7 +412,8 @@ def test_model_that_needs_remote_code(
         f"model {str(ckpt)!r} needs its own code to load (its config points transformers at "
         "modules inside the repository), and lenscheck runs no repository code unless asked: "
         "--trust-remote-code is off. Read that code; if you trust it, rerun with "
-        "--trust-remote-code (Python: LensConfig(trust_remote_code=True))"
+        "--trust-remote-code (pytest: --lens-trust-remote-code; Python: "
+        "LensConfig(trust_remote_code=True))"
     )
     assert "trust_remote_code=True" in str(info.value.__cause__)  # transformers' own words
     out = tmp_path / "out"

@@ -122,7 +122,8 @@ def _remote_code_message(path: str) -> str:
         f"model {path!r} needs its own code to load (its config points transformers at "
         "modules inside the repository), and lenscheck runs no repository code unless asked: "
         "--trust-remote-code is off. Read that code; if you trust it, rerun with "
-        "--trust-remote-code (Python: LensConfig(trust_remote_code=True))"
+        "--trust-remote-code (pytest: --lens-trust-remote-code; Python: "
+        "LensConfig(trust_remote_code=True))"
     )
 
 

@@ -130,7 +130,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings: LensSettings = config.stash[_SESSION].settings
     if not settings.models:
         return []
+    trust = " trust_remote_code=on" if settings.trust_remote_code else ""
     return [
         f"lenscheck: models={','.join(settings.models)} device={settings.device} "
-        f"dtype={settings.dtype} backend={settings.backend} golden={settings.golden_dir}"
+        f"dtype={settings.dtype} backend={settings.backend} golden={settings.golden_dir}{trust}"
     ]

@@ -44,6 +44,10 @@ _OPTIONS = (
         "accelerate device_map for models larger than one GPU (e.g. auto)",
     ),
 )
+_TRUST_HELP = (
+    "run the Python code a model repository ships (transformers' trust_remote_code); "
+    "off by default: read that code first"
+)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -52,6 +56,14 @@ def add_options(parser: pytest.Parser) -> None:
     for option, ini, default, text in _OPTIONS:
         group.addoption(option, dest=ini, default=None, help=f"{text} (ini: {ini})")
         parser.addini(ini, help=text, default=default)
+    group.addoption(
+        "--lens-trust-remote-code",
+        dest="lens_trust_remote_code",
+        action="store_true",
+        default=None,
+        help=f"{_TRUST_HELP} (ini: lens_trust_remote_code)",
+    )
+    parser.addini("lens_trust_remote_code", type="bool", default=False, help=_TRUST_HELP)
     parser.addini(
         "lens_tolerances",
         type="linelist",
@@ -78,6 +90,7 @@ class LensSettings:
     device_map: str | None
     tolerance_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     collapse_allowance: dict[str, int] = field(default_factory=dict)
+    trust_remote_code: bool = False
 
     def allowance(self, model: str) -> int:
         """Collapse-layer allowance for ``model``."""
@@ -133,4 +146,7 @@ def read_settings(config: pytest.Config) -> LensSettings:
         device_map=_value(config, "lens_device_map") or None,
         tolerance_overrides=overrides,
         collapse_allowance=_allowances(list(config.getini("lens_collapse_allowance"))),
+        trust_remote_code=bool(
+            config.getoption("lens_trust_remote_code") or config.getini("lens_trust_remote_code")
+        ),
     )

@@ -90,6 +90,7 @@ class LensSession:
             backend=s.backend,  # type: ignore[arg-type]
             heatmap=False,
             device_map=s.device_map,
+            trust_remote_code=s.trust_remote_code,
         )
         run = run_model(model, cfg)
         payload = golden_payload(

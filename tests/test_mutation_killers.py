@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _lens_fixtures import make_fake_backend
+from _lens_fixtures import ORIGINAL_TOP_LEVEL_KEYS, make_fake_backend
 
 from lenscheck.golden.compare import Drift, DriftReport, _key_paths, compare_golden
 from lenscheck.golden.tolerances import Tolerances
@@ -444,14 +444,7 @@ def test_fake_run_json_skeleton_and_diagnostics_are_exact() -> None:
     result = run_lens(fb, _lens_cfg(copy_threshold=0.8, copy_margin=0.1))
     data = result.json_data
     ids = result.input_ids
-    assert list(data) == [
-        "prompt",
-        "test_prompts",
-        "temperature_exploration",
-        "diagnostics",
-        "final_prediction",
-        "model_stats",
-    ]
+    assert list(data) == ORIGINAL_TOP_LEVEL_KEYS
     assert data["prompt"] == {"type": "prompt", "context_prompt": PROMPT, "ground_truth": "Berlin"}
     assert data["model_stats"] == {
         "type": "model_stats",

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _lens_fixtures import ORIGINAL_TOP_LEVEL_KEYS
 
 from lenscheck.artifacts import dump_json_bytes
 from lenscheck.collapse import is_semantic_top1, summarize_collapse
@@ -33,14 +34,6 @@ if not REFERENCE.is_dir():
 
 CSV_FILES = sorted(REFERENCE.glob("*.csv"))
 JSON_FILES = sorted(REFERENCE.glob("*.json"))
-JSON_KEYS = [
-    "prompt",
-    "test_prompts",
-    "temperature_exploration",
-    "diagnostics",
-    "final_prediction",
-    "model_stats",
-]
 
 
 def test_reference_run_is_complete() -> None:
@@ -89,7 +82,7 @@ def test_json_keys_and_byte_identical_rewrite(path: Path) -> None:
     raw = path.read_bytes()
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
-    assert list(data) == JSON_KEYS
+    assert list(data) == ORIGINAL_TOP_LEVEL_KEYS
     assert dump_json_bytes(data) == raw
 
 

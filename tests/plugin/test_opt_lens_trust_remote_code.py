@@ -73,8 +73,10 @@ def test_off_by_default_and_the_code_never_runs(
     assert result.ret == 1
     result.assert_outcomes(errors=len(GENERATED))  # the shared lens run fails in setup
     result.stdout.fnmatch_lines(
-        ["*needs its own code to load*rerun with --trust-remote-code (pytest: "
-         "--lens-trust-remote-code;*"]
+        [
+            "*needs its own code to load*rerun with --trust-remote-code (pytest: "
+            "--lens-trust-remote-code;*"
+        ]
     )
     assert "trust_remote_code=on" not in result.stdout.str()
     assert not marker.exists()

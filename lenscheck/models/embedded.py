@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lenscheck.models.cache import atomic_build_dir, cache_root, is_complete
+from lenscheck.models.cache import atomic_build_dir, entry_dir, is_ready
 
 if TYPE_CHECKING:
     import torch
@@ -69,9 +69,13 @@ def sha256_of_file(path: Path) -> str:
 
 
 def embedded_checkpoint_dir(cache_dir: Path | None = None) -> Path:
-    """Return where the converted checkpoint lives (whether or not it exists yet)."""
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
-    return root / f"embedded-{EMBEDDED_SHA256[:12]}"
+    """Return where the converted checkpoint lives (whether or not it exists yet).
+
+    The name is ``embedded-<sha256[:12]>-<cache format>``, the format being the major
+    version of transformers (``...-transformers5``): each major converts and reads its
+    own entry (see :mod:`lenscheck.models.cache`).
+    """
+    return entry_dir(f"embedded-{EMBEDDED_SHA256[:12]}", cache_dir)
 
 
 def locate_embedded_gguf() -> Path:
@@ -130,7 +134,7 @@ def ensure_embedded_checkpoint(cache_dir: Path | None = None) -> Path:
     checked, de-quantized and saved as fp32 safetensors plus the tokenizer.
     """
     final = embedded_checkpoint_dir(cache_dir)
-    if is_complete(final):
+    if is_ready(final):
         return final
     gguf_path = locate_embedded_gguf()
     _require_gguf_reader()

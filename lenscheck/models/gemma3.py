@@ -23,7 +23,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from lenscheck.models.cache import atomic_build_dir, cache_root, is_complete
+from lenscheck.models.cache import atomic_build_dir, entry_dir, is_ready
 from lenscheck.models.embedded import (
     EmbeddedModelUnavailable,
     _convert_gguf,
@@ -105,9 +105,10 @@ def gemma3_checkpoint_dir(cache_dir: Path | None = None) -> Path:
     """Return where the converted checkpoint lives (whether or not it exists yet).
 
     The name carries the GGUF's SHA-256 prefix, so a different GGUF never reuses the entry.
+    It also carries the cache format (the transformers major, see
+    :mod:`lenscheck.models.cache`): ``embedded-gemma3-<sha>-transformers5``.
     """
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
-    return root / f"embedded-gemma3-{GEMMA3_SHA256[:12]}"
+    return entry_dir(f"embedded-gemma3-{GEMMA3_SHA256[:12]}", cache_dir)
 
 
 def missing_gemma3_packages() -> list[str]:
@@ -142,7 +143,7 @@ def ensure_gemma3_checkpoint(cache_dir: Path | None = None) -> Path:
     removed; a failure at any step leaves nothing in the cache but the lock file.
     """
     final = gemma3_checkpoint_dir(cache_dir)
-    if is_complete(final):
+    if is_ready(final):
         return final
     _require_packages()
     _require_gguf_reader(model=f"The model {GEMMA3_ALIAS}", error=Gemma3ModelUnavailable)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lenscheck.models.cache import atomic_build_dir, cache_root, is_complete
+from lenscheck.models.cache import atomic_build_dir, entry_dir, is_ready
 from lenscheck.models.embedded import ensure_embedded_checkpoint
 
 if TYPE_CHECKING:
@@ -227,10 +227,11 @@ def _family(alias: str) -> _Family:
 
 
 def synthetic_checkpoint_dir(alias: str, cache_dir: Path | None = None) -> Path:
-    """Return where ``alias``'s checkpoint lives (whether or not it exists yet)."""
+    """Return where ``alias``'s checkpoint lives (whether or not it exists yet):
+    ``<cache>/<alias>-<SYNTHETIC_VERSION>-<cache format>``, e.g.
+    ``synthetic-llama-v1-transformers5`` (see :mod:`lenscheck.models.cache`)."""
     _family(alias)
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
-    return root / f"{alias}-{SYNTHETIC_VERSION}"
+    return entry_dir(f"{alias}-{SYNTHETIC_VERSION}", cache_dir)
 
 
 def ensure_synthetic_checkpoint(alias: str, cache_dir: Path | None = None) -> Path:
@@ -239,7 +240,7 @@ def ensure_synthetic_checkpoint(alias: str, cache_dir: Path | None = None) -> Pa
     Needs the embedded checkpoint for its tokenizer (provisioned on demand).
     """
     final = synthetic_checkpoint_dir(alias, cache_dir)
-    if is_complete(final):
+    if is_ready(final):
         return final
     tokenizer_dir = ensure_embedded_checkpoint(cache_dir)
     return atomic_build_dir(

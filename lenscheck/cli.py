@@ -1,4 +1,5 @@
-"""The ``lenscheck`` console script: ``run`` the lens, ``validate`` CSVs."""
+"""The ``lenscheck`` console script: ``run`` the lens, ``validate`` CSVs, ``diff`` runs,
+``env`` reports the environment."""
 
 from __future__ import annotations
 
@@ -95,13 +96,39 @@ def _add_run(sub: Any) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
+def _version_text() -> str:
+    """``lenscheck --version``: the installed distribution's version (the package's own
+    ``__version__`` when run from a source tree that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("lenscheck")
+    except PackageNotFoundError:
+        from lenscheck import __version__ as number
+    return f"lenscheck {number}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (built on demand: nothing is parsed at import time)."""
     parser = argparse.ArgumentParser(prog="lenscheck", description="Logit-lens drift checks.")
+    parser.add_argument("--version", action="version", version=_version_text())
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
-    v = sub.add_parser("validate", help="check lens CSV files against the schema")
+    v = sub.add_parser(
+        "validate",
+        help="check lens CSV files against the schema",
+        description="Print every violation (file, row, column, problem) to stderr and one "
+        "OK / N violation(s) line per file to stdout. Exit 1 if any file has one.",
+    )
     v.add_argument("files", nargs="+", type=Path)
+    e = sub.add_parser(
+        "env",
+        help="versions, devices and the model cache of this environment",
+        description="Report Python, lenscheck, torch, transformers, transformer-lens and "
+        "syrupy versions, the devices torch sees, the model cache folder and whether the "
+        "embedded model is provisioned. Loads no model.",
+    )
+    e.add_argument("--format", choices=["text", "json"], default="text")
     d = sub.add_parser(
         "diff",
         help="compare two runs, two output files, or a run against a golden",
@@ -149,22 +176,14 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 
 def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
+    from lenscheck.progress import model_progress
     from lenscheck.runner import run_model
 
     cfg = _config(args)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    ) as bar:
-        task = bar.add_task(f"{spec}: resolve", total=None)
+    with model_progress(spec, verbose=args.verbose) as note:
 
         def stage(name: str) -> None:
-            bar.update(task, description=f"{spec}: {name}")
+            note(name)
             # What exists between stages (modules, then the model) stays alive until exit:
             # taking it out of the cycle collector's view saves its full passes (~0.4 s each
             # once the embedded model is loaded, measured) over objects it can never free.
@@ -205,6 +224,7 @@ def _subprocess_cmd(spec: str, args: argparse.Namespace, out_dir: Path) -> list[
         repr(args.copy_threshold),
         "--copy-margin",
         repr(args.copy_margin),
+        *(["-" + "v" * args.verbose] if args.verbose else []),
     ]
     flags = {
         "--fp32-unembed": args.fp32_unembed,
@@ -262,7 +282,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         violations = validate_csv(path)
         bad += bool(violations)
-        for v in violations[:50]:
+        for v in violations:
             print(v, file=sys.stderr)
         print(f"{path}: {'OK' if not violations else f'{len(violations)} violation(s)'}")
     return 1 if bad else 0
@@ -281,7 +301,15 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
-_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "diff": _cmd_diff}
+def _cmd_env(args: argparse.Namespace) -> int:
+    from lenscheck.env import collect, render_json, render_text
+
+    info = collect()
+    print(render_json(info) if args.format == "json" else render_text(info))
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "diff": _cmd_diff, "env": _cmd_env}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("transformers", "transformer_lens", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from lenscheck.progress import install_log_handler
+
+    install_log_handler()
     from lenscheck.norms import UnsupportedNormError
     from lenscheck.selftest import SelfTestError
 
@@ -302,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         LookupError,
         RuntimeError,
         OSError,
+        ImportError,  # an optional library is missing; the message names what to install
         ArithmeticError,
         SelfTestError,
         UnsupportedNormError,

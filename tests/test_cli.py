@@ -418,3 +418,128 @@ def test_interrupted_write_leaves_no_output_at_all(
     assert _leftovers(tmp_path) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert _outputs(tmp_path) == []
+
+
+# ----------------------------------------------------------------- --version, env, validate
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    import lenscheck
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"lenscheck {lenscheck.__version__}\n"
+
+
+def test_env_text_and_json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LENSCHECK_CACHE", str(tmp_path))
+    assert main(["env"]) == 0
+    text = capsys.readouterr().out
+    for needle in (
+        "python: ",
+        "lenscheck: ",
+        "torch: ",
+        "transformers: ",
+        "transformer-lens: ",
+        "syrupy: ",
+        "cuda: ",
+        "torch.version.cuda: ",
+        "mps: ",
+        "CUDA_VISIBLE_DEVICES: ",
+        f"folder: {tmp_path} (from $LENSCHECK_CACHE)",
+        "embedded model: not provisioned",
+    ):
+        assert needle in text, needle
+    assert main(["env", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert sorted(data) == ["cache", "devices", "python", "versions"]
+    assert data["cache"]["folder"] == str(tmp_path)
+    assert data["cache"]["embedded_provisioned"] is False
+
+
+def test_validate_prints_every_violation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More than the 50 the command once stopped at: each one, then the count."""
+    from lenscheck.schema import csv_header
+
+    header = ",".join(csv_header("records", 20))
+    cells = ["0", "0", "x", "not-a-number", *["", ""] * 20, "1.0"]
+    bad = tmp_path / "output-m-records.csv"
+    bad.write_text("\n".join([header] + [",".join(cells)] * 60) + "\n", encoding="utf-8")
+    assert main(["validate", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert len(captured.err.splitlines()) == 60
+    assert captured.out == f"{bad}: 60 violation(s)\n"
+
+
+# ----------------------------------------------------------------------- progress in logs
+
+
+def _staged_runner(seen: dict[str, Any]) -> Any:
+    """A run_model stand-in: goes through three stages, records whether transformers'
+    progress bars were on while it ran, then fails (so nothing depends on ModelRun)."""
+
+    def fake_run_model(spec: str, cfg: Any, out_dir: Any, *, stage: Any) -> Any:
+        from transformers.utils import logging as hf_logging
+
+        for name in ("load", "lens", "write"):
+            stage(name)
+        seen["bars"] = hf_logging.is_progress_bar_enabled()
+        raise RuntimeError("stop after the stages")
+
+    return fake_run_model
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers.utils import logging as hf_logging
+
+    import lenscheck.progress
+    import lenscheck.runner
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(lenscheck.runner, "run_model", _staged_runner(seen))
+    monkeypatch.setattr(lenscheck.progress, "stderr_is_terminal", lambda: False)
+    hf_logging.enable_progress_bar()
+    assert main(["run", LLAMA, "--out-dir", str(tmp_path)]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("lenscheck: ")]
+    assert [ln.rsplit(" ", 2)[0] for ln in lines] == [
+        f"lenscheck: {LLAMA}: load done in",
+        f"lenscheck: {LLAMA}: lens done in",
+        f"lenscheck: {LLAMA}: write failed after",
+    ]
+    assert all(ln.endswith(" s") for ln in lines)
+    assert seen["bars"] is False  # transformers' bars were off during the run ...
+    assert hf_logging.is_progress_bar_enabled()  # ... and are back on afterwards
+
+
+def test_progress_verbose_keeps_transformers_bars_and_terminal_gets_no_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers.utils import logging as hf_logging
+
+    import lenscheck.progress
+    import lenscheck.runner
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(lenscheck.runner, "run_model", _staged_runner(seen))
+    monkeypatch.setattr(lenscheck.progress, "stderr_is_terminal", lambda: True)
+    hf_logging.enable_progress_bar()
+    assert main(["run", LLAMA, "--out-dir", str(tmp_path), "-v"]) == 2
+    err = capsys.readouterr().err
+    assert "done in" not in err and "failed after" not in err  # the spinner's job there
+    assert seen["bars"] is True
+
+
+def test_verbose_reaches_the_per_model_subprocesses(tmp_path: Path) -> None:
+    from lenscheck.cli import _subprocess_cmd
+
+    args = build_parser().parse_args(["run", "a", "b", "-vv", "--out-dir", str(tmp_path)])
+    assert "-vv" in _subprocess_cmd("a", args, tmp_path)
+    quiet = build_parser().parse_args(["run", "a", "b", "--out-dir", str(tmp_path)])
+    assert not any(a.startswith("-v") for a in _subprocess_cmd("a", quiet, tmp_path))

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from _shared import reference_dir
+
 from lenscheck.backends.base import last_logits_each
 from lenscheck.backends.tokens import CodecBacked
 
@@ -43,8 +45,9 @@ __all__ = [
     "write_run",
 ]
 
-#: The files the original pipeline wrote, eight models (the schema's truth).
-PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "published-run"
+#: The files the original pipeline wrote (the schema's truth): the full published run (eight
+#: models) where the shared folder exists, else the one-model copy in tests/data (_shared.py).
+PUBLISHED_DIR = reference_dir()
 EMBEDDED_FILE_NAME = "SmolLM2-135M-Instruct"
 
 ORIGINAL_TOP_LEVEL_KEYS = [

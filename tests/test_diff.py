@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
+from _shared import reference_dir
 
 from lenscheck.cli import main
 from lenscheck.schema import CSV_DIALECT
 
 MODEL = "synthetic-llama"
 PURE = f"output-{MODEL}-pure-next-token.csv"
-SHARED = Path(
-    os.environ.get("LENSCHECK_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
-)
-PUBLISHED = SHARED / "reference" / "published-run"
+#: The original pipeline's files: the full published run, or the vendored one-model copy.
+PUBLISHED = reference_dir()
 
 
 @pytest.fixture(scope="module")

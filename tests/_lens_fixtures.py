@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from _shared import reference_dir
 
-from lenscheck.backends.base import last_logits_each
+from lenscheck.backends.base import run_each
 from lenscheck.backends.tokens import CodecBacked
 
 if TYPE_CHECKING:
@@ -308,8 +308,8 @@ class FakeBackend(CodecBacked):
             self.corrupt(residuals)
         return Capture(residuals=residuals, logits=logits.detach())
 
-    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
-        return last_logits_each(lambda ids: self.forward(ids)[1].detach(), batch)
+    def run_batch(self, batch: Sequence[list[int]]) -> list[Any]:
+        return run_each(self.run, batch)
 
     def versions(self) -> dict[str, str]:
         return {"fake": "0"}

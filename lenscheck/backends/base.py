@@ -23,8 +23,13 @@ __all__ = [
     "LensBackend",
     "ModelFacts",
     "Unembedder",
-    "last_logits_each",
+    "batch_token_budget",
+    "batched_run",
     "library_versions",
+    "plan_batches",
+    "right_pad",
+    "run_each",
+    "split_rows",
     "tl_layer_stack",
 ]
 
@@ -150,20 +155,84 @@ class LensBackend(Protocol):
     def run(self, ids: list[int]) -> Capture:
         """Forward ``ids`` capturing every residual and the model's own logits."""
 
-    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
-        """The model's own fp32 logits [N, V] at the last position of each prompt (no capture)."""
+    def run_batch(self, batch: Sequence[list[int]]) -> list[Capture]:
+        """:meth:`run` for every prompt of ``batch``, in as few forward passes as memory allows."""
 
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers."""
 
 
-def last_logits_each(
-    forward: Callable[[list[int]], torch.Tensor], batch: Sequence[list[int]]
-) -> torch.Tensor:
-    """[N, V]: the last row of ``forward(ids)`` for each prompt, one forward pass each."""
+#: Padded positions of one forward pass: its logits are [batch, width, vocab] fp32, so the
+#: budget shrinks with the vocabulary (64 Mi logits = 256 MiB; 341 positions at 49,152 ids).
+_LOGIT_BUDGET = 1 << 26
+_MAX_BATCH_TOKENS = 2048
+
+
+def batch_token_budget(d_vocab: int) -> int:
+    """Padded positions one forward pass may hold for a model with ``d_vocab`` ids."""
+    return max(1, min(_MAX_BATCH_TOKENS, _LOGIT_BUDGET // max(d_vocab, 1)))
+
+
+def plan_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Group prompt indices into right-padded batches of at most ``budget`` padded positions.
+
+    Longest first, so each batch pads to its first prompt's length and similar lengths
+    share a batch; a prompt longer than the budget runs alone.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def right_pad(batch: Sequence[list[int]], device: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[B, width] token ids padded on the right with 0, and the attention mask.
+
+    The mask is None when nothing is padded: the unmasked causal path is the one a single
+    prompt always took, so a lone prompt's numbers stay what they were. Causal attention
+    keeps every real token blind to the padding after it, and a right-padded prompt keeps
+    the positions it has alone, so each prompt's numbers are those of its own forward.
+    """
     import torch
 
-    return torch.stack([forward(ids)[-1] for ids in batch])
+    lengths = [len(ids) for ids in batch]
+    width = max(lengths)
+    tokens = torch.zeros((len(batch), width), dtype=torch.long, device=device)
+    for row, ids in enumerate(batch):
+        tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    if min(lengths) == width:
+        return tokens, None
+    ends = torch.tensor(lengths, device=device)[:, None]
+    return tokens, (torch.arange(width, device=device) < ends).long()
+
+
+def batched_run(
+    forward: Callable[[list[list[int]]], list[Capture]], d_vocab: int, batch: Sequence[list[int]]
+) -> list[Capture]:
+    """``forward`` over :func:`plan_batches` groups, results back in ``batch`` order."""
+    out: dict[int, Capture] = {}
+    for group in plan_batches([len(ids) for ids in batch], batch_token_budget(d_vocab)):
+        out.update(zip(group, forward([batch[i] for i in group])))
+    return [out[i] for i in range(len(batch))]
+
+
+def split_rows(
+    layers: Sequence[torch.Tensor], logits: torch.Tensor, lengths: Sequence[int]
+) -> list[Capture]:
+    """Per prompt of a padded batch: its residuals [T, d] and fp32 logits [T, V]."""
+    return [
+        Capture(residuals=[layer[row, :n] for layer in layers], logits=logits[row, :n].float())
+        for row, n in enumerate(lengths)
+    ]
+
+
+def run_each(run: Callable[[list[int]], Capture], batch: Sequence[list[int]]) -> list[Capture]:
+    """One forward pass per prompt: backends whose library cannot pad a batch."""
+    return [run(ids) for ids in batch]
 
 
 def library_versions(*dists: str) -> dict[str, str]:

@@ -18,7 +18,10 @@ from lenscheck.backends.base import (
     LayerStack,
     ModelFacts,
     Unembedder,
+    batched_run,
     library_versions,
+    right_pad,
+    split_rows,
 )
 from lenscheck.backends.tokens import CodecBacked, TokenCodec
 
@@ -207,51 +210,35 @@ class TransformersBackend(CodecBacked):
         _check_norms_found(model, self.stack)
         self.unembed = unembedder_for(model, promote_unembed)
 
-    def _input(self, ids: list[int]) -> torch.Tensor:
-        import torch
-
-        return torch.tensor([ids], dtype=torch.long, device=self.model.device)
-
     def run(self, ids: list[int]) -> Capture:
+        return self.run_batch([ids])[0]
+
+    def run_batch(self, batch: Sequence[list[int]]) -> list[Capture]:
+        return batched_run(self._forward, self.facts.d_vocab, batch)
+
+    def _forward(self, batch: list[list[int]]) -> list[Capture]:
+        """One right-padded forward pass (see :func:`right_pad`), hooked on every layer."""
         import torch
 
         captured: list[torch.Tensor] = []
 
         def pre_hook(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            hidden = args[0] if args else kwargs["hidden_states"]
-            captured.append(hidden[0].detach())
+            captured.append((args[0] if args else kwargs["hidden_states"]).detach())
 
         def post_hook(_m: Any, _args: Any, output: Any) -> None:
-            hidden = output[0] if isinstance(output, tuple) else output
-            captured.append(hidden[0].detach())
+            captured.append((output[0] if isinstance(output, tuple) else output).detach())
 
+        tokens, mask = right_pad(batch, self.model.device)
         layers = self.structure.layers
         handles = [layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True)]
         try:
             handles += [layer.register_forward_hook(post_hook) for layer in layers]
             with torch.no_grad():
-                logits = self.model(self._input(ids), use_cache=False).logits[0]
+                logits = self.model(tokens, attention_mask=mask, use_cache=False).logits
         finally:
             for handle in handles:
                 handle.remove()
-        return Capture(residuals=captured, logits=logits.float())
-
-    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
-        import torch
-
-        # One right-padded forward for all prompts: causal attention keeps every real token
-        # blind to the padding after it, and the model's own head (softcap included) runs
-        # only at the positions that end a prompt.
-        lengths = torch.tensor([len(ids) for ids in batch], device=self.model.device)
-        width = int(lengths.max())
-        tokens = torch.zeros((len(batch), width), dtype=torch.long, device=self.model.device)
-        for row, ids in enumerate(batch):
-            tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        mask = (torch.arange(width, device=self.model.device) < lengths[:, None]).long()
-        ends, column = torch.unique(lengths - 1, return_inverse=True)
-        with torch.no_grad():
-            out = self.model(tokens, attention_mask=mask, use_cache=False, logits_to_keep=ends)
-        return out.logits[torch.arange(len(batch)), column].float()
+        return split_rows(captured, logits, [len(ids) for ids in batch])
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers")

@@ -10,10 +10,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEVICES",
+    "DeviceUnavailableError",
     "choose_dtype",
     "parse_dtype",
     "resolve_device",
     "should_auto_promote_unembed",
+    "torch_sees",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,12 +84,45 @@ def _available(kind: str) -> bool:
     return True
 
 
-def resolve_device(requested: str) -> str:
-    """``auto`` prefers cuda, then mps, then cpu; a missing device falls back to cpu."""
+class DeviceUnavailableError(RuntimeError):
+    """A device the user asked for explicitly is not there: never silently the CPU."""
+
+
+def torch_sees() -> str:
+    """What torch sees: its CUDA build, CUDA devices, CUDA_VISIBLE_DEVICES and MPS."""
+    import os
+
+    import torch
+
+    cuda = torch.version.cuda or "none (a CPU-only build of torch)"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+    mps = "yes" if _available("mps") else "no"
+    return (
+        f"torch {torch.__version__} with CUDA {cuda}, {count} CUDA device(s) visible, "
+        f"CUDA_VISIBLE_DEVICES={visible}, MPS available: {mps}"
+    )
+
+
+def resolve_device(requested: str, option: str = "--device") -> str:
+    """``auto`` prefers cuda, then mps, then cpu; an explicit device must be available.
+
+    A GPU run that silently fell back to the CPU would compare with CPU goldens and pass
+    on the wrong hardware, so a missing device raises :class:`DeviceUnavailableError`
+    naming what torch sees and ``option``, the flag that changes it.
+    """
     if requested == "auto":
         return next(d for d in ("cuda", "mps", "cpu") if _available(d))
     kind = _check_device(requested)
-    if not _available(kind):
-        log.warning("device %r requested but not available; falling back to cpu", requested)
-        return "cpu"
+    index = requested.partition(":")[2]
+    missing = not _available(kind)
+    if not missing and kind == "cuda" and index:
+        import torch
+
+        missing = not index.isdigit() or int(index) >= torch.cuda.device_count()
+    if missing:
+        raise DeviceUnavailableError(
+            f"device {requested!r} was requested but is not available here: {torch_sees()}. "
+            f"Choose an available device with {option} (auto picks cuda, then mps, then cpu)"
+        )
     return requested

@@ -1,40 +1,74 @@
 """The pipeline: residuals -> the model's own norms -> unembedding -> records.
 
-Vectorized: every layer and position is unembedded in one matmul, entropy and
-top-k are computed in batch, and each distinct token id is decoded once.
+Batched over a whole suite: every prompt and every probe goes through the model in as few
+padded forward passes as memory allows (the backend's ``run_batch``); the residuals of all
+prompts are normalized together and unembedded in row chunks, entropy and top-k are
+computed per chunk, and each distinct token id is decoded once. Each prompt's numbers are
+those it has when run alone: every step works row by row.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lenscheck.collapse import ENTROPY_COLLAPSE_BITS, collapse_flags, summarize_collapse
+from lenscheck.collapse import (
+    ENTROPY_COLLAPSE_BITS,
+    collapse_flags,
+    is_semantic_top1,
+    summarize_collapse,
+)
 from lenscheck.config import LensConfig
-from lenscheck.norms import apply_norm_or_skip, lens_norm_modules, norm_spec
-from lenscheck.numerics import entropy_bits, kl_bits, topk_probs
-from lenscheck.prompts import TARGET_PREDICTION, is_verbose_position
+from lenscheck.norms import (
+    DECODE_NORMS,
+    apply_norm_or_skip,
+    decode_norm_modules,
+    final_norm_module,
+    norm_spec,
+)
+from lenscheck.numerics import (
+    check_finite_logits,
+    entropy_bits,
+    entropy_from_probs,
+    kl_bits,
+    topk_probs,
+)
+from lenscheck.prompts import TARGET_PREDICTION, TEMPERATURES, is_verbose_position
+from lenscheck.suites import PromptCase, PromptSuite
 
 if TYPE_CHECKING:
     import torch
 
-    from lenscheck.backends.base import LensBackend
+    from lenscheck.backends.base import Capture, LensBackend
 
 __all__ = [
+    "ABLATION_RULE",
     "NEXT_TOKEN",
     "LensResult",
     "LensStats",
     "NonFiniteResidualError",
     "lens_logits",
     "lens_stats",
+    "lens_stats_batch",
     "normalized_residuals",
+    "onset_tolerance",
     "run_lens",
+    "run_suite",
 ]
 
 log = logging.getLogger(__name__)
 NEXT_TOKEN = "⟨NEXT⟩"
 _TEST_TOP_K, _TEMP_TOP_K, _FINAL_TOP_K, _PURE_TOP_K = 10, 15, 20, 5
+#: Logits per unembedding chunk (64 Mi fp32 values = 256 MiB); softmax and entropy need
+#: a few buffers of that size at once.
+_CHUNK_LOGITS = 1 << 24
+ABLATION_RULE = (
+    "onset_disagreement: L_semantic under next-ln1 and under final differ by more than "
+    "max(2, ceil(num_layers / 10)) layers, or only one of them exists"
+)
 
 
 class NonFiniteResidualError(FloatingPointError):
@@ -43,7 +77,7 @@ class NonFiniteResidualError(FloatingPointError):
 
 @dataclass
 class LensResult:
-    """Everything one lens run produced; ``json_data`` is what the JSON file holds."""
+    """Everything one prompt's lens run produced; ``json_data`` is what the JSON file holds."""
 
     json_data: dict[str, Any]
     records: list[dict[str, Any]]
@@ -53,6 +87,7 @@ class LensResult:
     top1_ids: torch.Tensor  # [L+1, T]
     residuals: list[torch.Tensor] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    case: PromptCase | None = None
 
     @property
     def diagnostics(self) -> dict[str, Any]:
@@ -60,30 +95,34 @@ class LensResult:
         return self.json_data["diagnostics"]  # type: ignore[no-any-return,unused-ignore]
 
 
-def _check_finite(residuals: list[torch.Tensor]) -> None:
+def _check_finite(residuals: list[torch.Tensor], where: str = "") -> None:
     import torch
 
     for layer, resid in enumerate(residuals):
         if not bool(torch.isfinite(resid).all()):
             kind = "NaN" if bool(torch.isnan(resid).any()) else "inf"
             raise NonFiniteResidualError(
-                f"residual at lens layer {layer} contains {kind} (dtype {resid.dtype}); fp16 "
-                "overflow is the usual cause: rerun with --dtype bfloat16 or float32 "
+                f"{where}residual at lens layer {layer} contains {kind} (dtype {resid.dtype}); "
+                "fp16 overflow is the usual cause: rerun with --dtype bfloat16 or float32 "
                 "(pytest: --lens-dtype)"
             )
 
 
-def normalized_residuals(backend: LensBackend, residuals: list[torch.Tensor]) -> torch.Tensor:
-    """Each layer's residual through the norm the model applies to it: [L+1, T, d]."""
+def normalized_residuals(
+    backend: LensBackend, residuals: list[torch.Tensor], point: str = "next-ln1"
+) -> torch.Tensor:
+    """Each layer's residual through the norm of decoding ``point``: [L+1, T, d]."""
     import torch
 
-    norms = lens_norm_modules(backend.stack)
+    norms = decode_norm_modules(backend.stack, point)
     return torch.stack([apply_norm_or_skip(r, m) for r, m in zip(residuals, norms)])
 
 
-def lens_logits(backend: LensBackend, residuals: list[torch.Tensor]) -> torch.Tensor:
+def lens_logits(
+    backend: LensBackend, residuals: list[torch.Tensor], point: str = "next-ln1"
+) -> torch.Tensor:
     """The lens' fp32 logits for every layer and position at once: [L+1, T, V]."""
-    return backend.unembed(normalized_residuals(backend, residuals))
+    return backend.unembed(normalized_residuals(backend, residuals, point))
 
 
 @dataclass
@@ -98,31 +137,62 @@ class LensStats:
 
 
 def lens_stats(
-    backend: LensBackend, residuals: list[torch.Tensor], k: int, layers_per_chunk: int = 8
+    backend: LensBackend, residuals: list[torch.Tensor], k: int, point: str = "next-ln1"
 ) -> LensStats:
-    """Unembed a few layers at a time (batched matmul) and reduce each chunk at once.
+    """:func:`lens_stats_batch` for one prompt."""
+    return lens_stats_batch(backend, [residuals], k, point)[0]
 
-    Chunking bounds the peak memory to a few [chunk, T, V] fp32 buffers instead of
-    several [L+1, T, V] ones, at the same arithmetic cost.
+
+def lens_stats_batch(
+    backend: LensBackend, prompts: Sequence[list[torch.Tensor]], k: int, point: str = "next-ln1"
+) -> list[LensStats]:
+    """Unembed every (layer, position) of every prompt in row chunks, reduce each chunk.
+
+    Rows are layer-major over the prompts' positions laid end to end; chunking bounds the
+    peak memory to a few [rows, V] fp32 buffers at the same arithmetic cost.
     """
     import torch
 
-    normed = normalized_residuals(backend, residuals)
-    ent, ids, probs, nxt = [], [], [], []
-    for start in range(0, normed.shape[0], layers_per_chunk):
-        logits = backend.unembed(normed[start : start + layers_per_chunk])
-        ent.append(entropy_bits(logits))
-        top = topk_probs(logits, k)
+    lengths = [p[0].shape[0] for p in prompts]
+    normed = torch.cat([normalized_residuals(backend, p, point) for p in prompts], dim=1)
+    n_layers, width = normed.shape[0], normed.shape[1]
+    rows = normed.reshape(n_layers * width, normed.shape[-1])
+    ends = torch.tensor(lengths).cumsum(0) - 1  # last position of each prompt
+    keep = {int(layer * width + end): None for layer in range(n_layers) for end in ends}
+    chunk = max(1, _CHUNK_LOGITS // max(backend.facts.d_vocab, 1))
+    ent, ids, probs, kept, last = [], [], [], {}, []
+    for start in range(0, rows.shape[0], chunk):
+        logits = backend.unembed(rows[start : start + chunk])
+        check_finite_logits(logits)
+        dist = torch.softmax(logits.float(), dim=-1)
+        ent.append(entropy_from_probs(dist))
+        top = topk_probs(logits, k, probs=dist)
         ids.append(top.ids)
         probs.append(top.probs)
-        nxt.append(logits[:, -1].clone())
-    return LensStats(
-        entropy=torch.cat(ent),
-        top_ids=torch.cat(ids),
-        top_probs=torch.cat(probs),
-        last_layer=logits[-1].clone(),  # the last chunk's (there is always one: L+1 >= 1)
-        next_token=torch.cat(nxt),
-    )
+        stop = start + logits.shape[0]
+        kept.update({r: logits[r - start].clone() for r in keep if start <= r < stop})
+        if stop > (n_layers - 1) * width:  # rows of the last layer
+            first = max(start, (n_layers - 1) * width)
+            last.append(logits[first - start :].clone())
+        del logits, dist
+    entropy = torch.cat(ent).reshape(n_layers, width)
+    top_ids = torch.cat(ids).reshape(n_layers, width, -1)
+    top_probs = torch.cat(probs).reshape(n_layers, width, -1)
+    last_layer = torch.cat(last)
+    out, offset = [], 0
+    for n, end in zip(lengths, ends.tolist()):
+        cols = slice(offset, offset + n)
+        out.append(
+            LensStats(
+                entropy=entropy[:, cols],
+                top_ids=top_ids[:, cols],
+                top_probs=top_probs[:, cols],
+                last_layer=last_layer[cols],
+                next_token=torch.stack([kept[layer * width + end] for layer in range(n_layers)]),
+            )
+        )
+        offset += n
+    return out
 
 
 def _topk_pairs(backend: LensBackend, ids: list[int], probs: list[float]) -> list[list[Any]]:
@@ -175,8 +245,6 @@ def _pure_records(
     top_ids: list[list[list[int]]],
     top_p: list[list[list[float]]],
 ) -> list[dict[str, Any]]:
-    from lenscheck.collapse import is_semantic_top1
-
     out = []
     last = len(top_ids[0]) - 1
     for layer, (layer_ids, layer_p) in enumerate(zip(top_ids, top_p)):
@@ -230,7 +298,7 @@ def _diagnostics(backend: LensBackend, cfg: LensConfig) -> dict[str, Any]:
         "type": "diagnostics",
         "model": backend.model_id,
         "device": backend.device,
-        "use_norm_lens": True,
+        "use_norm_lens": cfg.decode_norm != "raw",
         "use_fp32_unembed": str(backend.dtype) == "torch.float32",
         "unembed_dtype": str(backend.unembed.dtype),
         "first_block_ln1_type": first,
@@ -253,80 +321,212 @@ def _diagnostics(backend: LensBackend, cfg: LensConfig) -> dict[str, Any]:
     }
 
 
-def _check_prompt(backend: LensBackend, cfg: LensConfig, ids: list[int]) -> dict[str, Any]:
+def _check_lengths(backend: LensBackend, where: str, what: str, ids: list[int]) -> None:
     n_ctx = backend.facts.n_ctx
     if n_ctx and len(ids) > n_ctx:
         raise ValueError(
-            f"prompt is {len(ids)} tokens long but {backend.model_id} has a context of {n_ctx} "
-            "tokens; shorten the prompt"
+            f"{where}{what} is {len(ids)} tokens long but {backend.model_id} has a context of "
+            f"{n_ctx} tokens; shorten the prompt"
         )
-    pieces = backend.prompt_ids(" " + cfg.ground_truth.strip())
+
+
+def _answer_facts(backend: LensBackend, answer: str) -> dict[str, Any]:
+    pieces = backend.prompt_ids(" " + answer.strip())
     if len(pieces) != 1:
         log.warning(
             "ground truth %r tokenizes to %d pieces; is_answer compares the top-1 text "
             "with the whole string",
-            cfg.ground_truth,
+            answer,
             len(pieces),
         )
     return {"ground_truth_token_ids": pieces, "ground_truth_single_token": len(pieces) == 1}
 
 
-def _probes(backend: LensBackend, cfg: LensConfig, final_logits: torch.Tensor) -> dict[str, Any]:
+@dataclass
+class _Job:
+    """One prompt of a suite on its way through the pipeline."""
+
+    case: PromptCase
+    cfg: LensConfig
+    ids: list[int]
+    probe_ids: list[list[int]]
+    answer: dict[str, Any]
+
+
+def _jobs(backend: LensBackend, cfg: LensConfig, suite: PromptSuite) -> list[_Job]:
+    jobs = []
+    for case in suite.cases:
+        where = suite.where(case)
+        ids = backend.encode(case.prompt)
+        probe_ids = [backend.encode(p) for p in case.probes]
+        _check_lengths(backend, where, "prompt", ids)
+        for text, seq in zip(case.probes, probe_ids):
+            _check_lengths(backend, where, f"probe {text!r}", seq)
+        job_cfg = cfg.for_case(case.prompt, case.answer, case.probes)
+        jobs.append(_Job(case, job_cfg, ids, probe_ids, _answer_facts(backend, case.answer)))
+    return jobs
+
+
+def _point_logits(backend: LensBackend, mains: Sequence[Capture], point: str) -> list[torch.Tensor]:
+    """Per prompt, lens logits [L+1, V] at its last position under decoding ``point``."""
+    import torch
+
+    norms = decode_norm_modules(backend.stack, point)
+    rows = torch.cat(
+        [
+            torch.cat([apply_norm_or_skip(r[-1:], m) for r, m in zip(c.residuals, norms)])
+            for c in mains
+        ]
+    )
+    return list(backend.unembed(rows).split(len(norms)))
+
+
+def onset_tolerance(num_layers: int) -> int:
+    """Layers by which the two normed decoding points' L_semantic may differ (ABLATION_RULE)."""
+    return max(2, math.ceil(num_layers / 10))
+
+
+def _ablation(
+    backend: LensBackend, job: _Job, by_point: dict[str, torch.Tensor]
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """The decoding-point block of the diagnostics, and p(answer) per layer per point."""
+    import torch
+
+    pieces = job.answer["ground_truth_token_ids"]
+    block: dict[str, Any] = {"chosen": job.cfg.decode_norm, "rule": ABLATION_RULE}
+    p_answer: dict[str, list[float]] = {}
+    for point in DECODE_NORMS:
+        logits = by_point[point]
+        dist = torch.softmax(logits.float(), dim=-1)
+        top = topk_probs(logits, 2, probs=dist)
+        top1 = [backend.decode(int(i)) for i in top.ids[:, 0].tolist()]
+        onset = next((n for n, t in enumerate(top1) if is_semantic_top1(t, job.case.answer)), None)
+        if pieces:
+            target = logits[:, pieces[0] : pieces[0] + 1]
+            rank: list[int | None] = ((logits > target).sum(-1) + 1).tolist()
+            p_answer[point] = dist[:, pieces[0]].tolist()
+        else:
+            rank = [None] * logits.shape[0]
+            p_answer[point] = [0.0] * logits.shape[0]
+        block[point] = {
+            "L_semantic": onset,
+            "top1": top1,
+            "p_top1": top.probs[:, 0].tolist(),
+            "p_top2": top.probs[:, 1].tolist(),
+            "entropy": entropy_bits(logits).tolist(),
+            "p_answer": p_answer[point],
+            "answer_rank": rank,
+        }
+    a, b = block["next-ln1"]["L_semantic"], block["final"]["L_semantic"]
+    limit = onset_tolerance(backend.facts.num_layers)
+    block["onset_disagreement"] = (a is None) != (b is None) or (
+        a is not None and b is not None and abs(a - b) > limit
+    )
+    return block, p_answer
+
+
+def _probes(
+    backend: LensBackend, job: _Job, probe_rows: Sequence[torch.Tensor], final: torch.Tensor
+) -> dict[str, Any]:
     tests = []
-    batch = [backend.encode(prompt) for prompt in cfg.test_prompts]
-    rows = list(backend.next_token_logits_batch(batch)) if batch else []
-    if len(rows) != len(batch):
+    if len(probe_rows) != len(job.probe_ids):
         raise RuntimeError(
-            f"backend {backend.name!r} returned {len(rows)} next-token distributions for "
-            f"{len(batch)} probe prompts; expected one per prompt"
+            f"backend {backend.name!r} returned {len(probe_rows)} next-token distributions for "
+            f"{len(job.probe_ids)} probe prompts; expected one per prompt"
         )
-    for prompt, row in zip(cfg.test_prompts, rows):
+    for prompt, row in zip(job.case.probes, probe_rows):
         ent, topk = _distribution(backend, row, _TEST_TOP_K)
         tests.append({"type": "test_prompt", "prompt": prompt, "entropy": ent, "topk": topk})
     temps = []
-    from lenscheck.prompts import TEMPERATURES
-
     for temp in TEMPERATURES:
-        ent, topk = _distribution(backend, (final_logits / temp).float(), _TEMP_TOP_K)
+        ent, topk = _distribution(backend, (final / temp).float(), _TEMP_TOP_K)
         temps.append(
             {"type": "temperature_exploration", "temperature": temp, "entropy": ent, "topk": topk}
         )
-    ent, topk = _distribution(backend, final_logits, _FINAL_TOP_K)
-    final = {"type": "final_prediction", "entropy": ent, "topk": topk}
-    return {"test_prompts": tests, "temperature_exploration": temps, "final_prediction": final}
+    ent, topk = _distribution(backend, final, _FINAL_TOP_K)
+    return {
+        "test_prompts": tests,
+        "temperature_exploration": temps,
+        "final_prediction": {"type": "final_prediction", "entropy": ent, "topk": topk},
+    }
 
 
 def run_lens(backend: LensBackend, cfg: LensConfig) -> LensResult:
-    """Run the logit lens on ``cfg.prompt`` and build every record of the output files."""
+    """Run the logit lens on ``cfg.prompt`` (its answer and probes) and build every record."""
+    suite = cfg.evolve(suite=None).prompt_suite()
+    return run_suite(backend, suite, cfg)[suite.cases[0].id]
+
+
+def run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dict[str, LensResult]:
+    """Run the lens on every prompt of ``suite`` through ``backend``; results by prompt id."""
     import torch
 
     with torch.no_grad():
-        return _run_lens(backend, cfg)
+        return _run_suite(backend, suite, cfg)
 
 
-def _run_lens(backend: LensBackend, cfg: LensConfig) -> LensResult:
-    ids = backend.encode(cfg.prompt)
-    gt_facts = _check_prompt(backend, cfg, ids)
-    capture = backend.run(ids)
-    _check_finite(capture.residuals)
-    stats = lens_stats(backend, capture.residuals, cfg.top_k_verbose)
-    ent = stats.entropy
-    top_ids, top_p = stats.top_ids.tolist(), stats.top_probs.tolist()
-    records = _records(backend, cfg, ids, ent, top_ids, top_p)
-    pure = _pure_records(backend, cfg, set(backend.prompt_ids(cfg.prompt)), ent, top_ids, top_p)
+def _run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dict[str, LensResult]:
+    jobs = _jobs(backend, cfg, suite)
+    captures = backend.run_batch([j.ids for j in jobs] + [p for j in jobs for p in j.probe_ids])
+    if len(captures) != len(jobs) + sum(len(j.probe_ids) for j in jobs):
+        raise RuntimeError(
+            f"backend {backend.name!r} returned {len(captures)} captures for "
+            f"{len(jobs)} prompts and their probes; expected one per sequence"
+        )
+    mains, probes = captures[: len(jobs)], iter(captures[len(jobs) :])
+    probe_rows = [[next(probes).logits[-1] for _ in job.probe_ids] for job in jobs]
+    for job, capture in zip(jobs, mains):
+        _check_finite(capture.residuals, suite.where(job.case))
+    stats = lens_stats_batch(
+        backend, [c.residuals for c in mains], cfg.top_k_verbose, cfg.decode_norm
+    )
+    by_point: dict[str, list[torch.Tensor]] = {cfg.decode_norm: [s.next_token for s in stats]}
+    for point in DECODE_NORMS:
+        if point not in by_point:
+            by_point[point] = _point_logits(backend, mains, point)
+    results = {}
+    for n, (job, capture, st, rows) in enumerate(zip(jobs, mains, stats, probe_rows)):
+        points = {point: logits[n] for point, logits in by_point.items()}
+        results[job.case.id] = _result(backend, job, capture, st, rows, points)
+    return results
+
+
+def _final_point_last_layer(
+    backend: LensBackend, job: _Job, capture: Capture, st: LensStats
+) -> Any:
+    """Lens logits [T, V] at the last layer through the norm before the unembedding.
+
+    next-ln1 and final already decode the last layer that way; raw does not, and the
+    last-layer consistency check is about the lens machinery, not the decoding point.
+    """
+    if job.cfg.decode_norm != "raw":
+        return st.last_layer
+    return backend.unembed(
+        apply_norm_or_skip(capture.residuals[-1], final_norm_module(backend.stack))
+    )
+
+
+def _result(
+    backend: LensBackend,
+    job: _Job,
+    capture: Capture,
+    st: LensStats,
+    probe_rows: Sequence[torch.Tensor],
+    by_point: dict[str, torch.Tensor],
+) -> LensResult:
+    cfg, ids = job.cfg, job.ids
+    top_ids, top_p = st.top_ids.tolist(), st.top_probs.tolist()
+    records = _records(backend, cfg, ids, st.entropy, top_ids, top_p)
+    pure = _pure_records(
+        backend, cfg, set(backend.prompt_ids(cfg.prompt)), st.entropy, top_ids, top_p
+    )
+    lens_last = _final_point_last_layer(backend, job, capture, st)
+    ablation, p_answer = _ablation(backend, job, by_point)
     diag = _diagnostics(backend, cfg)
     diag.update(summarize_collapse(pure))
-    diag.update(_extra_diagnostics(backend, cfg, ids, gt_facts, stats.last_layer, capture.logits))
-    probes = _probes(backend, cfg, capture.logits[-1])
-    model_stats = {
-        "type": "model_stats",
-        "num_layers": backend.facts.num_layers,
-        "d_model": backend.facts.d_model,
-        "n_heads": backend.facts.n_heads,
-        "d_vocab": backend.facts.d_vocab,
-        "n_ctx": backend.facts.n_ctx,
-        "architecture": backend.facts.architecture,
-    }
+    diag.update(_extra_diagnostics(backend, cfg, ids, job.answer, lens_last, capture.logits))
+    diag["decoding_ablation"] = ablation
+    probes = _probes(backend, job, probe_rows, capture.logits[-1])
     json_data = {
         "prompt": {
             "type": "prompt",
@@ -337,39 +537,38 @@ def _run_lens(backend: LensBackend, cfg: LensConfig) -> LensResult:
         "temperature_exploration": probes["temperature_exploration"],
         "diagnostics": diag,
         "final_prediction": probes["final_prediction"],
-        "model_stats": model_stats,
+        "model_stats": {
+            "type": "model_stats",
+            "num_layers": backend.facts.num_layers,
+            "d_model": backend.facts.d_model,
+            "n_heads": backend.facts.n_heads,
+            "d_vocab": backend.facts.d_vocab,
+            "n_ctx": backend.facts.n_ctx,
+            "architecture": backend.facts.architecture,
+        },
     }
     return LensResult(
         json_data=json_data,
         records=records,
         pure_records=pure,
         input_ids=ids,
-        entropies=ent,
-        top1_ids=stats.top_ids[..., 0],
+        entropies=st.entropy,
+        top1_ids=st.top_ids[..., 0],
         residuals=capture.residuals if cfg.keep_residuals else None,
         extras={
-            "lens_logits_last": stats.last_layer,
+            "lens_logits_last": lens_last,
             "model_logits": capture.logits,
-            "p_ground_truth": _p_answer(stats.next_token, gt_facts),
+            "p_answer": p_answer,
         },
+        case=job.case,
     )
-
-
-def _p_answer(next_token: torch.Tensor, gt_facts: dict[str, Any]) -> list[float]:
-    """Per layer, the next-token probability of the ground truth's first piece."""
-    import torch
-
-    pieces = gt_facts["ground_truth_token_ids"]
-    if not pieces:
-        return [0.0] * next_token.shape[0]
-    return torch.softmax(next_token.float(), dim=-1)[:, pieces[0]].tolist()  # type: ignore[no-any-return,unused-ignore]
 
 
 def _extra_diagnostics(
     backend: LensBackend,
     cfg: LensConfig,
     ids: list[int],
-    gt_facts: dict[str, Any],
+    answer: dict[str, Any],
     lens_last: torch.Tensor,
     model_logits: torch.Tensor,
 ) -> dict[str, Any]:
@@ -390,5 +589,6 @@ def _extra_diagnostics(
         },
         "copy_threshold": cfg.copy_threshold,
         "copy_margin": cfg.copy_margin,
-        **gt_facts,
+        **answer,
+        "decode_norm": cfg.decode_norm,
     }

@@ -11,19 +11,23 @@ RMSNorm, which drops the centring and the bias of TransformerLens' LayerNorm).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 __all__ = [
+    "DECODE_NORMS",
     "GEMMA_OFFSET_RMSNORMS",
+    "DecodeNorm",
     "NormSpec",
     "UnsupportedNormError",
     "apply_norm",
     "apply_norm_or_skip",
+    "decode_norm_modules",
     "detect_model_architecture",
+    "final_norm_module",
     "get_correct_norm_module",
     "lens_norm_modules",
     "norm_spec",
@@ -31,6 +35,11 @@ __all__ = [
 ]
 
 Architecture = Literal["pre_norm", "post_norm"]
+#: Where the lens decodes each layer's residual. ``next-ln1``: the norm the model itself
+#: applies to that residual next (the original pipeline's rule, the default); ``final``: the
+#: norm in front of the unembedding, at every layer (the standard logit lens); ``raw``: none.
+DecodeNorm = Literal["next-ln1", "final", "raw"]
+DECODE_NORMS: tuple[DecodeNorm, ...] = get_args(DecodeNorm)
 
 # transformers RMSNorm classes that scale by (1 + w) and cast after scaling.
 GEMMA_OFFSET_RMSNORMS = frozenset({"GemmaRMSNorm", "Gemma2RMSNorm", "Gemma3RMSNorm"})
@@ -204,3 +213,24 @@ def lens_norm_modules(model: Any) -> list[Any]:
     """Norm module per lens layer 0..L: embeddings first, then each block's output."""
     first = get_correct_norm_module(model, 0, probe_after_block=False)
     return [first] + [get_correct_norm_module(model, i) for i in range(len(model.blocks))]
+
+
+def final_norm_module(model: Any) -> Any:
+    """The norm in front of the unembedding: ``ln_final``, or for a post-norm model without
+    one (OPT-350m) the last block's ``ln2``, whose output the unembedding reads."""
+    final = getattr(model, "ln_final", None)
+    if final is None and detect_model_architecture(model) == "post_norm" and model.blocks:
+        return getattr(model.blocks[-1], "ln2", None)
+    return final
+
+
+def decode_norm_modules(model: Any, point: str) -> list[Any]:
+    """Norm module per lens layer 0..L for decoding point ``point`` (see :data:`DecodeNorm`)."""
+    if point == "next-ln1":
+        return lens_norm_modules(model)
+    n = len(model.blocks) + 1
+    if point == "final":
+        return [final_norm_module(model)] * n
+    if point == "raw":
+        return [None] * n
+    raise ValueError(f"decode norm must be one of {', '.join(DECODE_NORMS)}, got {point!r}")

@@ -88,13 +88,19 @@ def _side_panel(ax: Any, result: LensResult, n_layers: int) -> None:
     ax.set_yticks([])
     twin = ax.twiny()
     # Markers and a margin: p(answer) sits at ~0 for most layers, which a bare line would
-    # draw exactly on the axis spine, where it cannot be told from "not plotted".
-    twin.plot(
-        result.extras.get("p_ground_truth", [0.0] * n_layers),
-        layers,
-        color="tab:red",
-        marker="o",
-        markersize=2.5,
-    )
+    # draw exactly on the axis spine, where it cannot be told from "not plotted". Both normed
+    # decoding points: where they part, the onset is an artefact of the decoding point.
+    p_answer = result.extras.get("p_answer", {})
+    for point, color, style in (("next-ln1", "tab:red", "-"), ("final", "tab:orange", "--")):
+        twin.plot(
+            p_answer.get(point, [0.0] * n_layers),
+            layers,
+            color=color,
+            linestyle=style,
+            marker="o",
+            markersize=2.5,
+            label=point,
+        )
     twin.set_xlim(-0.04, 1.04)
     twin.set_xlabel(f"p({result.json_data['prompt']['ground_truth']})", color="tab:red")
+    twin.legend(loc="lower right", fontsize=6, title="decoded at", title_fontsize=6)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,13 +21,15 @@ if TYPE_CHECKING:
     from lenscheck.backends.base import LensBackend
     from lenscheck.lens import LensResult
     from lenscheck.models import ResolvedModel
+    from lenscheck.suites import PromptSuite
 
 __all__ = [
     "ModelRun",
     "check_out_dir",
     "load_model",
+    "output_bytes",
     "run_model",
-    "seed_everything",
+    "seeded",
     "write_outputs",
 ]
 
@@ -36,28 +39,58 @@ Stage = Callable[[str], None]
 
 @dataclass
 class ModelRun:
-    """What one model's run produced, and how long each stage took."""
+    """What one model's run produced (one result per prompt), and how long each stage took."""
 
     spec: str
     resolved: ResolvedModel
-    result: LensResult
+    results: dict[str, LensResult]
     backend: LensBackend
-    paths: OutputPaths | None = None
+    suite: PromptSuite
+    name: str = ""
+    paths: dict[str, OutputPaths] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def result(self) -> LensResult:
+        """The first prompt's result (the only one for a single-prompt run)."""
+        return self.results[self.suite.cases[0].id]
 
-def seed_everything(seed: int) -> None:
-    """Seed every RNG and ask torch for deterministic kernels (byte-identical CSVs)."""
+
+_DETERMINISM_ENV = ("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed every RNG and ask torch for deterministic kernels (byte-identical CSVs) inside
+    the block; the caller's RNG states, torch's deterministic mode and the environment are
+    restored afterwards, so a test session or a library caller is left as it was."""
     import random
 
     import numpy as np
     import torch
 
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    saved = (
+        random.getstate(),
+        np.random.get_state(),
+        torch.random.get_rng_state(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        os.environ.get(_DETERMINISM_ENV[0]),
+    )
+    os.environ.setdefault(*_DETERMINISM_ENV)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.random.set_rng_state(saved[2])
+        torch.use_deterministic_algorithms(saved[3], warn_only=saved[4])
+        if saved[5] is None:
+            os.environ.pop(_DETERMINISM_ENV[0], None)
 
 
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
@@ -93,10 +126,12 @@ def load_model(
     device = resolve_device(cfg.device)
     dtype = _compute_dtype(cfg, device, resolved.requested)
     promote = cfg.fp32_unembed or should_auto_promote_unembed(dtype)
-    from lenscheck.models import EMBEDDED_MODEL_ID
+    from lenscheck.models import EMBEDDED_MODEL_ID, GEMMA3_ALIAS, GEMMA3_MODEL_ID
 
-    # The embedded alias reports the id its weights come from, as a hub run would.
-    model_id = EMBEDDED_MODEL_ID if resolved.source == "embedded" else resolved.requested
+    # Embedded aliases report the id their weights come from, as a hub run would.
+    model_id = resolved.requested
+    if resolved.source == "embedded":
+        model_id = GEMMA3_MODEL_ID if resolved.requested == GEMMA3_ALIAS else EMBEDDED_MODEL_ID
     backend = load_backend(
         cfg.backend,
         resolved.path,
@@ -117,55 +152,93 @@ def run_model(
     *,
     stage: Stage | None = None,
     cache_dir: Path | None = None,
+    name: str | None = None,
 ) -> ModelRun:
-    """Run the lens on one model; write its files into ``out_dir`` when given."""
-    from lenscheck.lens import run_lens
-
-    note = stage or (lambda _s: None)
+    """Run the lens on every prompt of ``cfg.prompt_suite()`` with one model; write each
+    prompt's files into ``out_dir`` when given (``name``: the file stem, default the model's)."""
     if out_dir is not None:
         check_out_dir(out_dir)
-    seed_everything(cfg.seed)
+    with seeded(cfg.seed):
+        return _run_model(spec, cfg, out_dir, stage or (lambda _s: None), cache_dir, name)
+
+
+def _run_model(
+    spec: str,
+    cfg: LensConfig,
+    out_dir: str | os.PathLike[str] | None,
+    note: Stage,
+    cache_dir: Path | None,
+    name: str | None,
+) -> ModelRun:
+    from lenscheck.lens import run_suite
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     note("load")
     resolved, backend = load_model(spec, cfg, cache_dir=cache_dir)
     timings["load_s"] = time.perf_counter() - t0
     note("lens")
+    suite = cfg.prompt_suite()
     lens_cfg = cfg.evolve(
         keep_residuals=cfg.keep_residuals or cfg.self_test, model_source=resolved.source
     )
-    result = run_lens(backend, lens_cfg)
+    results = run_suite(backend, suite, lens_cfg)
     timings["lens_s"] = time.perf_counter() - t0 - timings["load_s"]
     if cfg.self_test:
-        from lenscheck.selftest import run_self_test
-
         note("self-test")
-        run_self_test(backend, result, result.residuals or [])
-        if not cfg.keep_residuals:
-            result.residuals = None
-    run = ModelRun(spec=spec, resolved=resolved, result=result, backend=backend, timings=timings)
+        _self_test(backend, results, keep=cfg.keep_residuals)
+    else:
+        for result in results.values():
+            result.diagnostics["self_test"] = {"ran": False}
+    run = ModelRun(
+        spec=spec,
+        resolved=resolved,
+        results=results,
+        backend=backend,
+        suite=suite,
+        name=name or resolved.name,
+        timings=timings,
+    )
     if out_dir is not None:
         note("write")
-        run.paths = output_paths(out_dir, resolved.name)
-        write_outputs(result, run.paths, cfg, title=resolved.name)
+        for case in suite.cases:
+            paths = output_paths(out_dir, run.name + suite.file_suffix(case))
+            write_outputs(
+                results[case.id], paths, cfg, title=f"{run.name}{suite.file_suffix(case)}"
+            )
+            run.paths[case.id] = paths
     timings["total_s"] = time.perf_counter() - t0
     return run
+
+
+def _self_test(backend: LensBackend, results: dict[str, LensResult], *, keep: bool) -> None:
+    """Check every prompt before anything is written; record the numbers in its JSON."""
+    from lenscheck.selftest import run_self_test
+
+    for case_id, result in results.items():
+        report = run_self_test(backend, result, result.residuals or [])
+        result.diagnostics["self_test"] = {"ran": True, "passed": True, **report}
+        log.info("self-test passed for %s (%s): %s", backend.model_id, case_id, report)
+        if not keep:
+            result.residuals = None
+
+
+def output_bytes(result: LensResult, cfg: LensConfig) -> tuple[bytes, bytes, bytes]:
+    """The JSON, records CSV and pure next-token CSV of one prompt, as written to disk."""
+    from lenscheck.schema import dump_csv_bytes, pure_row, record_row
+
+    return (
+        dump_json_bytes(result.json_data),
+        dump_csv_bytes("records", (record_row(r) for r in result.records), cfg.top_k_verbose),
+        dump_csv_bytes("pure", (pure_row(r) for r in result.pure_records), cfg.top_k_verbose),
+    )
 
 
 def _file_bytes(
     result: LensResult, paths: OutputPaths, cfg: LensConfig, title: str
 ) -> dict[Path, bytes]:
-    from lenscheck.schema import dump_csv_bytes, pure_row, record_row
-
-    files = {
-        paths.records_csv: dump_csv_bytes(
-            "records", (record_row(r) for r in result.records), cfg.top_k_verbose
-        ),
-        paths.pure_csv: dump_csv_bytes(
-            "pure", (pure_row(r) for r in result.pure_records), cfg.top_k_verbose
-        ),
-        paths.json: dump_json_bytes(result.json_data),
-    }
+    json_bytes, records, pure = output_bytes(result, cfg)
+    files = {paths.records_csv: records, paths.pure_csv: pure, paths.json: json_bytes}
     if cfg.heatmap:
         from lenscheck.plot import render_heatmap_png
 

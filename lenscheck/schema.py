@@ -29,6 +29,7 @@ __all__ = [
     "SchemaViolation",
     "csv_header",
     "dump_csv_bytes",
+    "parse_csv_bytes",
     "pure_row",
     "read_csv",
     "record_row",
@@ -103,6 +104,18 @@ class CsvRow:
     topk: tuple[tuple[str, float], ...]
     rest_mass: float
     flags: tuple[bool, ...] = ()
+
+    def as_record(self) -> dict[str, Any]:
+        """The row as a record dict, the shape the lens builds and the writer takes."""
+        rec: dict[str, Any] = {
+            "layer": self.layer,
+            "pos": self.pos,
+            "token": self.token,
+            "entropy": self.entropy,
+            "topk": [[t, p] for t, p in self.topk],
+        }
+        rec.update(zip(FLAG_COLUMNS, self.flags))
+        return rec
 
     def cells(self, top_k_verbose: int = TOP_K_VERBOSE) -> list[Any]:
         """The row as the writer's cells, padded to ``top_k_verbose`` pairs."""
@@ -228,6 +241,11 @@ class CsvTable:
     top_k_verbose: int
     rows: list[CsvRow] = field(default_factory=list)
     violations: list[SchemaViolation] = field(default_factory=list)
+    header: str = ""
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as the lens' record dicts (``topk`` pairs; flags for the pure CSV)."""
+        return [row.as_record() for row in self.rows]
 
 
 class _RowParser:
@@ -322,38 +340,47 @@ def read_csv(path: str | os.PathLike[str], *, strict: bool = True) -> CsvTable:
     """
     spath = os.fspath(path)
     with open(spath, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, dialect=CSV_DIALECT)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise CsvSchemaError(
-                [SchemaViolation(spath, 0, "*", "empty file, expected a header")]
-            ) from None
-        except csv.Error as exc:
-            raise CsvSchemaError(
-                [SchemaViolation(spath, 0, "*", f"unreadable CSV: {exc}")]
-            ) from None
-        detected = _detect_kind(header)
-        if detected is None:
-            expected = ",".join(csv_header("records"))
-            violation = SchemaViolation(
-                spath,
-                0,
-                "*",
-                f"unknown header {','.join(header)!r}; "
-                f"expected {expected!r} (+ flag columns for the pure CSV)",
-            )
-            raise CsvSchemaError([violation])
-        kind, k = detected
-        table = CsvTable(spath, kind, k)
-        parser = _RowParser(spath, kind, header)
-        try:
-            for n, cells in enumerate(reader, start=1):
-                row = parser.parse(n, cells)
-                if row is not None:
-                    table.rows.append(row)
-        except csv.Error as exc:
-            parser.bad(reader.line_num, "*", f"unreadable CSV: {exc}")
+        return _parse(fh, spath, strict=strict)
+
+
+def parse_csv_bytes(data: bytes, source: str, *, strict: bool = True) -> CsvTable:
+    """:func:`read_csv` on the bytes of a file (``source`` names it in messages)."""
+    import io
+
+    return _parse(io.StringIO(data.decode("utf-8"), newline=""), source, strict=strict)
+
+
+def _parse(fh: Iterable[str], spath: str, *, strict: bool) -> CsvTable:
+    reader = csv.reader(fh, dialect=CSV_DIALECT)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise CsvSchemaError(
+            [SchemaViolation(spath, 0, "*", "empty file, expected a header")]
+        ) from None
+    except csv.Error as exc:
+        raise CsvSchemaError([SchemaViolation(spath, 0, "*", f"unreadable CSV: {exc}")]) from None
+    detected = _detect_kind(header)
+    if detected is None:
+        expected = ",".join(csv_header("records"))
+        violation = SchemaViolation(
+            spath,
+            0,
+            "*",
+            f"unknown header {','.join(header)!r}; "
+            f"expected {expected!r} (+ flag columns for the pure CSV)",
+        )
+        raise CsvSchemaError([violation])
+    kind, k = detected
+    table = CsvTable(spath, kind, k, header=",".join(header))
+    parser = _RowParser(spath, kind, header)
+    try:
+        for n, cells in enumerate(reader, start=1):
+            row = parser.parse(n, cells)
+            if row is not None:
+                table.rows.append(row)
+    except csv.Error as exc:
+        parser.bad(reader.line_num, "*", f"unreadable CSV: {exc}")
     table.violations = parser.violations
     if strict and table.violations:
         raise CsvSchemaError(table.violations)

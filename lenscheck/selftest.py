@@ -34,9 +34,10 @@ def kl_tolerance_bits(dtype: torch.dtype) -> float:
     return 1e-6 if dtype in (torch.float32, torch.float64) else 1e-2
 
 
-def _norm_scaling_failures(backend: LensBackend, residuals: list[Any], tol: float) -> list[str]:
+def _norm_scaling_kl(backend: LensBackend, residuals: list[Any]) -> dict[str, float]:
+    """KL(module || lens) of the next-token distributions, at the first, middle and last layer."""
     norms = lens_norm_modules(backend.stack)
-    failures = []
+    out = {}
     for layer in sorted({0, len(residuals) // 2, len(residuals) - 1}):
         module = norms[layer]
         if module is None:
@@ -44,22 +45,23 @@ def _norm_scaling_failures(backend: LensBackend, residuals: list[Any], tol: floa
         resid = residuals[layer]
         ours = backend.unembed(apply_norm_or_skip(resid, module))
         theirs = backend.unembed(unwrap_norm(module)(resid))
-        kl = float(kl_bits(theirs, ours).max())
-        if not kl < tol:
-            failures.append(
-                f"normalization scaling at layer {layer}: KL(module || lens) = "
-                f"{kl:.3g} bits, allowed < {tol:g}"
-            )
-    return failures
+        out[str(layer)] = float(kl_bits(theirs, ours).max())
+    return out
 
 
-def run_self_test(backend: LensBackend, result: LensResult, residuals: list[Any]) -> None:
-    """Raise :class:`SelfTestError` listing every failed check."""
+def run_self_test(backend: LensBackend, result: LensResult, residuals: list[Any]) -> dict[str, Any]:
+    """The numbers of both checks; raise :class:`SelfTestError` listing every failed one."""
     import torch
 
     tol = kl_tolerance_bits(backend.dtype)
     with torch.no_grad():
-        failures = _norm_scaling_failures(backend, residuals, tol)
+        scaling = _norm_scaling_kl(backend, residuals)
+    failures = [
+        f"normalization scaling at layer {layer}: KL(module || lens) = {kl:.3g} bits, "
+        f"allowed < {tol:g}"
+        for layer, kl in scaling.items()
+        if not kl < tol
+    ]
     llc = result.diagnostics["last_layer_consistency"]
     if not llc["kl_bits_max"] < tol:
         failures.append(
@@ -73,3 +75,9 @@ def run_self_test(backend: LensBackend, result: LensResult, residuals: list[Any]
             f"self-test failed for {backend.model_id}; no files were written:\n  "
             + "\n  ".join(failures)
         )
+    return {
+        "tolerance_bits": tol,
+        "norm_scaling_kl_bits": scaling,
+        "last_layer_kl_bits": llc["kl_bits_max"],
+        "top1_agree": llc["top1_agree"],
+    }

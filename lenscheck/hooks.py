@@ -17,14 +17,20 @@ def build_cache_hook(cache_dict: dict[str, Any]) -> Callable[[Any, Any], None]:
     return cache_residual_hook
 
 
-def attach_residual_hooks(model: Any, cache_hook: Callable[[Any, Any], None]) -> list[Any]:
+def attach_residual_hooks(
+    model: Any, cache_hook: Callable[[Any, Any], None]
+) -> tuple[list[Any], bool]:
     """Attach ``cache_hook`` to the embeddings, positional embeddings (when the model
-    has them) and every block's ``hook_resid_post``; return the handles.
+    has them) and every block's ``hook_resid_post``.
 
+    Returns ``(handles, has_pos_embed)`` as the original pipeline did: the handles to
+    pass to :func:`detach_hooks`, and whether ``hook_pos_embed`` was hooked (so the
+    caller knows whether layer 0 is ``hook_embed + hook_pos_embed`` or ``hook_embed``).
     If attaching fails half way, the hooks already attached are removed first.
     """
+    has_pos_embed = "hook_pos_embed" in model.hook_dict
     names = ["hook_embed"]
-    if "hook_pos_embed" in model.hook_dict:
+    if has_pos_embed:
         names.append("hook_pos_embed")
     names += [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
     handles: list[Any] = []
@@ -34,7 +40,7 @@ def attach_residual_hooks(model: Any, cache_hook: Callable[[Any, Any], None]) ->
     except BaseException:
         detach_hooks(handles)
         raise
-    return handles
+    return handles, has_pos_embed
 
 
 def detach_hooks(handles: Iterable[Any]) -> None:

@@ -76,8 +76,9 @@ def hooked(model: Any) -> dict[str, int]:
 def test_only_intended_hooks_attached(n_layers: int, pos_embed: bool) -> None:
     model = fake_model(n_layers, pos_embed)
     cache: dict[str, Any] = {}
-    handles = attach_residual_hooks(model, build_cache_hook(cache))
+    handles, has_pos_embed = attach_residual_hooks(model, build_cache_hook(cache))
     want = intended(n_layers, pos_embed)
+    assert has_pos_embed is pos_embed
     assert hooked(model) == dict.fromkeys(want, 1)
     assert len(handles) == len(want)
     assert [h.point.name for h in handles] == want
@@ -86,7 +87,7 @@ def test_only_intended_hooks_attached(n_layers: int, pos_embed: bool) -> None:
 def test_cached_tensors_are_detached_and_keyed_by_hook_name() -> None:
     model = fake_model(2, pos_embed=True)
     cache: dict[str, Any] = {}
-    handles = attach_residual_hooks(model, build_cache_hook(cache))
+    handles, _ = attach_residual_hooks(model, build_cache_hook(cache))
     x = torch.randn(1, 4, 8, requires_grad=True)
     for i, name in enumerate(intended(2, True)):
         activation = x * (i + 1)  # part of an autograd graph
@@ -106,12 +107,30 @@ def test_cached_tensors_are_detached_and_keyed_by_hook_name() -> None:
 def test_cleanup_removes_every_hook() -> None:
     model = fake_model(3, pos_embed=True)
     cache: dict[str, Any] = {}
-    handles = attach_residual_hooks(model, build_cache_hook(cache))
+    handles, _ = attach_residual_hooks(model, build_cache_hook(cache))
     detach_hooks(handles)
     assert hooked(model) == {}
     assert handles == []  # the list is emptied
     model.hook_dict["hook_embed"].fire(torch.ones(2))
     assert cache == {}
+
+
+@pytest.mark.parametrize("pos_embed", [True, False])
+def test_returns_handles_and_has_pos_embed_as_the_original(pos_embed: bool) -> None:
+    """The original returned ``(handles, has_pos_embed)``; its callers unpack two values.
+
+    With 1 layer and no positional embedding a bare list would have held exactly two
+    handles and unpacked without error into the wrong names: pin the type, not the length.
+    """
+    model = fake_model(1, pos_embed)
+    result = attach_residual_hooks(model, build_cache_hook({}))
+    assert type(result) is tuple and len(result) == 2
+    handles, has_pos_embed = result
+    assert isinstance(handles, list) and type(has_pos_embed) is bool
+    assert has_pos_embed is pos_embed
+    assert len(handles) == 2 + pos_embed
+    detach_hooks(handles)
+    assert hooked(model) == {}
 
 
 @pytest.mark.parametrize(
@@ -174,8 +193,8 @@ def test_real_transformer_lens_hook_points() -> None:
         points[name] = hp
     model = SimpleNamespace(hook_dict=points, cfg=SimpleNamespace(n_layers=2))
     cache: dict[str, Any] = {}
-    handles = attach_residual_hooks(model, build_cache_hook(cache))
-    assert len(handles) == 3
+    handles, has_pos_embed = attach_residual_hooks(model, build_cache_hook(cache))
+    assert len(handles) == 3 and has_pos_embed is False
     x = torch.randn(3, requires_grad=True)
     for hp in points.values():
         out = hp(x * 2)

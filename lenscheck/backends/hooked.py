@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from lenscheck.backends.base import (
     Capture,
     Unembedder,
-    last_logits_each,
     library_versions,
+    run_each,
     tl_layer_stack,
 )
 from lenscheck.backends.hf import find_structure, model_facts
@@ -46,10 +46,9 @@ def build_hooked_transformer(
         from transformer_lens import HookedTransformer, HookedTransformerConfig
         from transformer_lens import loading_from_pretrained as loading
     except ImportError as exc:
-        raise ImportError(
-            "the hooked-transformer backend needs TransformerLens 3.x (4.0 removed "
-            f"HookedTransformer): pip install 'transformer-lens>=3.9,<4' ({exc})"
-        ) from exc
+        from lenscheck.backends.tl import missing_transformer_lens
+
+        raise ImportError(missing_transformer_lens("hooked-transformer", exc)) from exc
     local = path if Path(path).is_dir() else None
     if local is None:
         raise ValueError(f"the hooked-transformer backend loads local checkpoints; got {path!r}")
@@ -115,18 +114,22 @@ class HookedTransformerBackend(CodecBacked):
         from lenscheck.hooks import attach_residual_hooks, build_cache_hook, detach_hooks
 
         cache: dict[str, Any] = {}
-        handles = attach_residual_hooks(self.model, build_cache_hook(cache))
+        handles, has_pos_embed = attach_residual_hooks(self.model, build_cache_hook(cache))
         try:
             logits = self._logits(ids)
         finally:
             detach_hooks(handles)
-        layer0 = cache["hook_embed"] + cache.get("hook_pos_embed", 0)
+        layer0 = cache["hook_embed"]
+        if has_pos_embed:
+            layer0 = layer0 + cache["hook_pos_embed"]
         n = self.model.cfg.n_layers
         residuals = [layer0[0]] + [cache[f"blocks.{i}.hook_resid_post"][0] for i in range(n)]
         return Capture(residuals=residuals, logits=logits)
 
-    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
-        return last_logits_each(self._logits, batch)
+    def run_batch(self, batch: Sequence[list[int]]) -> list[Capture]:
+        # One forward per prompt: TransformerLens' padding conventions (left padding,
+        # shifted positions) would change the numbers a prompt has alone.
+        return run_each(self.run, batch)
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers", "transformer-lens")

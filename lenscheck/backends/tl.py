@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from lenscheck.backends.base import (
     Capture,
-    last_logits_each,
+    batched_run,
     library_versions,
+    right_pad,
+    split_rows,
     tl_layer_stack,
 )
 from lenscheck.backends.hf import find_structure, model_facts, unembedder_for
@@ -23,7 +25,35 @@ from lenscheck.backends.tokens import CodecBacked, TokenCodec
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TransformerLensBackend", "boot_bridge"]
+__all__ = ["INSTALL_TL", "TransformerLensBackend", "boot_bridge", "missing_transformer_lens"]
+
+#: How to install the TransformerLens backends (transformer-lens is an optional extra).
+INSTALL_TL = "pip install 'lenscheck[tl]'"
+
+
+def missing_transformer_lens(backend: str, exc: ImportError) -> str:
+    """The message for a TransformerLens backend whose import failed: transformer-lens not
+    installed at all (it is the optional ``tl`` extra), or installed in a version without
+    what ``backend`` needs."""
+    import importlib.util
+
+    try:
+        absent = importlib.util.find_spec("transformer_lens") is None
+    except (ImportError, ValueError):
+        absent = True
+    if absent:
+        return (
+            f"the {backend} backend needs TransformerLens, which is not installed "
+            f"(it is an optional extra). Install it with: {INSTALL_TL}"
+        )
+    if backend == "hooked-transformer":
+        need, pin = (
+            "TransformerLens 3.x (4.0 removed HookedTransformer)",
+            "'transformer-lens>=3.9,<4'",
+        )
+    else:
+        need, pin = "TransformerLens >= 3.9 with TransformerBridge", "'transformer-lens>=3.9,<5'"
+    return f"the {backend} backend needs {need}; import failed ({exc}). Install: pip install {pin}"
 
 
 def boot_bridge(
@@ -38,11 +68,8 @@ def boot_bridge(
     """Boot a TransformerBridge around an already loaded transformers model."""
     try:
         from transformer_lens.model_bridge import TransformerBridge
-    except ImportError as exc:  # TransformerLens < 3.9 has no bridge
-        raise ImportError(
-            "the transformer-lens backend needs TransformerLens >= 3.9 with TransformerBridge; "
-            f"found none ({exc}). Install it: pip install 'transformer-lens>=3.9,<5'"
-        ) from exc
+    except ImportError as exc:
+        raise ImportError(missing_transformer_lens("transformer-lens", exc)) from exc
     return TransformerBridge.boot_transformers(
         path,
         device=device,
@@ -80,16 +107,16 @@ class TransformerLensBackend(CodecBacked):
         # The bridge's unembed wraps the same lm_head; the softcap lives in the HF config.
         self.unembed = unembedder_for(hf_model, promote_unembed)
 
-    def _forward(self, ids: list[int]) -> torch.Tensor:
+    def run(self, ids: list[int]) -> Capture:
+        return self.run_batch([ids])[0]
+
+    def run_batch(self, batch: Sequence[list[int]]) -> list[Capture]:
+        return batched_run(self._forward, self.facts.d_vocab, batch)
+
+    def _forward(self, batch: list[list[int]]) -> list[Capture]:
+        """One right-padded forward pass (see :func:`right_pad`) through the bridge's hooks."""
         import torch
 
-        tokens = torch.tensor([ids], dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            out = self.bridge(tokens)
-        logits = out if isinstance(out, torch.Tensor) else out.logits
-        return logits[0].float()
-
-    def run(self, ids: list[int]) -> Capture:
         from lenscheck.hooks import detach_hooks
 
         n = len(self.stack.blocks)
@@ -98,21 +125,25 @@ class TransformerLensBackend(CodecBacked):
 
         def make(name: str) -> Any:
             def hook(tensor: Any, hook: Any) -> None:
-                cache[name] = tensor[0].detach()
+                cache[name] = tensor.detach()
 
             return hook
 
+        tokens, mask = right_pad(batch, self.device)
         handles: list[Any] = []
         try:
             for name in names:
                 handles.append(self.bridge.hook_dict[name].add_hook(make(name)))
-            logits = self._forward(ids)
+            with torch.no_grad():
+                out = (
+                    self.bridge(tokens)
+                    if mask is None
+                    else self.bridge(tokens, attention_mask=mask)
+                )
         finally:
             detach_hooks(handles)
-        return Capture(residuals=[cache[name] for name in names], logits=logits)
-
-    def next_token_logits_batch(self, batch: Sequence[list[int]]) -> torch.Tensor:
-        return last_logits_each(self._forward, batch)
+        logits = out if isinstance(out, torch.Tensor) else out.logits
+        return split_rows([cache[name] for name in names], logits, [len(ids) for ids in batch])
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers", "transformer-lens")

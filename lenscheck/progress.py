@@ -13,14 +13,18 @@ prints. :func:`install_log_handler` gives that logger the ``lenscheck:`` prefix 
 stderr, which the console script does; a library user's own logging configuration decides
 otherwise.
 
-transformers draws its own tqdm bars ("Loading weights" ...) that land in the middle of
-these lines; :func:`quiet_library_progress` switches them off for the duration of lenscheck
-work and restores the previous setting afterwards (``-v`` keeps them).
+transformers draws its own tqdm bars ("Loading weights", "Converting and de-quantizing GGUF
+tensors") that land in the middle of these lines; :func:`quiet_library_progress` switches
+them off for the duration of lenscheck work and restores the previous settings afterwards
+(``-v`` keeps them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +44,9 @@ __all__ = [
 #: The logger the per-stage lines go to.
 LOGGER_NAME = "lenscheck.progress"
 log = logging.getLogger(LOGGER_NAME)
+
+_TQDM_ENV = "TQDM_DISABLE"
+_GGUF_MODULE = "transformers.modeling_gguf_pytorch_utils"
 
 
 def stderr_is_terminal() -> bool:
@@ -79,23 +86,41 @@ def install_log_handler() -> None:
 def quiet_library_progress(verbose: bool = False) -> Iterator[None]:
     """Switch transformers' progress bars off inside the block, then restore them.
 
-    ``verbose`` keeps them. Without transformers installed this does nothing.
+    Three switches, because transformers draws bars two ways: its own
+    ``disable_progress_bar()`` (``Loading weights`` and friends); ``TQDM_DISABLE=1``,
+    which tqdm reads when it is first imported, so it silences the bars transformers draws
+    with plain tqdm (``Converting and de-quantizing GGUF tensors``) in a process that had
+    not imported tqdm yet, as the console script has not; and, where transformers' GGUF
+    module is loaded already, its ``tqdm`` replaced by a disabled one. ``verbose`` keeps
+    every bar. Without transformers installed only the variable is set.
     """
     if verbose:
         yield
         return
+    previous_env = os.environ.get(_TQDM_ENV)
+    os.environ[_TQDM_ENV] = "1"
+    restore: list[Callable[[], None]] = []
     try:
-        from transformers.utils import logging as hf_logging
-    except Exception:  # transformers absent or broken: nothing of its to silence
-        yield
-        return
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+        hf_logging: Any = None
+        # transformers absent or broken: nothing of its to silence.
+        with contextlib.suppress(Exception):
+            from transformers.utils import logging as hf_logging
+        if hf_logging is not None and hf_logging.is_progress_bar_enabled():
+            hf_logging.disable_progress_bar()
+            restore.append(hf_logging.enable_progress_bar)
+        gguf: Any = sys.modules.get(_GGUF_MODULE)
+        bar = getattr(gguf, "tqdm", None)
+        if bar is not None and not isinstance(bar, functools.partial):
+            gguf.tqdm = functools.partial(bar, disable=True)
+            restore.append(lambda: setattr(gguf, "tqdm", bar))
         yield
     finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
+        for undo in reversed(restore):
+            undo()
+        if previous_env is None:
+            os.environ.pop(_TQDM_ENV, None)
+        else:
+            os.environ[_TQDM_ENV] = previous_env
 
 
 class StageProgress:

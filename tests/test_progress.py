@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -147,3 +148,57 @@ def test_stderr_is_terminal_survives_a_replaced_stream(monkeypatch: pytest.Monke
 
     monkeypatch.setattr("sys.stderr", NoTty())
     assert progress.stderr_is_terminal() is False
+
+
+def test_tqdm_disable_is_set_inside_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    with quiet_library_progress():
+        assert os.environ["TQDM_DISABLE"] == "1"
+    assert "TQDM_DISABLE" not in os.environ
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    with quiet_library_progress():
+        assert os.environ["TQDM_DISABLE"] == "1"
+    assert os.environ["TQDM_DISABLE"] == "0"
+    with quiet_library_progress(verbose=True):
+        assert os.environ["TQDM_DISABLE"] == "0"
+
+
+def test_a_fresh_process_draws_no_plain_tqdm_bar() -> None:
+    """transformers' GGUF conversion uses plain tqdm; in the console script's process tqdm
+    is first imported inside the block, so its bars are off (and on with verbose)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from lenscheck.progress import quiet_library_progress\n"
+        "with quiet_library_progress(verbose=sys.argv[1] == 'v'):\n"
+        "    from tqdm.auto import tqdm\n"
+        "    for _ in tqdm(range(3), desc='Converting and de-quantizing'): pass\n"
+    )
+    for flag, drawn in (("q", False), ("v", True)):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, flag], capture_output=True, text=True, check=True
+        )
+        assert ("Converting and de-quantizing" in proc.stderr) is drawn, proc.stderr
+
+
+def test_an_imported_gguf_module_gets_a_disabled_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+    import types
+
+    calls: list[dict[str, object]] = []
+
+    def fake_tqdm(*args: object, **kwargs: object) -> list[dict[str, object]]:
+        calls.append(kwargs)
+        return calls
+
+    module = types.ModuleType("transformers.modeling_gguf_pytorch_utils")
+    module.tqdm = fake_tqdm  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    with quiet_library_progress():
+        assert isinstance(module.tqdm, functools.partial)
+        module.tqdm([1])
+    assert calls == [{"disable": True}]
+    assert module.tqdm is fake_tqdm  # restored

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from lenscheck.collapse import (
     DEFAULT_COPY_MARGIN,
     DEFAULT_COPY_THRESHOLD,
+    collapse_flags,
     detect_copy_collapse,
     is_semantic_top1,
     summarize_collapse,
@@ -131,6 +132,17 @@ def test_threshold_and_margin(
     assert got is expected
 
 
+def test_copy_rule_is_strict_at_threshold_and_margin() -> None:
+    """Dyadic values: the boundary cases are exact in binary, so ``>`` vs ``>=`` shows."""
+
+    def flag(p1: float, p2: float) -> bool:
+        return collapse_flags(7, p1, p2, None, [7], copy_threshold=0.75, copy_margin=0.5)
+
+    assert flag(0.875, 0.25) is True  # p1 > 0.75 and p1 - p2 = 0.625 > 0.5
+    assert flag(0.75, 0.0) is False  # p1 == threshold: not above it
+    assert flag(0.8125, 0.3125) is False  # p1 - p2 == margin exactly: not above it
+
+
 def test_top1_must_be_a_prompt_token() -> None:
     logits = logits_with_top2(0.99, 0.002)
     kwargs = {"copy_threshold": 0.9, "copy_margin": 0.05}
@@ -177,11 +189,12 @@ def test_entropy_fallback_toggle() -> None:
 
 
 @pytest.mark.parametrize("name", ["copy_threshold", "copy_margin"])
-@pytest.mark.parametrize("value", [-0.01, 1.01, 2.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("value", [-0.01, 1.01, 2.0, float("nan"), float("inf"), 1.5, -0.5])
 def test_unit_interval_arguments(name: str, value: float) -> None:
     kwargs = {"copy_threshold": 0.9, "copy_margin": 0.05, name: value}
-    with pytest.raises(ValueError, match=name):
-        detect_copy_collapse(torch.zeros(4), [0], **kwargs)
+    with pytest.raises(ValueError) as info:
+        detect_copy_collapse(torch.tensor([3.0, 0.0]), [0], **kwargs)
+    assert str(info.value) == f"{name} must be in [0, 1], got {value!r}"
 
 
 @pytest.mark.parametrize("name", ["copy_threshold", "copy_margin"])
@@ -193,17 +206,37 @@ def test_non_numeric_arguments(name: str, value: object) -> None:
 
 
 @pytest.mark.parametrize(
-    ("logits", "match"),
+    ("logits", "message"),
     [
-        (torch.zeros(2, 4), "1-D"),
-        (torch.zeros(1), ">= 2 entries"),
-        (torch.tensor([0.0, float("nan")]), "NaN"),
-        (torch.tensor([0.0, float("inf")]), r"\+inf"),
+        (
+            torch.zeros(2, 4),
+            "logits must be a 1-D tensor with >= 2 entries, got Tensor of shape (2, 4) and "
+            "dtype torch.float32",
+        ),
+        (
+            torch.zeros(1),
+            "logits must be a 1-D tensor with >= 2 entries, got Tensor of shape (1,) and "
+            "dtype torch.float32",
+        ),
+        (
+            [0.1, 0.2],
+            "logits must be a 1-D tensor with >= 2 entries, got [0.1, 0.2] (list)",
+        ),
+        (
+            torch.tensor([0.0, float("nan")]),
+            "logits contains NaN; expected finite values or -inf for masked ids",
+        ),
+        (
+            torch.tensor([0.0, float("inf")]),
+            "logits contains +inf; expected finite values or -inf for masked ids",
+        ),
     ],
+    ids=["2-D", "one-entry", "list", "nan", "inf"],
 )
-def test_invalid_logits(logits: torch.Tensor, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_invalid_logits(logits: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError) as info:
         detect_copy_collapse(logits, [0], copy_threshold=0.9, copy_margin=0.05)
+    assert str(info.value) == message
 
 
 def test_neg_inf_masked_logits() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from lenscheck.numerics import (
     bits_entropy_from_logits,
+    check_finite_logits,
     entropy_bits,
     kl_bits,
     safe_cast_for_unembed,
@@ -197,18 +198,24 @@ def test_entropy_computed_in_fp32_for_half_precision_logits() -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "match"),
+    ("values", "message"),
     [
-        ([0.0, float("nan"), 1.0], "NaN"),
-        ([0.0, float("inf"), 1.0], r"\+inf"),
-        ([NEG_INF, NEG_INF], "every value is -inf"),
+        ([0.0, math.nan, 1.0], "contains NaN; expected finite values or -inf for masked ids"),
+        ([0.0, math.inf, 1.0], "contains +inf; expected finite values or -inf for masked ids"),
+        ([NEG_INF, NEG_INF], "has a row where every value is -inf: no distribution to measure"),
     ],
 )
-def test_invalid_logits_raise(values: list[float], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_invalid_logits_raise_word_for_word(values: list[float], message: str) -> None:
+    with pytest.raises(ValueError) as info:
         bits_entropy_from_logits(torch.tensor(values))
-    with pytest.raises(ValueError, match=match):
-        entropy_bits(torch.tensor([values, [0.0] * len(values)]))
+    assert str(info.value) == f"logits {message}"
+    with pytest.raises(ValueError) as info:
+        entropy_bits(torch.tensor([[0.0] * len(values), values]))  # a bad second row
+    assert str(info.value) == f"logits {message}"
+    # check_finite_logits names what it checks; one bad row of a batch is enough.
+    with pytest.raises(ValueError) as info:
+        check_finite_logits(torch.tensor([values]), "lens logits")
+    assert str(info.value) == f"lens logits {message}"
 
 
 def test_neg_inf_is_a_legitimate_mask() -> None:
@@ -218,11 +225,18 @@ def test_neg_inf_is_a_legitimate_mask() -> None:
     )
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(2, 3), torch.tensor(1.0), [0.0, 1.0]])
-def test_entropy_wants_one_dimensional_logits(bad: object) -> None:
-    with pytest.raises(ValueError, match="logits") as info:
+@pytest.mark.parametrize(
+    ("bad", "got"),
+    [
+        (torch.zeros(2, 3), "Tensor of shape (2, 3) and dtype torch.float32"),
+        (torch.tensor(1.0), "Tensor of shape () and dtype torch.float32"),
+        ([0.0, 1.0], "[0.0, 1.0] (list)"),
+    ],
+)
+def test_entropy_wants_one_dimensional_logits(bad: object, got: str) -> None:
+    with pytest.raises(ValueError) as info:
         bits_entropy_from_logits(bad)  # type: ignore[arg-type]
-    assert "1-D" in str(info.value)
+    assert str(info.value) == f"logits must be a 1-D tensor of vocabulary logits, got {got}"
 
 
 # --------------------------------------------------------------- safe_cast_for_unembed

@@ -16,9 +16,11 @@ from lenscheck.schema import (
     CSV_DIALECT,
     CsvRow,
     CsvSchemaError,
+    SchemaViolation,
     csv_header,
     dump_csv_bytes,
     read_csv,
+    record_row,
     rest_mass,
     validate_csv,
     write_csv_files,
@@ -74,6 +76,20 @@ def test_unknown_csv_kind_is_refused(kind: Any) -> None:
         csv_header(kind)
 
 
+@pytest.mark.parametrize(
+    ("k", "error", "message"),
+    [
+        (0, ValueError, "top_k_verbose must be >= 1, got 0"),
+        (-1, ValueError, "top_k_verbose must be >= 1, got -1"),
+        (True, TypeError, "top_k_verbose must be an integer >= 1, got True (bool)"),
+    ],
+)
+def test_csv_header_refuses_a_non_positive_k(k: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error) as info:
+        csv_header("records", k)
+    assert str(info.value) == message
+
+
 def test_written_files_start_with_the_exact_header(tmp_path: Path) -> None:
     records, pure = _write_json_data(tmp_path, [], [])
     assert records == (RECORDS_HEADER + "\n").encode()
@@ -109,6 +125,12 @@ def test_row_length_padding_and_rest_mass(tmp_path: Path) -> None:
     assert len(prow) == 48
     assert prow[2] == "⟨NEXT⟩"
     assert prow[44:] == ["0.0", "True", "True", "False"]  # 1 - 0.625 - 0.25 - 0.125 == 0
+
+
+def test_record_without_topk_is_a_padded_row() -> None:
+    row = record_row({"layer": 1, "pos": 2, "token": "a", "entropy": 0.5})
+    assert row == CsvRow(1, 2, "a", 0.5, (), 1.0, ())
+    assert row.cells(2) == [1, 2, "a", 0.5, "", "", "", "", 1.0]
 
 
 def test_rest_mass_rule() -> None:
@@ -184,18 +206,25 @@ def test_booleans_and_floats_as_the_original_wrote_them(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("k", "error"), [(0, ValueError), (-3, ValueError), (True, TypeError), (2.0, TypeError)]
+    ("k", "error", "message"),
+    [
+        (0, ValueError, "top_k_verbose must be >= 1, got 0"),
+        (-3, ValueError, "top_k_verbose must be >= 1, got -3"),
+        (True, TypeError, "top_k_verbose must be an integer >= 1, got True (bool)"),
+        (2.0, TypeError, "top_k_verbose must be an integer >= 1, got 2.0 (float)"),
+    ],
 )
 def test_write_csv_files_rejects_bad_top_k_verbose(
-    tmp_path: Path, k: Any, error: type[Exception]
+    tmp_path: Path, k: Any, error: type[Exception], message: str
 ) -> None:
-    with pytest.raises(error, match="top_k_verbose"):
+    with pytest.raises(error) as info:
         write_csv_files(
             {"records": [], "pure_next_token_records": []},
             tmp_path / "a.csv",
             tmp_path / "b.csv",
             k,
         )
+    assert str(info.value) == message
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
@@ -205,16 +234,20 @@ def test_more_pairs_than_top_k_verbose_is_an_error(tmp_path: Path) -> None:
         _write_json_data(tmp_path, recs, [], k=5)
 
 
-def test_narrower_top_k_verbose_round_trips(tmp_path: Path) -> None:
+def test_narrower_top_k_verbose_round_trips_for_both_files(tmp_path: Path) -> None:
     recs = [_record(0, 0, "A", 1.0, [("x", 0.5), ("y", 0.25)])]
-    rec_bytes, _ = _write_json_data(tmp_path, recs, [], k=3)
-    assert (
-        rec_bytes.split(b"\n")[0]
-        == b"layer,pos,token,entropy,top1,prob1,top2,prob2,top3,prob3,rest_mass"
-    )
+    flags = {"copy_collapse": False, "entropy_collapse": True, "is_answer": False}
+    pure = [_record(0, 0, "⟨NEXT⟩", 1.0, [("x", 0.5)], **flags)]
+    rec_bytes, pure_bytes = _write_json_data(tmp_path, recs, pure, k=3)
+    head = b"layer,pos,token,entropy,top1,prob1,top2,prob2,top3,prob3,rest_mass"
+    assert rec_bytes.split(b"\n")[0] == head
+    assert pure_bytes.split(b"\n")[0] == head + b",copy_collapse,entropy_collapse,is_answer"
     table = read_csv(tmp_path / "records.csv")
     assert (table.kind, table.top_k_verbose) == ("records", 3)
     assert table.rows[0].topk == (("x", 0.5), ("y", 0.25))
+    pure_table = read_csv(tmp_path / "pure.csv")
+    assert (pure_table.kind, pure_table.top_k_verbose) == ("pure", 3)
+    assert pure_table.rows[0].flags == (False, True, False)
 
 
 # ------------------------------------------------------------------- property: round trip
@@ -284,23 +317,44 @@ def test_valid_file_has_no_violations(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mutate", "row", "column", "message"),
+    ("mutate", "column", "message"),
     [
-        (lambda c: c[:-1], 2, "*", "expected 45 cells, found 44"),
-        (lambda c: [*c[:5], "abc", *c[6:]], 2, "prob1", "expected float, found 'abc'"),
-        (lambda c: [*c[:5], "1.5", *c[6:]], 2, "prob1", "expected a value in [0.0, 1.0]"),
-        (lambda c: [*c[:5], "nan", *c[6:]], 2, "prob1", "expected a finite number"),
-        (lambda c: [*c[:3], "-1.0", *c[4:]], 2, "entropy", "expected a value in"),
-        (lambda c: ["x", *c[1:]], 2, "layer", "expected int, found 'x'"),
-        (lambda c: [*c[:44], "0.3"], 2, "rest_mass", "expected 1 - sum(probs)"),
-        (lambda c: [*c[:44], "oops"], 2, "rest_mass", "expected float, found 'oops'"),
+        (lambda c: c[:-1], "*", "expected 45 cells, found 44"),
+        (lambda c: [*c[:5], "abc", *c[6:]], "prob1", "expected float, found 'abc'"),
+        (
+            lambda c: [*c[:5], "1.5", *c[6:]],
+            "prob1",
+            "expected a value in [0.0, 1.0], found '1.5'",
+        ),
+        (lambda c: [*c[:5], "nan", *c[6:]], "prob1", "expected a finite number, found 'nan'"),
+        (
+            lambda c: [*c[:3], "-1.0", *c[4:]],
+            "entropy",
+            "expected a value in [0.0, inf], found '-1.0'",
+        ),
+        (lambda c: ["x", *c[1:]], "layer", "expected int, found 'x'"),
+        (lambda c: ["-1", *c[1:]], "layer", "expected a value in [0, inf], found '-1'"),
+        (lambda c: [c[0], "-2", *c[2:]], "pos", "expected a value in [0, inf], found '-2'"),
+        (lambda c: [*c[:44], "0.3"], "rest_mass", "expected 1 - sum(probs) = 0.25, found 0.3"),
+        (
+            lambda c: [*c[:44], "1.5"],
+            "rest_mass",
+            "expected a value in [0.0, 1.0], found '1.5'",
+        ),
+        (lambda c: [*c[:44], "oops"], "rest_mass", "expected float, found 'oops'"),
         (
             lambda c: [*c[:6], "", "", "late", "0.1", *c[10:44], "0.4"],
-            2,
             "prob3",
             "a (token, prob) pair after empty padding cells",
         ),
-        (lambda c: [*c[:8], "orphan", *c[9:]], 2, "top3", "token 'orphan' without a probability"),
+        (
+            lambda c: [*c[:8], "", "", "c", "0.125", *c[12:]],
+            "prob4",
+            "a (token, prob) pair after empty padding cells",
+        ),
+        (lambda c: [*c[:8], "orphan", *c[9:]], "top3", "token 'orphan' without a probability"),
+        # A token whose probability is gone: one violation, not also a rest_mass one.
+        (lambda c: [*c[:7], "", *c[8:]], "top2", "token 'b' without a probability"),
     ],
     ids=[
         "cell-count",
@@ -309,28 +363,34 @@ def test_valid_file_has_no_violations(tmp_path: Path) -> None:
         "nan-prob",
         "negative-entropy",
         "non-int-layer",
+        "negative-layer",
+        "negative-pos",
         "rest-mass",
+        "rest-mass-range",
         "non-float-rest-mass",
         "pair-after-padding",
+        "pair-after-padding-later",
         "token-without-prob",
+        "pair-without-prob",
     ],
 )
 def test_validator_reports_row_and_column(
-    tmp_path: Path, mutate: Any, row: int, column: str, message: str
+    tmp_path: Path, mutate: Any, column: str, message: str
 ) -> None:
     rows = [_good_cells(0), mutate(_good_cells(1)), _good_cells(2)]
     path = _write_cells(tmp_path / "bad.csv", RECORDS_HEADER, rows)
     violations = validate_csv(path)
-    assert len(violations) == 1, violations
-    v = violations[0]
-    assert (v.row, v.column) == (row, column)
-    assert message in v.message
-    assert str(v).startswith(f"{path}: row {row}, column {column!r}: ")
+    assert violations == [SchemaViolation(str(path), 2, column, message)]
+    assert str(violations[0]) == f"{path}: row 2, column {column!r}: {message}"
     with pytest.raises(CsvSchemaError) as info:
         read_csv(path)
     assert info.value.violations == violations
-    assert f"row {row}, column {column!r}" in str(info.value)
-    assert len(read_csv(path, strict=False).rows) == (2 if column == "*" else 3)
+    assert str(info.value) == f"1 schema violation(s):\n  {violations[0]}"
+    # Lenient reading keeps every row it could split into the right number of cells.
+    lenient = read_csv(path, strict=False)
+    assert (lenient.path, lenient.kind, lenient.top_k_verbose) == (str(path), "records", 20)
+    assert len(lenient.rows) == (2 if column == "*" else 3)
+    assert lenient.violations == violations
 
 
 @pytest.mark.parametrize("value", ["yes", "true", "1", ""])
@@ -344,30 +404,78 @@ def test_validator_rejects_bad_booleans(tmp_path: Path, value: str) -> None:
 
 
 def test_validator_reports_every_violation(tmp_path: Path) -> None:
+    """Every row is checked: an earlier row's violations hide nothing in a later row."""
     bad1 = _good_cells(0)
     bad1[5] = "zz"
+    bad2 = [*_good_cells(1)[:44], "0.5"]
     bad3 = _good_cells(2)[:-2]
-    path = _write_cells(tmp_path / "bad.csv", RECORDS_HEADER, [bad1, _good_cells(1), bad3])
-    got = [(v.row, v.column) for v in validate_csv(path)]
-    assert (1, "prob1") in got and (3, "*") in got
-    assert all(row != 2 for row, _ in got)
+    path = _write_cells(tmp_path / "bad.csv", RECORDS_HEADER, [bad1, bad2, bad3, _good_cells(3)])
+    assert [(v.row, v.column, v.message) for v in validate_csv(path)] == [
+        (1, "prob1", "expected float, found 'zz'"),
+        (2, "rest_mass", "expected 1 - sum(probs) = 0.25, found 0.5"),
+        (3, "*", "expected 45 cells, found 43"),
+    ]
+
+
+def test_rest_mass_tolerance_is_strictly_above_1e_9(tmp_path: Path) -> None:
+    full = [*_good_cells()[:5], "1.0", "b", "0.0", *_good_cells()[8:44]]
+    ok = _write_cells(tmp_path / "ok.csv", RECORDS_HEADER, [[*full, "1e-09"]])
+    assert validate_csv(ok) == []  # |0 - 1e-9| == 1e-9: accepted
+    bad = _write_cells(tmp_path / "bad.csv", RECORDS_HEADER, [[*full, "2e-09"]])
+    assert validate_csv(bad) == [
+        SchemaViolation(str(bad), 1, "rest_mass", "expected 1 - sum(probs) = 0.0, found 2e-09")
+    ]
+
+
+@pytest.mark.parametrize("n", [1, 20, 21, 23])
+def test_schema_error_lists_twenty_violations_then_counts(n: int) -> None:
+    violations = [SchemaViolation("f.csv", i, "entropy", "bad") for i in range(1, n + 1)]
+    err = CsvSchemaError(violations)
+    shown = [f"f.csv: row {i}, column 'entropy': bad" for i in range(1, min(n, 20) + 1)]
+    tail = [f"... and {n - 20} more"] if n > 20 else []
+    assert str(err) == f"{n} schema violation(s):\n  " + "\n  ".join(shown + tail)
+    assert err.violations == violations
 
 
 def test_unknown_header_and_empty_file(tmp_path: Path) -> None:
-    bad_header = _write_cells(tmp_path / "h.csv", RECORDS_HEADER.replace("rest_mass", "rest"), [])
-    [v] = validate_csv(bad_header)
-    assert (v.row, v.column) == (0, "*") and "unknown header" in v.message
+    bad_header = _write_cells(tmp_path / "h.csv", "layer,pos,oops", [])
+    unknown = SchemaViolation(
+        str(bad_header),
+        0,
+        "*",
+        f"unknown header 'layer,pos,oops'; expected {RECORDS_HEADER!r} (+ flag columns for the "
+        "pure CSV)",
+    )
+    assert validate_csv(bad_header) == [unknown]
+    with pytest.raises(CsvSchemaError) as info:
+        read_csv(bad_header)
+    assert info.value.violations == [unknown]
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
-    [v] = validate_csv(empty)
-    assert (v.row, v.column) == (0, "*") and "empty file" in v.message
-    with pytest.raises(CsvSchemaError, match="empty file"):
+    missing = SchemaViolation(str(empty), 0, "*", "empty file, expected a header")
+    assert validate_csv(empty) == [missing]
+    with pytest.raises(CsvSchemaError) as info:
         read_csv(empty)
+    assert info.value.violations == [missing]
 
 
-def test_unterminated_quote_is_reported_not_raised(tmp_path: Path) -> None:
+def test_unreadable_csv_is_reported_not_raised(tmp_path: Path) -> None:
     path = tmp_path / "q.csv"
+    path.write_text('"layer"x,pos\n', encoding="utf-8")  # in the header
+    unreadable = SchemaViolation(str(path), 0, "*", "unreadable CSV: ',' expected after '\"'")
+    assert validate_csv(path) == [unreadable]
+    with pytest.raises(CsvSchemaError) as info:
+        read_csv(path)
+    assert info.value.violations == [unreadable]
+    # In a data row: the rows before it are kept, and the line is named.
+    good = ",".join(_good_cells())
+    path.write_text(RECORDS_HEADER + "\n" + good + '\n0,0,"a"b\n', encoding="utf-8")
+    table = read_csv(path, strict=False)
+    assert len(table.rows) == 1
+    assert table.violations == [
+        SchemaViolation(str(path), 3, "*", "unreadable CSV: ',' expected after '\"'")
+    ]
+    # An unterminated quote swallows the rest of the file: reported, not raised.
     path.write_text(RECORDS_HEADER + '\n0,0,"open' + ",x" * 42 + "\n", encoding="utf-8")
     violations = validate_csv(path)
-    assert violations and violations[0].column == "*"
-    assert "unreadable CSV" in violations[0].message
+    assert [(v.column, v.message.split(":")[0]) for v in violations] == [("*", "unreadable CSV")]

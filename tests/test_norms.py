@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from lenscheck.norms import (
+    NormSpec,
     UnsupportedNormError,
     apply_norm,
     apply_norm_or_skip,
@@ -21,6 +23,7 @@ from lenscheck.norms import (
     get_correct_norm_module,
     lens_norm_modules,
     norm_spec,
+    unwrap_norm,
 )
 from lenscheck.strategies import (
     NormCase,
@@ -129,6 +132,78 @@ def test_hooked_transformer_norm_components() -> None:
     # here: the LayerNorm component must centre (the original pipeline treated it as RMS).
     gpt2_ln = next(k for k in tl_kinds if k.name == "tl.LayerNorm").build(8, 1e-5, torch.float32, 0)
     assert norm_spec(gpt2_ln).kind == "layernorm"
+
+
+# TransformerLens 4 removed HookedTransformer's norm components (the test above skips then);
+# `nox -s compat` still runs TL 3.9. These stand-ins reproduce TL 3.9's classes (name, module,
+# attributes w / b / eps and forward), so the TransformerLens branch of norm_spec is pinned
+# whichever TransformerLens is installed.
+
+
+def _tl3_class(name: str) -> type:
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        if name.startswith("LayerNorm"):
+            x = x - x.mean(-1, keepdim=True)
+        x = x / (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+        if hasattr(self, "w"):
+            x = x * self.w
+        if hasattr(self, "b"):
+            x = x + self.b
+        return x
+
+    def init(self: Any, d: int, eps: float) -> None:
+        nn.Module.__init__(self)
+        gen = torch.Generator().manual_seed(len(name))
+        self.eps = eps
+        if not name.endswith("Pre"):
+            self.w = nn.Parameter(1 + torch.randn(d, generator=gen))
+        if name == "LayerNorm":
+            self.b = nn.Parameter(torch.randn(d, generator=gen))
+
+    cls = type(name, (nn.Module,), {"__init__": init, "forward": forward})
+    cls.__module__ = f"transformer_lens.components.{name.lower()}"
+    return cls
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "has_w", "has_b"),
+    [
+        ("LayerNorm", "layernorm", True, True),
+        ("LayerNormPre", "layernorm", False, False),
+        ("RMSNorm", "rmsnorm", True, False),
+        ("RMSNormPre", "rmsnorm", False, False),
+    ],
+)
+def test_transformer_lens_3_norms(name: str, kind: str, has_w: bool, has_b: bool) -> None:
+    module = _tl3_class(name)(8, 0.5)  # a large eps: dropping it would show
+    spec = norm_spec(module)
+    assert (spec.kind, spec.class_name, spec.eps) == (kind, name, 0.5)
+    assert (spec.weight is module.w) if has_w else spec.weight is None
+    assert (spec.bias is module.b) if has_b else spec.bias is None
+    assert (spec.weight_offset, spec.cast_before_scale) == (0.0, False)
+    x = 0.3 * torch.randn(5, 8, generator=torch.Generator().manual_seed(1)) + 0.2
+    with torch.no_grad():
+        torch.testing.assert_close(apply_norm_or_skip(x, module), module(x), rtol=1e-6, atol=1e-6)
+
+
+def test_transformers_norm_specs_are_exact() -> None:
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    gemma = Gemma3RMSNorm(8, eps=1e-5)
+    assert norm_spec(gemma) == NormSpec(
+        "rmsnorm", gemma.weight, None, 1e-5, 1.0, False, "Gemma3RMSNorm"
+    )
+    llama = LlamaRMSNorm(8, eps=1e-6)
+    assert norm_spec(llama) == NormSpec(
+        "rmsnorm", llama.weight, None, 1e-6, 0.0, True, "LlamaRMSNorm"
+    )
+    layer = nn.LayerNorm(8, eps=1e-3)
+    assert norm_spec(layer) == NormSpec(
+        "layernorm", layer.weight, layer.bias, 1e-3, 0.0, False, "LayerNorm"
+    )
+    rms = nn.RMSNorm(8)
+    assert norm_spec(rms) == NormSpec("rmsnorm", rms.weight, None, None, 0.0, False, "RMSNorm")
 
 
 # ------------------------------------------------------- property: scale / shift invariance
@@ -272,6 +347,40 @@ def test_rmsnorm_default_eps_follows_torch_for_low_precision() -> None:
     assert got.float().pow(2).mean().item() == pytest.approx(1.0, rel=0.02)
 
 
+def test_layernorm_spec_without_eps_adds_nothing() -> None:
+    x = torch.tensor([[1e-3, -1e-3, 3e-3, -3e-3]])  # variance 5e-6: any eps would show
+    centred = x - x.mean(-1, keepdim=True)
+    want = centred / centred.pow(2).mean(-1, keepdim=True).sqrt()
+    got = apply_norm(x, NormSpec("layernorm", None, None, None))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+
+
+def test_rmsnorm_default_eps_in_float64_is_float64s() -> None:
+    module = nn.RMSNorm(4, eps=None, dtype=torch.float64)
+    x = 1e-5 * torch.tensor([[1.0, -2.0, 3.0, 0.5]], dtype=torch.float64)  # mean(x^2) ~ 4e-10
+    with torch.no_grad():
+        want = module(x)
+    got = apply_norm_or_skip(x, module)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+
+
+def test_llama_norm_is_bit_exact_in_bfloat16_and_keeps_the_input_dtype() -> None:
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    gen = torch.Generator().manual_seed(5)
+    module = LlamaRMSNorm(64, eps=1e-6).to(torch.bfloat16)
+    with torch.no_grad():
+        module.weight.copy_(1 + 0.7 * torch.randn(64, generator=gen))
+        x = (3 * torch.randn(16, 64, generator=gen)).to(torch.bfloat16)
+        want = module(x)
+    got = apply_norm_or_skip(x, module)
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got, want)  # the cast to bf16 happens before the scale, as Llama does
+    fp32_weight = LlamaRMSNorm(64, eps=1e-6)  # fp32 weight, bf16 activations: dtype kept
+    assert apply_norm_or_skip(x, fp32_weight).dtype == torch.bfloat16
+
+
 # ------------------------------------------------------------------ None / unsupported
 
 
@@ -285,18 +394,28 @@ class MyFancyNorm(nn.Module):
         return x / x.norm(dim=-1, keepdim=True)
 
 
+def _unknown_norm_message(qualname: str) -> str:
+    return (
+        f"norm module {qualname} is not a norm class lenscheck knows; expected "
+        "torch.nn.LayerNorm/RMSNorm, a transformers *RMSNorm (Llama-style or Gemma (1+w)), or "
+        "a TransformerLens LayerNorm/RMSNorm. Refusing to guess its formula: add it to "
+        "lenscheck.norms with a test that compares against the module's forward."
+    )
+
+
 @pytest.mark.parametrize(
-    ("module", "class_name"),
+    ("module", "qualname"),
     [
-        (MyFancyNorm(), "MyFancyNorm"),
-        (nn.BatchNorm1d(4), "BatchNorm1d"),
-        (nn.GroupNorm(2, 4), "GroupNorm"),
-        (nn.Identity(), "Identity"),
+        (MyFancyNorm(), f"{__name__}.MyFancyNorm"),
+        (nn.BatchNorm1d(4), "torch.nn.modules.batchnorm.BatchNorm1d"),
+        (nn.GroupNorm(2, 4), "torch.nn.modules.normalization.GroupNorm"),
+        (nn.Identity(), "torch.nn.modules.linear.Identity"),
     ],
 )
-def test_unsupported_norm_raises_naming_the_class(module: nn.Module, class_name: str) -> None:
-    with pytest.raises(UnsupportedNormError, match=class_name) as info:
+def test_unsupported_norm_raises_naming_the_class(module: nn.Module, qualname: str) -> None:
+    with pytest.raises(UnsupportedNormError) as info:
         apply_norm_or_skip(torch.randn(2, 4), module)
+    assert str(info.value) == _unknown_norm_message(qualname)
     assert isinstance(info.value, TypeError)
 
 
@@ -317,8 +436,49 @@ def test_non_norm_transformer_lens_module_is_refused() -> None:
 def test_multi_dim_layernorm_is_refused() -> None:
     # The lens normalizes over the last dimension only; a 2-D normalized_shape would be
     # silently recomputed wrongly.
-    with pytest.raises(UnsupportedNormError, match="normalized_shape"):
+    with pytest.raises(UnsupportedNormError) as info:
         apply_norm_or_skip(torch.randn(2, 3, 4), nn.LayerNorm((3, 4)))
+    assert str(info.value) == (
+        "norm module torch.nn.modules.normalization.LayerNorm normalizes over "
+        "normalized_shape=(3, 4); the lens supports the last dimension only"
+    )
+
+
+# ------------------------------------------------------------------------- unwrap_norm
+
+
+class FakeNormBridge:
+    """Named like TransformerLens 4's bridges: ``original_component`` is the wrapped module."""
+
+    def __init__(self, inner: Any = None) -> None:
+        if inner is not None:
+            self.original_component = inner
+
+
+def _bridges(depth: int, core: Any) -> Any:
+    module = core
+    for _ in range(depth):
+        module = FakeNormBridge(module)
+    return module
+
+
+def test_unwrap_norm_peels_up_to_eight_bridges() -> None:
+    core = nn.LayerNorm(4)
+    assert unwrap_norm(core) is core
+    assert unwrap_norm(_bridges(1, core)) is core
+    assert unwrap_norm(_bridges(8, core)) is core
+    ninth = _bridges(9, core)
+    eighth_layer_down = ninth
+    for _ in range(8):
+        eighth_layer_down = eighth_layer_down.original_component
+    assert isinstance(eighth_layer_down, FakeNormBridge)
+    assert unwrap_norm(ninth) is eighth_layer_down  # the guard stops after eight
+    empty = FakeNormBridge()  # a bridge with nothing inside is returned as it is
+    assert unwrap_norm(empty) is empty
+    assert unwrap_norm(FakeNormBridge(empty)) is empty
+    loop = FakeNormBridge()
+    loop.original_component = loop  # a cycle ends after eight steps instead of hanging
+    assert unwrap_norm(loop) is loop
 
 
 # ------------------------------------------------------------- architecture / norm choice
@@ -354,10 +514,22 @@ def test_detect_model_architecture_fallbacks() -> None:
     no_blocks = nn.Module()
     assert detect_model_architecture(no_blocks) == "pre_norm"
     declared = _model(PRE)
-    declared.architecture = "post_norm"  # a backend's explicit declaration wins
+    declared.architecture = "post_norm"  # a backend's explicit declaration wins...
     assert detect_model_architecture(declared) == "post_norm"
+    declared = _model(POST_LN1_FIRST)
+    declared.architecture = "pre_norm"  # ...either way
+    assert detect_model_architecture(declared) == "pre_norm"
     no_mlp = _model(("ln1", "attn", "ln2"))
     assert detect_model_architecture(no_mlp) == "pre_norm"
+
+
+def test_block_zero_decides_the_architecture() -> None:
+    mixed = _model(PRE)
+    mixed.blocks[0] = _block(POST_LN1_FIRST)
+    assert detect_model_architecture(mixed) == "post_norm"
+    mixed = _model(POST_LN1_FIRST)
+    mixed.blocks[0] = _block(PRE)
+    assert detect_model_architecture(mixed) == "pre_norm"
 
 
 def test_norm_choice_pre_norm() -> None:
@@ -389,6 +561,14 @@ def test_norm_choice_missing_norms_return_none() -> None:
     assert get_correct_norm_module(m, 0) is None
     assert get_correct_norm_module(m, 1) is None
     assert get_correct_norm_module(m, 0, probe_after_block=False) is None
+    # Objects without the attributes at all (not even None): absent norms, not errors.
+    ln = object()
+    pre = SimpleNamespace(architecture="pre_norm", blocks=[SimpleNamespace(ln1=ln)])
+    assert get_correct_norm_module(pre, 1) is None  # no ln_final attribute
+    assert get_correct_norm_module(pre, 0) is None  # the last block: ln_final again
+    post = SimpleNamespace(architecture="post_norm", blocks=[SimpleNamespace(ln1=ln)])
+    assert get_correct_norm_module(post, 0) is None  # no ln2 attribute
+    assert get_correct_norm_module(post, 0, probe_after_block=False) is ln
 
 
 # --------------------------------------------------- a real booted TransformerLens 4 bridge

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +42,85 @@ def test_check_out_dir_refuses_a_path_under_a_file(tmp_path: Path) -> None:
         check_out_dir(tmp_path / "f" / "sub")
 
 
-def test_seed_everything_turns_on_deterministic_kernels() -> None:
+def _rng_draws() -> tuple[Any, ...]:
+    import random
+
+    import numpy as np
     import torch
 
-    from lenscheck.runner import seed_everything
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
 
-    before = torch.are_deterministic_algorithms_enabled()
+
+def _rng_states() -> tuple[Any, ...]:
+    import random
+
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return random.getstate(), (kind, keys.tolist(), pos, has_gauss, gauss), torch.get_rng_state()
+
+
+def _seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@pytest.mark.parametrize(("mode", "warn_only"), [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("raises", [False, True], ids=["returns", "raises"])
+def test_seeded_seeds_inside_and_restores_everything_after(
+    mode: bool, warn_only: bool, raises: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside: python, numpy and torch seeded, deterministic kernels on (warn-only). After,
+    also when the body raises: the caller's RNG states, torch's deterministic mode and the
+    environment as they were."""
+    import torch
+
+    from lenscheck.runner import seeded
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    prior = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    _seed_all(7)
+    seven = _rng_draws()
     try:
-        seed_everything(7)
-        assert torch.are_deterministic_algorithms_enabled()
-        a = torch.rand(3)
-        seed_everything(7)
-        assert torch.equal(a, torch.rand(3))
+        _seed_all(1)
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        before = _rng_states()
+        with pytest.raises(RuntimeError) if raises else contextlib.nullcontext(), seeded(7):
+            assert torch.are_deterministic_algorithms_enabled()
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+            assert _rng_draws() == seven  # every generator seeded with 7
+            if raises:
+                torch.use_deterministic_algorithms(False)  # the body may even change it
+                raise RuntimeError("the body failed")
+        after = _rng_states()
+        assert after[:2] == before[:2] and torch.equal(after[2], before[2])
+        assert (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        ) == (mode, warn_only)
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(prior[0], warn_only=prior[1])
+
+
+def test_seeded_keeps_a_cublas_workspace_the_caller_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lenscheck.runner import seeded
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    with seeded(1):
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
 
 
 def test_run_model_writes_files_and_times_stages(tmp_path: Path) -> None:
@@ -62,11 +129,14 @@ def test_run_model_writes_files_and_times_stages(tmp_path: Path) -> None:
     stages: list[str] = []
     run = run_model(LLAMA, _cfg(), tmp_path, stage=stages.append)
     assert stages == ["load", "lens", "write"]
-    assert run.paths is not None
+    (case,) = run.suite.cases
+    assert list(run.paths) == list(run.results) == [case.id]
+    assert run.result is run.results[case.id]
+    paths = run.paths[case.id]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (run.paths.records_csv, run.paths.pure_csv, run.paths.json)
+        p.name for p in (paths.records_csv, paths.pure_csv, paths.json)
     )
-    data = json.loads(run.paths.json.read_text(encoding="utf-8"))
+    data = json.loads(paths.json.read_text(encoding="utf-8"))
     assert data["diagnostics"]["model_source"] == "synthetic"
     assert data["diagnostics"]["model"] == LLAMA
     assert set(run.timings) == {"load_s", "lens_s", "total_s"}

@@ -13,7 +13,8 @@ from _lens_fixtures import embedded_run, make_fake_backend
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TAB_RED = (214, 39, 40)  # p(answer)
+TAB_RED = (214, 39, 40)  # p(answer) decoded at next-ln1
+TAB_ORANGE = (255, 127, 14)  # p(answer) decoded at final
 TAB_BLUE = (31, 119, 180)  # next-token entropy
 
 
@@ -33,11 +34,20 @@ def _image(png: bytes) -> Any:
     return img.convert("RGB")
 
 
-def _count_colour(img: Any, rgb: tuple[int, int, int], tol: int = 12) -> int:
+def _colour_mask(img: Any, rgb: tuple[int, int, int], tol: int = 12) -> Any:
     import numpy as np
 
     arr = np.asarray(img).astype(int)
-    return int((np.abs(arr - np.array(rgb)).max(axis=-1) <= tol).sum())
+    return np.abs(arr - np.array(rgb)).max(axis=-1) <= tol
+
+
+def _count_colour(img: Any, rgb: tuple[int, int, int], tol: int = 12) -> int:
+    return int(_colour_mask(img, rgb, tol).sum())
+
+
+def _densest_column(img: Any, rgb: tuple[int, int, int]) -> int:
+    """The pixel column holding most of a colour: where a vertical curve is drawn."""
+    return int(_colour_mask(img, rgb).sum(axis=0).argmax())
 
 
 SHORT = "The capital of Germany"
@@ -70,6 +80,25 @@ def test_png_grows_with_layers_and_positions() -> None:
     assert more_positions.width - small.width == pytest.approx((15 - 5) * 0.75 * 110, abs=3)
 
 
+def test_side_panel_draws_p_answer_under_next_ln1_and_final() -> None:
+    """Two curves: next-ln1 in red, final in orange (dashed), each from its own point's
+    p(answer); raw is not drawn. Constant curves are vertical lines at their value."""
+    from lenscheck.plot import render_heatmap_png
+
+    result = _fake_result(3, SHORT)
+    n = len(result.pure_records)
+    assert set(result.extras["p_answer"]) == {"next-ln1", "final", "raw"}
+    result.extras["p_answer"] = {"next-ln1": [0.25] * n, "final": [0.75] * n, "raw": [0.5] * n}
+    img = _image(render_heatmap_png(result, "fake"))
+    assert _count_colour(img, TAB_RED) > 50 and _count_colour(img, TAB_ORANGE) > 50
+    red, orange = _densest_column(img, TAB_RED), _densest_column(img, TAB_ORANGE)
+    assert img.width * 0.5 < red < orange  # in the side panel, 0.25 left of 0.75
+    result.extras["p_answer"] = {"next-ln1": [0.75] * n, "final": [0.25] * n, "raw": [0.5] * n}
+    swapped = _image(render_heatmap_png(result, "fake"))
+    assert abs(_densest_column(swapped, TAB_RED) - orange) <= 2
+    assert abs(_densest_column(swapped, TAB_ORANGE) - red) <= 2
+
+
 def test_labels_escape_and_truncate() -> None:
     from lenscheck.plot import _label
 
@@ -97,9 +126,14 @@ def test_embedded_heatmap(tmp_path: Any) -> None:
     assert img.width == pytest.approx((4 + 0.75 * 17) * 110, abs=1)
     assert img.height == pytest.approx((2 + 0.3 * 31) * 110, abs=1)
     assert _count_colour(img, TAB_RED) > 100
+    assert _count_colour(img, TAB_ORANGE) > 100
     assert _count_colour(img, TAB_BLUE) > 100
-    p = run.result.extras["p_ground_truth"]
-    assert len(p) == 31
-    assert max(p[:30]) < 0.01 and p[30] == pytest.approx(
-        run.result.pure_records[30]["topk"][0][1], rel=1e-5
-    )
+    p = run.result.extras["p_answer"]
+    ablation = run.result.diagnostics["decoding_ablation"]
+    for point in ("next-ln1", "final"):
+        assert len(p[point]) == 31 and p[point] == ablation[point]["p_answer"]
+    # " Berlin" is the top-1 of the last layer only; both points decode that layer through
+    # the final norm, so they agree there.
+    top1_p = run.result.pure_records[30]["topk"][0][1]
+    assert max(p["next-ln1"][:30]) < 0.01 and p["next-ln1"][30] == pytest.approx(top1_p, rel=1e-5)
+    assert p["final"][30] == pytest.approx(top1_p, rel=1e-5)

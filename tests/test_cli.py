@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,10 +218,12 @@ def test_self_test_runs_and_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     real = lenscheck.selftest.run_self_test
     seen: list[int] = []
+    reports: list[dict[str, Any]] = []
 
-    def spy(backend: Any, result: Any, residuals: list[Any]) -> None:
+    def spy(backend: Any, result: Any, residuals: list[Any]) -> dict[str, Any]:
         seen.append(len(residuals))
-        real(backend, result, residuals)
+        reports.append(real(backend, result, residuals))
+        return reports[-1]
 
     monkeypatch.setattr(lenscheck.selftest, "run_self_test", spy)
     assert _llama(tmp_path, "--self-test", "--no-heatmap") == 0
@@ -228,6 +231,29 @@ def test_self_test_runs_and_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert len(_outputs(tmp_path)) == 3
     # --self-test keeps the residuals only for itself: no residual file without the flag.
     assert not any(n.endswith(".safetensors") for n in _outputs(tmp_path))
+    # The JSON records that it ran, that it passed, and its numbers.
+    diag = json.loads((tmp_path / f"output-{LLAMA}.json").read_text(encoding="utf-8"))[
+        "diagnostics"
+    ]
+    record = diag["self_test"]
+    assert record == {"ran": True, "passed": True, **reports[0]}
+    assert list(record) == [
+        "ran",
+        "passed",
+        "tolerance_bits",
+        "norm_scaling_kl_bits",
+        "last_layer_kl_bits",
+        "top1_agree",
+    ]
+    assert record["tolerance_bits"] == 1e-6  # fp32
+    assert sorted(record["norm_scaling_kl_bits"]) == ["0", "2", "3"]  # first, middle, last
+    assert all(0.0 <= kl < 1e-6 for kl in record["norm_scaling_kl_bits"].values())
+    assert record["last_layer_kl_bits"] == diag["last_layer_consistency"]["kl_bits_max"]
+    assert record["top1_agree"] is True
+    # Without --self-test the JSON says it did not run.
+    assert _llama(tmp_path / "plain", "--no-heatmap") == 0
+    plain = json.loads((tmp_path / "plain" / f"output-{LLAMA}.json").read_text(encoding="utf-8"))
+    assert plain["diagnostics"]["self_test"] == {"ran": False}
 
 
 def test_keep_residuals_writes_safetensors(tmp_path: Path) -> None:
@@ -306,15 +332,33 @@ def test_several_models_summary_reports_a_failure(
 ) -> None:
     import lenscheck.cli
 
-    codes = iter([0, 3])
-    monkeypatch.setattr(
-        lenscheck.cli.subprocess,
-        "run",
-        lambda cmd, *a, **k: subprocess.CompletedProcess(cmd, next(codes)),
-    )
+    commands: list[list[str]] = []
+
+    def child(cmd: list[str], *args: Any, **kwargs: Any) -> Any:
+        """The first model succeeds and writes its summary rows, as the child does; the
+        second exits 3 and writes none."""
+        commands.append(list(cmd))
+        assert cmd[-3] == "--summary-json"
+        if len(commands) == 1:
+            row = {"model": cmd[-1], "prompt": "capital-de", "status": "ok", "L_semantic": 3}
+            Path(cmd[-2]).write_text(json.dumps([row]), encoding="utf-8")
+            return subprocess.CompletedProcess(cmd, 0)
+        return subprocess.CompletedProcess(cmd, 3)
+
+    monkeypatch.setattr(lenscheck.cli.subprocess, "run", child)
     assert main(["run", "synthetic-llama,synthetic-gpt2", "--out-dir", str(tmp_path)]) == 1
+    assert [cmd[-1] for cmd in commands] == ["synthetic-llama", "synthetic-gpt2"]
     table = capsys.readouterr().out
-    assert "failed (3)" in table and "ok" in table
+    cells = [
+        [c.strip() for c in re.split("[┃│|]", line)[1:-1]]
+        for line in table.splitlines()
+        if re.match("[┃│|]", line)
+    ]
+    assert cells == [
+        ["model", "prompt", "status", "L_copy", "L_semantic", "top1", "seconds"],
+        ["synthetic-llama", "capital-de", "ok", "", "3", "", ""],
+        ["synthetic-gpt2", "", "failed (3)", "", "", "", ""],  # no rows came back from it
+    ]
 
 
 def test_trust_remote_code_is_off_unless_asked(
@@ -342,24 +386,32 @@ def test_trust_remote_code_is_off_unless_asked(
     assert seen == [("AutoModelForCausalLM", True), ("AutoTokenizer", True)]
 
 
-def test_cuda_request_falls_back_to_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_cuda_request_without_cuda_exits_2_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A GPU run that silently fell back to the CPU would pass against CPU goldens on the
+    wrong hardware: an explicit --device that is missing is an error, before any folder or
+    file exists. (Simulated where CUDA exists, so it runs everywhere.)"""
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA: nothing to fall back from")
-    with caplog.at_level(logging.WARNING):
-        assert (
-            main(["run", LLAMA, "--device", "cuda", "--out-dir", str(tmp_path), "--no-heatmap"])
-            == 0
-        )
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("'cuda'" in w and "falling back to cpu" in w for w in warned), warned
-    diag = json.loads((tmp_path / f"output-{LLAMA}.json").read_text(encoding="utf-8"))[
-        "diagnostics"
+    from lenscheck.device import torch_sees
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    calls = _no_load(monkeypatch)
+    assert main(["run", LLAMA, "--device", "cuda", "--no-heatmap"]) == 2
+    assert main(["run", LLAMA, "--device", "cuda", "--out-dir", str(tmp_path / "out")]) == 2
+    assert calls == []
+    assert list(tmp_path.iterdir()) == []  # no run-latest, no --out-dir folder, no file
+    message = (
+        f"device 'cuda' was requested but is not available here: {torch_sees()}. Choose an "
+        "available device with --device (auto picks cuda, then mps, then cpu)"
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        message,
+        message,
     ]
-    assert diag["device"] == "cpu"
-    assert diag["compute_dtype"] == "torch.float32"  # cpu policy, not cuda's fp16
-    assert diag["unembed_dtype"] == "torch.float32"
+    assert "0 CUDA device(s) visible" in message
 
 
 def test_run_latest_rotation_without_out_dir(
@@ -539,7 +591,12 @@ def test_progress_verbose_keeps_transformers_bars_and_terminal_gets_no_lines(
 def test_verbose_reaches_the_per_model_subprocesses(tmp_path: Path) -> None:
     from lenscheck.cli import _subprocess_cmd
 
+    summary = tmp_path / "rows.json"
     args = build_parser().parse_args(["run", "a", "b", "-vv", "--out-dir", str(tmp_path)])
-    assert "-vv" in _subprocess_cmd("a", args, tmp_path)
+    cmd = _subprocess_cmd("a", args, tmp_path, summary)
+    assert "-vv" in cmd
+    assert cmd[-3:] == ["--summary-json", str(summary), "a"]  # the model comes last
     quiet = build_parser().parse_args(["run", "a", "b", "--out-dir", str(tmp_path)])
-    assert not any(a.startswith("-v") for a in _subprocess_cmd("a", quiet, tmp_path))
+    cmd = _subprocess_cmd("a", quiet, tmp_path, summary)
+    assert not any(a.startswith("-v") for a in cmd)
+    assert cmd[-3:] == ["--summary-json", str(summary), "a"]

@@ -4,7 +4,9 @@ Part 1 (``slow``): one embedded SmolLM2 run (shared through ``_lens_fixtures.emb
 checked against the behaviour spec (DESIGN.md section 3) and the published files' shape.
 Part 2: :class:`_lens_fixtures.FakeBackend`, a tiny torch model with real norm modules,
 pins which norm the lens applies where, the last-layer identity, the unembedding (softcap,
-fp32 promotion) and the error paths.
+fp32 promotion), the error paths word for word, and every record, probe, p(answer) and
+diagnostic (the decoding-point ablation included) against values computed here
+independently, for one prompt and for a suite.
 """
 
 from __future__ import annotations
@@ -436,7 +438,37 @@ def test_unembedder_promotes_low_precision_weight_to_fp32(dtype_name: str) -> No
     assert should_auto_promote_unembed(dtype) is False
 
 
-@pytest.mark.parametrize(("layer", "value", "kind"), [(2, math.nan, "NaN"), (0, math.inf, "inf")])
+# ------------------------------------------------------------- errors, word for word
+
+
+def _nan_message(layer: int, kind: str) -> str:
+    return (
+        f"residual at lens layer {layer} contains {kind} (dtype torch.float32); fp16 overflow is "
+        "the usual cause: rerun with --dtype bfloat16 or float32 (pytest: --lens-dtype)"
+    )
+
+
+def _suite_file(tmp_path: Path, *cases: tuple[str, str, tuple[str, ...]]) -> Any:
+    """A prompt suite file of ``(id, prompt, probes)`` entries (answer: Berlin), loaded."""
+    from lenscheck.suites import load_suite
+
+    lines = []
+    for pid, prompt, probes in cases:
+        lines += [
+            "[[prompts]]",
+            f"id = {json.dumps(pid)}",
+            f"prompt = {json.dumps(prompt)}",
+            'answer = "Berlin"',
+            f"probes = {json.dumps(list(probes))}",
+        ]
+    path = tmp_path / "capitals.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return load_suite(path)
+
+
+@pytest.mark.parametrize(
+    ("layer", "value", "kind"), [(2, math.nan, "NaN"), (0, math.inf, "inf"), (1, -math.inf, "inf")]
+)
 def test_non_finite_residual_raises_naming_the_layer(layer: int, value: float, kind: str) -> None:
     from lenscheck.lens import NonFiniteResidualError
 
@@ -446,18 +478,59 @@ def test_non_finite_residual_raises_naming_the_layer(layer: int, value: float, k
         residuals[layer][3, 1] = value
 
     fb.corrupt = corrupt
-    with pytest.raises(NonFiniteResidualError, match=rf"layer {layer} contains {kind}"):
+    with pytest.raises(NonFiniteResidualError) as info:
         _run(fb)
+    assert str(info.value) == _nan_message(layer, kind)
     assert issubclass(NonFiniteResidualError, ArithmeticError)  # the CLI's exit-2 family
 
 
-def test_prompt_longer_than_context_raises() -> None:
+def test_non_finite_residual_of_a_suite_prompt_names_the_file_and_prompt(tmp_path: Path) -> None:
+    from lenscheck.lens import NonFiniteResidualError, run_suite
+
+    suite = _suite_file(tmp_path, ("short", "The capital", ()), ("long", PROMPT, ()))
+    fb = make_fake_backend()
+
+    def corrupt(residuals: list[Any]) -> None:
+        if residuals[0].shape[0] > 3:  # the long prompt only
+            residuals[1][0, 0] = math.nan
+
+    fb.corrupt = corrupt
+    with pytest.raises(NonFiniteResidualError) as info:
+        run_suite(fb, suite, _cfg())
+    assert str(info.value) == f"{suite.source}: prompt 'long': " + _nan_message(1, "NaN")
+
+
+def _too_long(what: str, n: int) -> str:
+    return (
+        f"{what} is {n} tokens long but fake/pre_norm-layernorm has a context of 5 tokens; "
+        "shorten the prompt"
+    )
+
+
+def test_prompt_or_probe_longer_than_context_raises(tmp_path: Path) -> None:
+    from lenscheck.lens import run_suite
+
     fb = make_fake_backend(n_ctx=5)
-    # BOS + 4 words == n_ctx: accepted.
-    ok = _run(fb, prompt="The capital of Germany")
+    # BOS + 4 words == n_ctx: accepted, for the prompt and for a probe.
+    ok = _run(fb, prompt="The capital of Germany", test_prompts=("The capital of Germany",))
     assert len(ok.input_ids) == 5
-    with pytest.raises(ValueError, match=r"6 tokens long .* context of 5 tokens"):
-        _run(fb, prompt="The capital of Germany is")
+    with pytest.raises(ValueError) as info:
+        _run(fb, prompt="The capital of Germany is", test_prompts=("The",))
+    assert str(info.value) == _too_long("prompt", 6)
+    with pytest.raises(ValueError) as info:
+        _run(fb, prompt="The capital", test_prompts=("The", "The capital of Germany is"))
+    assert str(info.value) == _too_long("probe 'The capital of Germany is'", 6)
+    # From a suite file: the message names the file and the prompt id first.
+    suite = _suite_file(
+        tmp_path,
+        ("fits", "The capital of Germany", ("The capital",)),
+        ("long-probe", "The capital", ("Berlin is the capital of",)),
+    )
+    with pytest.raises(ValueError) as info:
+        run_suite(fb, suite, _cfg())
+    assert str(info.value) == f"{suite.source}: prompt 'long-probe': " + _too_long(
+        "probe 'Berlin is the capital of'", 6
+    )
 
 
 def test_empty_prompt_raises() -> None:
@@ -482,41 +555,203 @@ def test_multi_piece_ground_truth_is_warned_and_recorded(
     assert single.diagnostics["ground_truth_token_ids"] == [2]  # " Berlin"
     with caplog.at_level(logging.WARNING, logger="lenscheck.lens"):
         result = _run(fb, ground_truth="Ber lin")
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "'Ber lin'" in warnings[0].getMessage()
-    assert "2 pieces" in warnings[0].getMessage()
+    assert [r.getMessage() for r in caplog.records if r.name == "lenscheck.lens"] == [
+        "ground truth 'Ber lin' tokenizes to 2 pieces; is_answer compares the top-1 text "
+        "with the whole string"
+    ]
     assert result.diagnostics["ground_truth_single_token"] is False
     assert result.diagnostics["ground_truth_token_ids"] == [17, 18]  # " Ber", " lin"
     assert result.json_data["prompt"]["ground_truth"] == "Ber lin"
 
 
-def test_fake_run_builds_every_record() -> None:
-    """The fake model goes through the same record builders: shapes and k per position."""
+@pytest.mark.parametrize("change", [-1, 1])
+def test_backend_returning_the_wrong_number_of_captures_is_an_error(
+    change: int, tmp_path: Path
+) -> None:
+    from lenscheck.lens import run_suite
+
+    fb = make_fake_backend(n_layers=2)
+    full = fb.run_batch
+
+    def wrong(batch: Any) -> list[Any]:
+        out = full(batch)
+        return out[:change] if change < 0 else out + out[:change]
+
+    fb.run_batch = wrong  # type: ignore[method-assign]
+    # Two prompts and three probes: five sequences, one capture each.
+    suite = _suite_file(tmp_path, ("a", "The capital", ("a", "b")), ("b", "Berlin is", ("c",)))
+    with pytest.raises(RuntimeError) as info:
+        run_suite(fb, suite, _cfg())
+    assert str(info.value) == (
+        f"backend 'fake' returned {5 + change} captures for 2 prompts and their probes; "
+        "expected one per sequence"
+    )
+
+
+# --------------------------------------------- the fake run against an independent computation
+#
+# The slow embedded-model tests pin the JSON against the published files; these pin the same
+# structure on the model-free FakeBackend, against values computed here independently.
+
+PROBES = ("The capital of Germany is", "Berlin is the capital of")
+PROMPT = "Give the city name only, plain text. The capital of Germany is"  # ends on " is"
+POINTS = ("next-ln1", "final", "raw")
+
+
+def _lens_cfg(**changes: Any) -> Any:
+    from lenscheck.config import LensConfig
+
+    return LensConfig(**{"prompt": PROMPT, "test_prompts": PROBES, **changes})
+
+
+def _bits(logits: Any) -> float:
+    import torch
+
+    p = torch.softmax(logits.double(), dim=-1)
+    return float(-torch.special.xlogy(p, p).sum()) / math.log(2)  # 0 log 0 = 0
+
+
+def _top(fb: Any, logits: Any, k: int) -> list[list[Any]]:
+    import torch
+
+    p = torch.softmax(logits.double(), dim=-1)
+    order = torch.argsort(logits, descending=True)[:k].tolist()
+    return [[fb.decode(i), float(p[i])] for i in order]
+
+
+def _same_pairs(got: list[list[Any]], want: list[list[Any]]) -> None:
+    assert [t for t, _ in got] == [t for t, _ in want]
+    assert [p for _, p in got] == pytest.approx([p for _, p in want], abs=1e-6)
+
+
+def _decode_norms(fb: Any, point: str) -> list[Any]:
+    """Per lens layer, the norm module decoding ``point`` applies, chosen here by hand."""
+    stack, blocks = fb.stack, fb.stack.blocks
+    if point == "raw":
+        return [None] * (len(blocks) + 1)
+    if point == "final":  # a post-norm model without a final norm ends on its last ln2
+        final = stack.ln_final if stack.ln_final is not None else blocks[-1].ln2
+        return [final] * (len(blocks) + 1)
+    if stack.architecture == "pre_norm":
+        return [b.ln1 for b in blocks] + [stack.ln_final]
+    return [blocks[0].ln1] + [b.ln2 for b in blocks]
+
+
+def _expected_lens_logits(
+    fb: Any, ids: list[int], point: str = "next-ln1"
+) -> tuple[list[Any], Any]:
+    """Per lens layer, the logits [T, V] through the norm ``point`` applies there (by hand)."""
+    import torch
+
+    residuals, model_logits = fb.forward(ids)
+    w = fb.lm_weight.float()
+    with torch.no_grad():
+        lens = [
+            (r if norm is None else norm(r)) @ w.T
+            for norm, r in zip(_decode_norms(fb, point), residuals)
+        ]
+    return lens, model_logits
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_fake_run_records_and_probes_match_an_independent_computation(point: str) -> None:
+    import torch
+
+    from lenscheck.lens import NEXT_TOKEN, run_lens
+
     fb = make_fake_backend(n_layers=3)
-    result = _run(fb)
-    n_tok = len(result.input_ids)
-    assert n_tok == 15  # BOS + 14 words
-    assert len(result.records) == 4 * n_tok and len(result.pure_records) == 4
-    ks = {r["pos"]: len(r["topk"]) for r in result.records if r["layer"] == 0}
-    tokens = [fb.token_text(i) for i in result.input_ids]
+    result = run_lens(fb, _lens_cfg(decode_norm=point))
+    ids = fb.encode(PROMPT)
+    assert result.input_ids == ids and len(ids) == 13  # BOS + 12 words
+    assert result.diagnostics["tokenization"]["n_tokens"] == 13
+    assert result.diagnostics["decode_norm"] == point
+    assert result.diagnostics["use_norm_lens"] is (point != "raw")
+    assert result.diagnostics["decoding_ablation"]["chosen"] == point
+    lens, model_logits = _expected_lens_logits(fb, ids, point)
+    tokens = [fb.token_text(i) for i in ids]
     verbose = _expected_verbose(tokens)
-    assert ks == {p: (20 if p in verbose else 5) for p in range(n_tok)}
-    assert result.diagnostics["tokenization"]["n_tokens"] == n_tok
+    assert len(tokens) - 1 in verbose and tokens[-1] == " is"  # last position, no keyword
+    n = 0
+    for layer, logits in enumerate(lens):
+        for pos in range(len(ids)):
+            rec = result.records[n]
+            n += 1
+            assert list(rec) == ["type", "layer", "pos", "token", "entropy", "topk"]
+            assert (rec["type"], rec["layer"], rec["pos"], rec["token"]) == (
+                "record",
+                layer,
+                pos,
+                tokens[pos],
+            )
+            assert rec["entropy"] == pytest.approx(_bits(logits[pos]), abs=1e-4)
+            _same_pairs(rec["topk"], _top(fb, logits[pos], 20 if pos in verbose else 5))
+    assert n == len(result.records) == 4 * len(ids)
+    assert len(result.pure_records) == 4
+    for layer, (rec, logits) in enumerate(zip(result.pure_records, lens)):
+        assert list(rec) == [
+            "type",
+            "layer",
+            "pos",
+            "token",
+            "entropy",
+            "topk",
+            "copy_collapse",
+            "entropy_collapse",
+            "is_answer",
+        ]
+        assert (rec["type"], rec["layer"], rec["pos"], rec["token"]) == (
+            "pure_next_token_record",
+            layer,
+            len(ids) - 1,
+            NEXT_TOKEN,
+        )
+        assert rec["entropy"] == pytest.approx(_bits(logits[-1]), abs=1e-4)
+        _same_pairs(rec["topk"], _top(fb, logits[-1], 5))
+    # The probes: the model's own next-token distribution, at T = 1, 0.1 and 2.
+    tests = result.json_data["test_prompts"]
+    assert [list(t) for t in tests] == [["type", "prompt", "entropy", "topk"]] * len(PROBES)
+    for probe, got in zip(PROBES, tests):
+        logits = fb.forward(fb.encode(probe))[1][-1]
+        assert (got["type"], got["prompt"]) == ("test_prompt", probe)
+        assert got["entropy"] == pytest.approx(_bits(logits), abs=1e-4)
+        _same_pairs(got["topk"], _top(fb, logits, 10))
+    final = model_logits[-1]
+    temps = result.json_data["temperature_exploration"]
+    assert [(t["type"], t["temperature"]) for t in temps] == [
+        ("temperature_exploration", 0.1),
+        ("temperature_exploration", 2.0),
+    ]
+    for t in temps:
+        assert list(t) == ["type", "temperature", "entropy", "topk"]
+        assert t["entropy"] == pytest.approx(_bits(final / t["temperature"]), abs=1e-4)
+        _same_pairs(t["topk"], _top(fb, final / t["temperature"], 15))
+    fp = result.json_data["final_prediction"]
+    assert list(fp) == ["type", "entropy", "topk"] and fp["type"] == "final_prediction"
+    assert fp["entropy"] == pytest.approx(_bits(final), abs=1e-4)
+    _same_pairs(fp["topk"], _top(fb, final, 20))
+    # p(answer) per layer and decoding point: the next-token probability of " Berlin" (id 2).
+    assert list(result.extras["p_answer"]) == list(POINTS)
+    for each in POINTS:
+        want = [
+            float(torch.softmax(lg[-1].double(), -1)[2])
+            for lg in _expected_lens_logits(fb, ids, each)[0]
+        ]
+        assert result.extras["p_answer"][each] == pytest.approx(want, abs=1e-6)
+    # The consistency check reads the last layer through the final norm whatever the point.
+    assert result.diagnostics["last_layer_consistency"]["kl_bits_max"] < 1e-6
 
 
 def test_probe_prompts_each_get_their_own_distribution() -> None:
     """Probe i's entropy and top-k come from prompt i's logits, in the configured order."""
-    from lenscheck.lens import _distribution
-
     fb = make_fake_backend(n_layers=2)
     prompts = ("Paris is in", "one two three four five", "The")
     result = _run(fb, test_prompts=prompts)
     probes = result.json_data["test_prompts"]
     assert [p["prompt"] for p in probes] == list(prompts)
     for probe, prompt in zip(probes, prompts, strict=True):
-        ent, topk = _distribution(fb, fb.forward(fb.encode(prompt))[1][-1], 10)
-        assert probe["entropy"] == ent and probe["topk"] == topk
+        logits = fb.forward(fb.encode(prompt))[1][-1]
+        assert probe["entropy"] == pytest.approx(_bits(logits), abs=1e-4)
+        _same_pairs(probe["topk"], _top(fb, logits, 10))
 
 
 def test_no_probe_prompts_gives_an_empty_list() -> None:
@@ -525,9 +760,389 @@ def test_no_probe_prompts_gives_an_empty_list() -> None:
     assert len(result.json_data["temperature_exploration"]) > 0
 
 
-def test_backend_returning_the_wrong_number_of_probe_rows_is_an_error() -> None:
+def test_fake_run_json_skeleton_and_diagnostics_are_exact() -> None:
+    from lenscheck import __version__
+    from lenscheck.lens import run_lens
+    from lenscheck.prompts import TARGET_PREDICTION
+
+    fb = make_fake_backend(n_layers=3)
+    result = run_lens(fb, _lens_cfg(copy_threshold=0.8, copy_margin=0.1))
+    data = result.json_data
+    ids = result.input_ids
+    assert list(data) == ORIGINAL_TOP_LEVEL_KEYS
+    assert data["prompt"] == {"type": "prompt", "context_prompt": PROMPT, "ground_truth": "Berlin"}
+    assert data["model_stats"] == {
+        "type": "model_stats",
+        "num_layers": 3,
+        "d_model": 16,
+        "n_heads": 2,
+        "d_vocab": 24,
+        "n_ctx": 64,
+        "architecture": "pre_norm",
+    }
+    diag = data["diagnostics"]
+    consistency, ablation = diag["last_layer_consistency"], diag["decoding_ablation"]
+    assert list(consistency) == ["kl_bits_last_pos", "kl_bits_max", "top1_agree"]
+    assert consistency["kl_bits_max"] < 1e-6 and consistency["top1_agree"] is True
+    # Its values: test_decoding_ablation_matches_an_independent_computation.
+    assert list(ablation) == ["chosen", "rule", *POINTS, "onset_disagreement"]
+    expected = {
+        "type": "diagnostics",
+        "model": "fake/pre_norm-layernorm",
+        "device": "cpu",
+        "use_norm_lens": True,
+        "use_fp32_unembed": True,
+        "unembed_dtype": "torch.float32",
+        "first_block_ln1_type": "LayerNorm",
+        "final_ln_type": "LayerNorm",
+        "layernorm_bias_fix": "active",
+        "norm_alignment_fix": "using_ln2_layernorm_for_post_block",
+        "layer0_norm_fix": "using_real_ln1_on_embeddings",
+        "mixed_precision_fix": "casting_to_fp32_before_unembed",
+        "layer0_position_info": "token_only_rotary_model",
+        "context_prompt": PROMPT,
+        "target_prediction": TARGET_PREDICTION,
+        "L_copy": diag["L_copy"],
+        "L_copy_H": diag["L_copy_H"],
+        "L_semantic": diag["L_semantic"],
+        "delta_layers": diag["delta_layers"],
+        "last_layer_consistency": consistency,
+        "backend": "fake",
+        "model_source": "hub",
+        "versions": {"lenscheck": __version__, "fake": "0"},
+        "compute_dtype": "torch.float32",
+        "architecture": "pre_norm",
+        "model_class": "FakeForCausalLM",
+        "tokenization": {"prepend_bos": True, "n_tokens": len(ids), "input_ids": ids},
+        "copy_threshold": 0.8,
+        "copy_margin": 0.1,
+        "ground_truth_token_ids": [2],
+        "ground_truth_single_token": True,
+        "decode_norm": "next-ln1",
+        "decoding_ablation": ablation,
+    }
+    assert diag == expected
+    assert list(diag) == list(expected)
+    assert list(diag)[: len(ORIGINAL_DIAGNOSTIC_KEYS)] == ORIGINAL_DIAGNOSTIC_KEYS
+    assert TARGET_PREDICTION == "first unseen token (likely 'Berlin')"
+    flags = [
+        (r["copy_collapse"], r["entropy_collapse"], r["is_answer"]) for r in result.pure_records
+    ]
+
+    def first(i: int) -> int | None:
+        return next((n for n, f in enumerate(flags) if f[i]), None)
+
+    assert (diag["L_copy"], diag["L_copy_H"], diag["L_semantic"]) == (first(0), first(1), first(2))
+    delta = None if first(0) is None or first(2) is None else first(2) - first(0)
+    assert diag["delta_layers"] == delta
+
+
+@pytest.mark.parametrize(
+    ("seed", "onsets", "disagree"),
+    [
+        (0, (None, None), False),  # " Berlin" never top-1: nothing to disagree about
+        (3, (3, 1), False),  # |3 - 1| == 2, the tolerance for 3 layers: still agreement
+        (37, (0, 3), True),  # |0 - 3| == 3 > 2
+        (32, (1, None), True),  # only next-ln1 reaches " Berlin"
+    ],
+)
+def test_decoding_ablation_matches_an_independent_computation(
+    seed: int, onsets: tuple[int | None, int | None], disagree: bool
+) -> None:
+    """Every decoding point's per-layer numbers, at the last position, computed by hand."""
+    import torch
+
+    from lenscheck.lens import ABLATION_RULE, run_lens
+
+    fb = make_fake_backend(n_layers=3, seed=seed)
+    result = run_lens(fb, _lens_cfg(test_prompts=()))
+    block = result.diagnostics["decoding_ablation"]
+    assert list(block) == ["chosen", "rule", *POINTS, "onset_disagreement"]
+    assert (block["chosen"], block["rule"]) == ("next-ln1", ABLATION_RULE)
+    found = {}
+    for point in POINTS:
+        lens = _expected_lens_logits(fb, result.input_ids, point)[0]
+        logits = torch.stack([layer[-1] for layer in lens]).double()
+        p = torch.softmax(logits, dim=-1)
+        order = torch.argsort(logits, dim=-1, descending=True)
+        top1 = [fb.decode(int(i)) for i in order[:, 0]]
+        got = block[point]
+        assert list(got) == [
+            "L_semantic",
+            "top1",
+            "p_top1",
+            "p_top2",
+            "entropy",
+            "p_answer",
+            "answer_rank",
+        ]
+        assert got["top1"] == top1
+        assert got["p_top1"] == pytest.approx(p.gather(-1, order[:, :1])[:, 0].tolist(), abs=1e-6)
+        assert got["p_top2"] == pytest.approx(p.gather(-1, order[:, 1:2])[:, 0].tolist(), abs=1e-6)
+        assert got["entropy"] == pytest.approx([_bits(row) for row in logits], abs=1e-4)
+        assert got["p_answer"] == pytest.approx(p[:, 2].tolist(), abs=1e-6)  # " Berlin": id 2
+        assert got["answer_rank"] == [1 + int((row > row[2]).sum()) for row in logits]
+        assert result.extras["p_answer"][point] == got["p_answer"]
+        found[point] = next((n for n, t in enumerate(top1) if t.strip() == "Berlin"), None)
+        assert got["L_semantic"] == found[point]
+    assert (found["next-ln1"], found["final"]) == onsets  # the case this seed stands for
+    assert block["onset_disagreement"] is disagree
+
+
+def test_onset_tolerance_is_a_tenth_of_the_layers_and_at_least_two() -> None:
+    from lenscheck.lens import ABLATION_RULE, onset_tolerance
+
+    assert [onset_tolerance(n) for n in (0, 1, 20, 21, 30, 31, 80)] == [2, 2, 2, 3, 3, 4, 8]
+    assert "max(2, ceil(num_layers / 10))" in ABLATION_RULE
+
+
+def test_answer_without_pieces_has_zero_probability_and_no_rank(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from lenscheck.lens import run_lens
+
     fb = make_fake_backend(n_layers=2)
-    full = fb.next_token_logits_batch
-    fb.next_token_logits_batch = lambda batch: full(batch)[:-1]  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError, match=r"returned 2 next-token distributions for 3 probe"):
-        _run(fb, test_prompts=("a", "b", "c"))
+    tokenize = fb.prompt_ids
+    fb.prompt_ids = lambda text: [] if text == " Berlin" else tokenize(text)  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="lenscheck.lens"):
+        result = run_lens(fb, _lens_cfg(test_prompts=()))
+    assert [r.getMessage() for r in caplog.records if r.name == "lenscheck.lens"] == [
+        "ground truth 'Berlin' tokenizes to 0 pieces; is_answer compares the top-1 text "
+        "with the whole string"
+    ]
+    diag = result.diagnostics
+    assert (diag["ground_truth_token_ids"], diag["ground_truth_single_token"]) == ([], False)
+    for point in POINTS:
+        assert result.extras["p_answer"][point] == [0.0, 0.0, 0.0]
+        assert diag["decoding_ablation"][point]["p_answer"] == [0.0, 0.0, 0.0]
+        assert diag["decoding_ablation"][point]["answer_rank"] == [None, None, None]
+
+
+def test_multi_piece_answer_is_read_at_its_first_piece() -> None:
+    import torch
+
+    from lenscheck.lens import run_lens
+
+    fb = make_fake_backend(n_layers=2)
+    result = run_lens(fb, _lens_cfg(ground_truth="Ber lin", test_prompts=()))
+    lens = _expected_lens_logits(fb, result.input_ids)[0]
+    want = [float(torch.softmax(layer[-1].double(), -1)[17]) for layer in lens]  # " Ber"
+    assert result.extras["p_answer"]["next-ln1"] == pytest.approx(want, abs=1e-6)
+
+
+def test_diagnostics_follow_the_norms_and_the_model() -> None:
+    import dataclasses
+
+    import torch
+
+    from lenscheck.lens import run_lens
+
+    fb = make_fake_backend(architecture="post_norm", norm="rmsnorm", n_layers=2)
+    fb.facts = dataclasses.replace(fb.facts, has_pos_embed=True)
+    fb.dtype = torch.float16  # what the backend reports; the fake still computes in fp32
+    fb.unembed = type(fb.unembed)(
+        weight=fb.lm_weight.half(), bias=None, softcap=None, promote=False
+    )
+    diag = run_lens(fb, _lens_cfg(test_prompts=PROBES[:1])).diagnostics
+    assert (diag["first_block_ln1_type"], diag["final_ln_type"]) == ("RMSNorm", None)
+    assert diag["layernorm_bias_fix"] == "not_needed_rms_model"
+    assert diag["norm_alignment_fix"] == "using_ln2_rmsnorm_for_post_block"
+    assert diag["layer0_position_info"] == "additive_pos_embed_included"
+    assert (diag["use_fp32_unembed"], diag["unembed_dtype"]) == (False, "torch.float16")
+    assert (diag["compute_dtype"], diag["architecture"]) == ("torch.float16", "post_norm")
+
+    # Block 0 decides, not block 1: give them different norms.
+    fb = make_fake_backend(norm="layernorm", n_layers=2)
+    fb.stack.blocks[1].ln1 = torch.nn.RMSNorm(16)
+    fb.stack.blocks[0].ln2 = None  # a pre-norm lens never uses ln2
+    diag = run_lens(fb, _lens_cfg(test_prompts=PROBES[:1])).diagnostics
+    assert (diag["first_block_ln1_type"], diag["layernorm_bias_fix"]) == ("LayerNorm", "active")
+    assert diag["norm_alignment_fix"] == "fallback_to_ln1"
+    fb = make_fake_backend(norm="rmsnorm", n_layers=2)
+    fb.stack.blocks[1].ln1 = torch.nn.LayerNorm(16)
+    fb.stack.blocks[1].ln2 = torch.nn.LayerNorm(16)
+    diag = run_lens(fb, _lens_cfg(test_prompts=PROBES[:1])).diagnostics
+    assert (diag["first_block_ln1_type"], diag["layernorm_bias_fix"]) == (
+        "RMSNorm",
+        "not_needed_rms_model",
+    )
+    assert diag["norm_alignment_fix"] == "using_ln2_rmsnorm_for_post_block"
+
+
+def test_zero_block_model_reads_only_the_final_norm() -> None:
+    from lenscheck.lens import run_lens
+
+    fb = make_fake_backend(n_layers=0)
+    result = run_lens(fb, _lens_cfg(test_prompts=PROBES[:1]))
+    diag = result.diagnostics
+    assert (diag["first_block_ln1_type"], diag["final_ln_type"]) == (None, "LayerNorm")
+    assert diag["layernorm_bias_fix"] == "not_needed_rms_model"
+    assert diag["norm_alignment_fix"] == "fallback_to_ln1"
+    assert [r["layer"] for r in result.pure_records] == [0]
+    assert diag["last_layer_consistency"]["kl_bits_max"] < 1e-6
+    lens = _expected_lens_logits(fb, result.input_ids)[0]
+    assert len(lens) == 1
+    assert result.pure_records[0]["entropy"] == pytest.approx(_bits(lens[0][-1]), abs=1e-4)
+
+
+# A model whose lens logits are whatever the test wants: width = vocabulary, unembedding =
+# identity, decode_norm = raw, so the residual of layer l at position t *is* its lens logits.
+OFF = -1e4  # exp(OFF - max) underflows to 0 in fp32: ids with probability exactly 0
+
+
+def _logits_for(probs: dict[int, float]) -> Any:
+    """Logits whose softmax puts ``probs`` on those ids and 0 elsewhere (24 ids)."""
+    import math as _math
+
+    import torch
+
+    row = OFF - torch.arange(24.0)  # distinct: no tie among the zero-probability ids
+    for i, p in probs.items():
+        row[i] = _math.log(p)
+    return row
+
+
+def _table_backend(last: list[Any], decoy: Any) -> Any:
+    """A FakeBackend whose lens reads ``last[l]`` at layer l's last position and ``decoy``
+    everywhere else (three earlier positions: BOS + 'Give the city')."""
+    import torch
+
+    from lenscheck.backends.base import Capture, Unembedder
+
+    fb = make_fake_backend(n_layers=len(last) - 1, d_model=24)
+    fb.unembed = Unembedder(weight=torch.eye(24), bias=None, softcap=None, promote=True)
+    residuals = [torch.stack([decoy, decoy, decoy, row]) for row in last]
+    fb.run = lambda ids: Capture(  # type: ignore[method-assign]
+        residuals=[r.clone() for r in residuals], logits=residuals[-1].clone()
+    )
+    return fb
+
+
+def test_pure_record_flags_on_constructed_distributions() -> None:
+    """Each flag's rule at the last position, including the entropy boundary (exactly 1 bit:
+    entropy collapse, but no copy fallback, which is strict)."""
+    from lenscheck.lens import NEXT_TOKEN, run_lens
+
+    # Ids: 2 " Berlin", 3 " Germany", 4 " capital", 5 " the", 6 " of". Prompt ids: 11 "Give",
+    # 5 " the", 12 " city". Copy threshold 0.3, margin 0.2.
+    # 17 distinct small probabilities (no tie in a top-5) summing to 0.34 and 0.52.
+    spread = {i: 0.02 + 0.0005 * (i - 15) for i in range(7, 24)}
+    thin = {i: 0.52 / 17 + 0.0005 * (i - 15) for i in range(7, 24)}
+    last = [
+        _logits_for({5: 0.6, 6: 0.02, 3: 0.02, 4: 0.02, **spread}),  # echo, H > 1 bit
+        _logits_for({3: 0.5, 6: 0.5}),  # H == 1 bit exactly, not a prompt id
+        _logits_for({2: 0.9, 5: 0.1}),  # the answer; H < 1 bit: copy by the fallback
+        _logits_for({5: 0.45, 6: 0.3, 3: 0.25}),  # margin 0.15 < 0.2: no echo
+        _logits_for({5: 0.28, 6: 0.05, 3: 0.05, 4: 0.05, 2: 0.05, **thin}),  # p1 < 0.3: no echo
+        _logits_for({3: 0.6, 6: 0.02, 5: 0.02, 4: 0.02, **spread}),  # not a prompt id
+    ]
+    decoy = _logits_for({5: 0.99, 6: 0.01})  # an echo at every other position
+    fb = _table_backend(last, decoy)
+    cfg = _lens_cfg(prompt="Give the city", test_prompts=(), decode_norm="raw")
+    result = run_lens(fb, cfg.evolve(copy_threshold=0.3, copy_margin=0.2))
+    recs = result.pure_records
+    assert [(r["copy_collapse"], r["entropy_collapse"], r["is_answer"]) for r in recs] == [
+        (True, False, False),
+        (False, True, False),
+        (True, True, True),
+        (False, False, False),
+        (False, False, False),
+        (False, False, False),
+    ]
+    assert [(r["pos"], r["token"]) for r in recs] == [(3, NEXT_TOKEN)] * 6
+    assert recs[1]["entropy"] == 1.0
+    for n, (rec, logits) in enumerate(zip(recs, last)):
+        assert rec["entropy"] == pytest.approx(_bits(logits), abs=1e-6)
+        got, want = rec["topk"], _top(fb, logits, 5)
+        if n == 1:  # " Germany" and " of" tie for the top: either order
+            assert sorted(got[:2]) == [[" Germany", 0.5], [" of", 0.5]]
+            got, want = got[2:], want[2:]
+        _same_pairs(got, want)
+    assert [t for t, _ in recs[2]["topk"][:2]] == [" Berlin", " the"]
+    diag = result.diagnostics
+    assert (diag["L_copy"], diag["L_copy_H"], diag["L_semantic"], diag["delta_layers"]) == (
+        0,
+        1,
+        2,
+        2,
+    )
+
+
+def test_last_layer_consistency_reads_every_position_and_reports_the_last() -> None:
+    import torch
+
+    from lenscheck.backends.base import Capture
+
+    fb = make_fake_backend(n_layers=2)
+    model_run = fb.run
+    ids = fb.encode("Berlin is the capital of")
+    _, plain = fb.forward(ids)
+
+    def scaled(swap: bool) -> Any:
+        logits = plain.clone()
+        logits[1] *= 0.5  # the largest divergence, in the middle
+        logits[-1] *= 0.8  # a smaller one at the last position
+        if swap:  # a position whose top-1 the model and the lens disagree on
+            logits[2] = -logits[2]
+        return logits
+
+    for swap in (False, True):
+        model = scaled(swap)
+        fb.run = lambda ids, m=model: Capture(  # type: ignore[method-assign]
+            residuals=model_run(ids).residuals, logits=m
+        )
+        result = _run(fb, prompt="Berlin is the capital of", test_prompts=())
+        lens = _expected_lens_logits(fb, ids)[0][-1].double()
+        logp, logq = torch.log_softmax(model.double(), -1), torch.log_softmax(lens, -1)
+        kl = ((logp.exp() * (logp - logq)).sum(-1) / math.log(2)).tolist()
+        assert max(kl) > kl[-1] > 1e-3  # the maximum is not at the last position
+        got = result.diagnostics["last_layer_consistency"]
+        assert got["kl_bits_last_pos"] == pytest.approx(kl[-1], rel=1e-4)
+        assert got["kl_bits_max"] == pytest.approx(max(kl), rel=1e-4)
+        assert got["top1_agree"] is (not swap)
+
+
+def test_lens_result_tensors_and_residuals() -> None:
+    import torch
+
+    from lenscheck.lens import run_lens
+
+    fb = make_fake_backend(n_layers=3)
+    result = run_lens(fb, _lens_cfg())
+    lens, _ = _expected_lens_logits(fb, result.input_ids)
+    want_ent = torch.tensor([[_bits(row) for row in layer] for layer in lens])
+    torch.testing.assert_close(result.entropies, want_ent.float(), rtol=0, atol=1e-4)
+    assert torch.equal(result.top1_ids, torch.stack([layer.argmax(-1) for layer in lens]))
+    assert result.residuals is None  # not kept unless asked
+    kept = run_lens(fb, _lens_cfg(keep_residuals=True)).residuals
+    assert kept is not None and len(kept) == 4
+    for got, want in zip(kept, fb.forward(result.input_ids)[0]):
+        assert torch.equal(got, want)
+
+
+def test_suite_results_are_each_prompts_own(tmp_path: Path) -> None:
+    """Batched over a suite (prompts of different lengths), each prompt gets the numbers it
+    has when run alone, under its own id, with its own answer and probes."""
+    import torch
+
+    from lenscheck.lens import run_lens, run_suite
+
+    cases = (
+        ("short", "The capital", ("Berlin is",)),
+        ("long", PROMPT, PROBES),
+        ("mid", "Berlin is the capital of", ()),
+    )
+    suite = _suite_file(tmp_path, *cases)
+    fb = make_fake_backend(n_layers=3)
+    results = run_suite(fb, suite, _lens_cfg())
+    assert list(results) == ["short", "long", "mid"]
+    for pid, prompt, probes in cases:
+        got, alone = results[pid], run_lens(fb, _lens_cfg(prompt=prompt, test_prompts=probes))
+        assert got.case is not None and got.case.id == pid
+        assert got.input_ids == alone.input_ids == fb.encode(prompt)
+        torch.testing.assert_close(got.entropies, alone.entropies, rtol=0, atol=1e-5)
+        assert torch.equal(got.top1_ids, alone.top1_ids)
+        assert [r["topk"][0][0] for r in got.records] == [r["topk"][0][0] for r in alone.records]
+        assert [t["prompt"] for t in got.json_data["test_prompts"]] == list(probes)
+        assert got.json_data["prompt"]["context_prompt"] == prompt
+        assert got.diagnostics["L_semantic"] == alone.diagnostics["L_semantic"]

@@ -247,8 +247,9 @@ def bench(session: nox.Session) -> None:
                 env={**OFFLINE, "OMP_NUM_THREADS": str(os.cpu_count() or 1)})
 
 
-# Mutation testing: the modules mutmut mutates (pyproject [tool.mutmut]) and the score each
-# must keep (killed / total; a timeout counts as killed, a mutant no test reaches as alive).
+# Mutation testing: the modules mutmut mutates (pyproject [tool.mutmut] only_mutate) and the
+# score each must keep (killed / total; a timeout counts as killed, a mutant no test reaches
+# as alive).
 MUTATION_TARGETS = {
     "lenscheck.norms": 0.90,
     "lenscheck.numerics": 0.90,
@@ -268,6 +269,34 @@ for name in sys.argv[1:]:
 """
 
 
+# `mutmut run` with the test files given in argv[1] (comma-separated). mutmut 3.8.1 reads its
+# test selection only from [tool.mutmut]; this sets it on mutmut's configuration object
+# (mutmut.configuration.config(), public) first. Its fork server and workers are os.fork()ed
+# from this process, so every pytest run of the session sees the selection.
+_MUTMUT_RUN = """
+import sys
+from mutmut.__main__ import cli
+from mutmut.configuration import config
+config().pytest_add_cli_args_test_selection = sys.argv[1].split(",")
+cli(["run", *sys.argv[2:]])
+"""
+
+
+def mutation_tests(modules: list[str]) -> list[str]:
+    """The test files that cover ``modules``: tests/test_<module>*.py, where <module> is the
+    path after ``lenscheck.`` with dots as underscores (lenscheck.norms -> test_norms.py,
+    lenscheck.golden.compare -> test_golden_compare.py, lenscheck.lens ->
+    test_lens_pipeline.py). A module without one is an error, not an untested module."""
+    files: list[str] = []
+    for module in modules:
+        stem = module.split(".", 1)[1].replace(".", "_")
+        found = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(f"tests/test_{stem}*.py"))
+        if not found:
+            raise ValueError(f"no tests/test_{stem}*.py covers {module}")
+        files += [f for f in found if f not in files]
+    return files
+
+
 @nox.session
 def mutation(session: nox.Session) -> None:
     """mutmut over norms, numerics, collapse, schema, lens and golden.compare; score per module."""
@@ -283,11 +312,18 @@ def mutation(session: nox.Session) -> None:
     modules = [m for m in MUTATION_TARGETS if not chosen or m.split(".", 1)[1] in chosen]
     if chosen and len(modules) != len(chosen):
         session.error(f"unknown module in {chosen}; choose from {list(MUTATION_TARGETS)}")
+    mutated = nox.project.load_toml(ROOT / "pyproject.toml")["tool"]["mutmut"]["only_mutate"]
+    if sorted(mutated) != sorted(f"{m.replace('.', '/')}.py" for m in MUTATION_TARGETS):
+        session.error(f"[tool.mutmut] only_mutate {mutated} and MUTATION_TARGETS differ")
+    # Every target's tests, also when only some modules run: a mutant of one module may be
+    # killed by another's tests (the lens' tests reach the norms), so the score is the same.
+    tests = mutation_tests(list(MUTATION_TARGETS))
+    session.log(f"tests, by module: {' '.join(tests)}")
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # a score from this run only
     env = {**OFFLINE, "OMP_NUM_THREADS": "1", "HYPOTHESIS_PROFILE": "dev"}
     t0 = time.perf_counter()
     patterns = [f"{m}.*" for m in modules] if chosen else []
-    session.run("mutmut", "run", *extra, *patterns, env=env)
+    session.run("python", "-c", _MUTMUT_RUN, ",".join(tests), *extra, *patterns, env=env)
     wall = time.perf_counter() - t0
 
     survivors: list[str] = []

@@ -1,25 +1,25 @@
-"""``lenscheck diff``: compare two runs (folders or files) or a run against a golden.
+"""``lenscheck diff``: compare two runs (folders or files), a run against a golden, or two
+goldens (a golden and the ``.obtained.json`` a drifting run wrote beside it).
 
-Both sides become golden documents (see :mod:`lenscheck.golden.payload`) and go
-through the same comparison and drift report as the pytest plugin. Files written by
-the original pipeline read the same way; what they lack (tokenization ids, newer
-diagnostics) is treated as unknown rather than as drift.
+Every side becomes golden documents (see :mod:`lenscheck.golden.payload`) built from the
+file bytes exactly as the plugin builds them, and goes through the same comparison and
+drift report. Files written by the original pipeline read the same way; what they lack
+(tokenization ids, the decoding ablation, newer diagnostics) is unknown, not drift.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lenscheck.golden.compare import SECTIONS, DriftReport, compare_golden
-from lenscheck.golden.payload import FORMAT_VERSION, golden_class, json_key_tree
-from lenscheck.golden.report import render_report
+from lenscheck.golden.compare import SECTIONS, Drift, DriftReport, compare_golden
+from lenscheck.golden.payload import PromptFiles, golden_payload, merge_key_trees
+from lenscheck.golden.report import render_markdown, render_report
 from lenscheck.golden.store import GoldenFormatError, loads_golden
 from lenscheck.golden.tolerances import tolerances_for
-from lenscheck.schema import CSV_DIALECT, read_csv
+from lenscheck.schema import CsvSchemaError
 
 __all__ = [
     "DiffInputError",
@@ -27,7 +27,9 @@ __all__ = [
     "diff_paths",
     "load_side",
     "payload_from_files",
+    "render_all",
     "reports_json",
+    "reports_markdown",
 ]
 
 _PURE_SUFFIX = "-pure-next-token.csv"
@@ -40,7 +42,7 @@ class DiffInputError(ValueError):
 
 @dataclass(frozen=True)
 class RunFiles:
-    """One model's output files in a run folder."""
+    """One prompt's output files in a run folder (``name``: the part after ``output-``)."""
 
     name: str
     json: Path
@@ -79,7 +81,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def load_side(path: Path) -> dict[str, dict[str, Any]]:
-    """Golden documents by model name for a folder, a run file or a golden file."""
+    """Golden documents by name for a folder, a run file or a golden file."""
     if not path.exists():
         raise DiffInputError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -87,7 +89,7 @@ def load_side(path: Path) -> dict[str, dict[str, Any]]:
         if not jsons:
             goldens = sorted(path.glob("*.json"))
             if goldens:
-                return {p.stem: _golden_doc(p) for p in goldens}
+                return {p.name[: -len(".json")]: _golden_doc(p) for p in goldens}
             raise DiffInputError(f"{path}: no output-*.json files (and no golden files) in it")
         return {g.name: payload_from_files(g) for g in map(_group, jsons)}
     if path.suffix == ".json" and "format_version" in _read_json(path):
@@ -104,71 +106,39 @@ def _golden_doc(path: Path) -> dict[str, Any]:
         raise DiffInputError(str(exc)) from None
 
 
-def _header(path: Path) -> str:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return ",".join(next(csv.reader(fh, dialect=CSV_DIALECT), []))
-
-
-def _trajectory(pure_csv: Path) -> list[dict[str, Any]]:
-    table = read_csv(pure_csv)
-    rows = []
-    for row in table.rows:
-        (t1, p1), (_, p2) = row.topk[0], row.topk[1]
-        rows.append(
-            {"layer": row.layer, "top1": t1, "p_top1": p1, "p_top2": p2, "entropy": row.entropy}
-        )
-    return rows
-
-
-def _tokens(records_csv: Path | None) -> list[str] | None:
-    if records_csv is None:
-        return None
-    return [r.token for r in read_csv(records_csv).rows if r.layer == 0]
-
-
 def payload_from_files(files: RunFiles) -> dict[str, Any]:
-    """A golden document from a model's JSON and CSV files (ours or the original's)."""
-    from lenscheck.golden.payload import _stable_json
-
-    data = _read_json(files.json)
+    """A golden document of one prompt from its JSON and CSV files (ours or the original's)."""
     try:
-        diag = data["diagnostics"]
-        dtype = str(diag.get("compute_dtype") or diag["unembed_dtype"])
-        tokenization = diag.get("tokenization", {})
-        final = data["final_prediction"]
-        doc = {
-            "format_version": FORMAT_VERSION,
-            "model": files.name,
-            "class": golden_class(str(diag["device"]), dtype),
-            "environment": {
-                **diag.get("versions", {}),
-                "device": diag["device"],
-                "dtype": dtype,
-                "backend": diag.get("backend", "unknown (original pipeline)"),
-            },
-            "schema": {
-                "records_header": _header(files.records_csv) if files.records_csv else None,
-                "pure_header": _header(files.pure_csv),
-                "csv_dialect": None,
-                "json_keys": json_key_tree(_stable_json(data)),
-            },
-            "model_stats": {k: v for k, v in data["model_stats"].items() if k != "type"},
-            "tokenization": {
-                "prepend_bos": tokenization.get("prepend_bos"),
-                "input_ids": tokenization.get("input_ids"),
-                "tokens": _tokens(files.records_csv),
-            },
-            "collapse": {
-                k: diag.get(k) for k in ("L_copy", "L_copy_H", "L_semantic", "delta_layers")
-            },
-            "final_prediction": {"entropy": final["entropy"], "top5": final["topk"][:5]},
-            "trajectory": _trajectory(files.pure_csv),
-        }
-    except (KeyError, TypeError, IndexError) as exc:
+        parsed = PromptFiles.from_bytes(
+            files.json.read_bytes(),
+            None if files.records_csv is None else files.records_csv.read_bytes(),
+            files.pure_csv.read_bytes(),
+            source=str(files.json.with_suffix("")),
+        )
+        return golden_payload({files.name: parsed}, model=files.name, suite="")
+    except (CsvSchemaError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DiffInputError(f"{files.json}: unreadable ({exc})") from None
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
         raise DiffInputError(
             f"{files.json}: not a lenscheck/original-pipeline output ({exc!r})"
         ) from None
-    return doc
+
+
+def _merged(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A folder of one model's per-prompt files as one document with every prompt."""
+    first = dict(next(iter(docs.values())))
+    first["prompts"] = {pid: e for d in docs.values() for pid, e in d["prompts"].items()}
+    keys = merge_key_trees(d["schema"]["json_keys"] for d in docs.values())
+    first["schema"] = {**first["schema"], "json_keys": keys}
+    return first
+
+
+def _missing(name: str, side: str, left: bool, right: bool) -> DriftReport:
+    report = DriftReport(
+        model=name, golden_class="?", run_class="?", tolerance_note=f"{name} is missing from {side}"
+    )
+    report.drifts.append(Drift("files", "model present", left, right))
+    return report
 
 
 def diff_paths(
@@ -178,24 +148,23 @@ def diff_paths(
     overrides: dict[str, dict[str, float]] | None = None,
     sections: tuple[str, ...] = SECTIONS,
 ) -> list[DriftReport]:
-    """One report per model present on either side; a missing side is a drift."""
+    """One report per model present on either side; a missing side is a drift.
+
+    A single document against a folder of several prompt files (a golden against a run of
+    its suite) compares with all of them, prompts paired by the hash of their text.
+    """
     left, right = load_side(old), load_side(new)
+    if len(left) == 1 and len(right) > 1:
+        right = {next(iter(left)): _merged(right)}
+    elif len(right) == 1 and len(left) > 1:
+        left = {next(iter(right)): _merged(left)}
     if len(left) == 1 and len(right) == 1 and set(left) != set(right):
         right = {next(iter(left)): next(iter(right.values()))}  # two single files: pair them
     reports = []
     for name in sorted(set(left) | set(right)):
         if name not in left or name not in right:
             side = "OLD" if name not in left else "NEW"
-            report = DriftReport(
-                model=name,
-                golden_class="?",
-                run_class="?",
-                tolerance_note=f"{name} is missing from {side}",
-            )
-            from lenscheck.golden.compare import Drift
-
-            report.drifts.append(Drift("files", "model present", name in left, name in right))
-            reports.append(report)
+            reports.append(_missing(name, side, name in left, name in right))
             continue
         tol, note = tolerances_for(left[name]["class"], right[name]["class"], overrides)
         reports.append(
@@ -213,14 +182,18 @@ def reports_json(reports: list[DriftReport]) -> str:
         return {**asdict(d), "delta": d.delta}
 
     out = {
-        "ok": all(r.ok for r in reports),
+        "ok": all(r.ok and r.identity_ok for r in reports),
         "models": [
             {
                 "model": r.model,
                 "golden_class": r.golden_class,
                 "run_class": r.run_class,
                 "tolerance_note": r.tolerance_note,
-                "ok": r.ok,
+                "ok": r.ok and r.identity_ok,
+                "compared": dict(r.compared),
+                "changed_prompts": r.changed_prompts,
+                "missing_prompts": r.missing_prompts,
+                "removed_prompts": r.removed_prompts,
                 "drifts": [drift(d) for d in r.drifts],
                 "near_ties": [drift(d) for d in r.near_ties],
             }
@@ -232,4 +205,9 @@ def reports_json(reports: list[DriftReport]) -> str:
 
 def render_all(reports: list[DriftReport]) -> str:
     """The text report of every model."""
-    return "\n\n".join(render_report(r, old="OLD", new="NEW", rebless=False) for r in reports)
+    return "\n\n".join(render_report(r, old="OLD", new="NEW") for r in reports)
+
+
+def reports_markdown(reports: list[DriftReport]) -> str:
+    """The reports as markdown (``--format markdown``: CI job summaries)."""
+    return render_markdown(reports, old="OLD", new="NEW")

@@ -1,21 +1,40 @@
-"""Compare a run's golden payload with a stored golden, metric by metric."""
+"""Compare a run's golden document with a stored golden, value by value.
+
+Each value of the output files belongs to exactly one section, and each section to exactly
+one generated test, so one drift fails one test. Prompts are paired by id (and, for files
+that carry no id, by the hash of their text); a prompt whose text, answer or probes changed
+is an identity change, reported apart from numeric drift.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lenscheck.golden.payload import CLASS_DEPENDENT_FACTS
 from lenscheck.golden.tolerances import Tolerances
 
-__all__ = ["Drift", "DriftReport", "compare_golden"]
+__all__ = ["SECTIONS", "Drift", "DriftReport", "compare_golden", "pair_prompts"]
 
-SECTIONS = ("schema", "model_stats", "tokenization", "collapse", "final_prediction", "trajectory")
-_ENVIRONMENT_KEYS = ("diagnostics.versions.",)
+#: Every section, in report order; the generated test of each is ``test_<section>``.
+SECTIONS = (
+    "schema",
+    "tokenization",
+    "collapse",
+    "trajectory",
+    "records",
+    "probes",
+    "final_prediction",
+    "decoding",
+)
+_ENVIRONMENT_KEYS = ("diagnostics.versions.", "diagnostics.self_test.")
 
 
 @dataclass(frozen=True)
 class Drift:
-    """One metric out of tolerance (``layer`` is None outside the trajectory)."""
+    """One value out of tolerance; ``prompt``/``layer``/``pos`` say where (None: n/a)."""
 
     section: str
     metric: str
@@ -23,18 +42,35 @@ class Drift:
     observed: Any
     tolerance: Any = 0
     layer: int | None = None
+    prompt: str | None = None
+    pos: int | None = None
 
     @property
     def delta(self) -> float | None:
         """|observed - golden| for numbers, else None."""
-        if isinstance(self.golden, (int, float)) and isinstance(self.observed, (int, float)):
+        numbers = (int, float)
+        if isinstance(self.golden, bool) or isinstance(self.observed, bool):
+            return None
+        if isinstance(self.golden, numbers) and isinstance(self.observed, numbers):
             return abs(float(self.observed) - float(self.golden))
         return None
+
+    @property
+    def where(self) -> str:
+        """``prompt capital-de layer 4 pos 7`` (the parts that apply)."""
+        parts = []
+        if self.prompt is not None:
+            parts.append(f"prompt {self.prompt}")
+        if self.layer is not None:
+            parts.append(f"layer {self.layer}")
+        if self.pos is not None:
+            parts.append(f"pos {self.pos}")
+        return " ".join(parts)
 
 
 @dataclass
 class DriftReport:
-    """Every drift and near-tie found, plus the context the report prints."""
+    """Every drift and near-tie found, what was compared, and prompt identity changes."""
 
     model: str
     golden_class: str
@@ -42,24 +78,81 @@ class DriftReport:
     tolerance_note: str
     drifts: list[Drift] = field(default_factory=list)
     near_ties: list[Drift] = field(default_factory=list)
+    compared: Counter[str] = field(default_factory=Counter)
+    changed_prompts: dict[str, list[str]] = field(default_factory=dict)
+    missing_prompts: list[str] = field(default_factory=list)
+    removed_prompts: list[str] = field(default_factory=list)
     golden: dict[str, Any] = field(default_factory=dict)
     observed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """No drift beyond tolerance (near-ties do not count)."""
+        """No value drifted beyond tolerance (near-ties and prompt changes do not count)."""
         return not self.drifts
+
+    @property
+    def identity_ok(self) -> bool:
+        """Every prompt of the run has a golden entry for the same text, answer and probes."""
+        return not self.changed_prompts and not self.missing_prompts
 
     def section(self, name: str) -> list[Drift]:
         """The drifts of one section."""
         return [d for d in self.drifts if d.section == name]
 
-    def first_divergence(self) -> Drift | None:
-        """The trajectory drift at the lowest layer, else the first drift."""
-        layered = [d for d in self.drifts if d.layer is not None]
+    def first_divergence(self, drifts: Sequence[Drift] | None = None) -> Drift | None:
+        """The drift at the lowest layer (then position), else the first drift."""
+        drifts = self.drifts if drifts is None else drifts
+        layered = [d for d in drifts if d.layer is not None]
         if layered:
-            return min(layered, key=lambda d: (d.layer, d.metric))
-        return self.drifts[0] if self.drifts else None
+            return min(layered, key=lambda d: (d.layer, d.pos if d.pos is not None else -1))
+        return drifts[0] if drifts else None
+
+
+class _Comparer:
+    """Appends drifts to a report and counts every value it compares."""
+
+    def __init__(self, report: DriftReport, tol: Tolerances, lenient: bool, allowance: int) -> None:
+        self.report, self.tol, self.lenient, self.allowance = report, tol, lenient, allowance
+
+    def unknown(self, g: Any, o: Any) -> bool:
+        """In lenient mode (``lenscheck diff``), a value one side lacks is not drift."""
+        return self.lenient and (g is None or o is None)
+
+    def add(self, drift: Drift) -> None:
+        self.report.drifts.append(drift)
+
+    def equal(self, section: str, metric: str, g: Any, o: Any, **where: Any) -> None:
+        self.report.compared[section] += 1
+        if g != o and not self.unknown(g, o):
+            self.add(Drift(section, metric, g, o, 0, **where))
+
+    def close(
+        self, section: str, metric: str, g: Any, o: Any, tolerance: float, **where: Any
+    ) -> None:
+        self.report.compared[section] += 1
+        if self.unknown(g, o):
+            return
+        if g is None or o is None or not abs(float(o) - float(g)) <= tolerance:
+            self.add(Drift(section, metric, g, o, tolerance, **where))
+
+    def top1(
+        self, section: str, g: Any, o: Any, gap: float | None, metric: str = "top1", **where: Any
+    ) -> None:
+        """A changed top-1 fails unless the golden's top-1/top-2 gap was a near-tie."""
+        self.report.compared[section] += 1
+        if g == o or self.unknown(g, o):
+            return
+        tie = gap is not None and gap < self.tol.near_tie
+        target = self.report.near_ties if tie else self.report.drifts
+        target.append(Drift(section, metric, g, o, self.tol.near_tie, **where))
+
+    def layer_index(self, section: str, g: Any, o: Any, **where: Any) -> None:
+        """L_copy and friends: equal within the model's collapse allowance."""
+        self.report.compared[section] += 1
+        if self.unknown(g, o):
+            return
+        if (g is None) != (o is None) or (g is not None and abs(o - g) > self.allowance):
+            self.add(Drift(section, where.pop("metric"), g, o, self.allowance, **where))
 
 
 def _key_paths(tree: Any, prefix: str = "") -> dict[str, str]:
@@ -74,101 +167,233 @@ def _key_paths(tree: Any, prefix: str = "") -> dict[str, str]:
     return {prefix: str(tree)}
 
 
-def _equal(
-    out: list[Drift],
+def _schema(c: _Comparer, golden: Mapping[str, Any], observed: Mapping[str, Any]) -> None:
+    for key in ("records_header", "pure_header", "csv_dialect"):
+        c.equal("schema", key, golden["schema"].get(key), observed["schema"].get(key))
+    g_paths = _key_paths(golden["schema"]["json_keys"])
+    o_paths = _key_paths(observed["schema"]["json_keys"])
+    for path in sorted(set(g_paths) | set(o_paths)):
+        if c.lenient and path not in g_paths:
+            continue  # new diagnostics are added, never renamed: not a drift for diff
+        if path.startswith(_ENVIRONMENT_KEYS):
+            continue  # installed libraries and whether --self-test ran: environment
+        c.equal(
+            "schema", f"json key {path}", g_paths.get(path, "absent"), o_paths.get(path, "absent")
+        )
+    for key in sorted(set(golden["model_stats"]) | set(observed["model_stats"])):
+        c.equal(
+            "schema",
+            f"model_stats {key}",
+            golden["model_stats"].get(key),
+            observed["model_stats"].get(key),
+        )
+    same_class = golden.get("class") == observed.get("class")
+    g_facts, o_facts = golden.get("facts") or {}, observed.get("facts") or {}
+    for key in sorted(set(g_facts) | set(o_facts)):
+        if key in CLASS_DEPENDENT_FACTS and not same_class:
+            continue
+        c.equal("schema", f"fact {key}", g_facts.get(key), o_facts.get(key))
+
+
+def _depth(layer: int, n_layers: int) -> float:
+    return layer / max(n_layers - 1, 1)
+
+
+def _gap(p1: Sequence[Any] | None, p2: Sequence[Any] | None, i: int) -> float | None:
+    if p1 is None or p2 is None or p1[i] is None or p2[i] is None:
+        return None
+    return float(p1[i]) - float(p2[i])
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where row i of parallel arrays sits: report location, depth, metric-name prefix."""
+
+    layer: int | None = None
+    pos: int | None = None
+    depth: float | None = None
+    prefix: str = ""
+
+    def name(self, metric: str) -> str:
+        return f"{self.prefix} {metric}" if self.prefix else metric
+
+
+def _rows(
+    c: _Comparer,
     section: str,
-    golden: dict[str, Any],
-    observed: dict[str, Any],
-    *,
-    lenient: bool,
+    g: Mapping[str, Any],
+    o: Mapping[str, Any],
+    prompt: str,
+    places: Sequence[_Place],
 ) -> None:
-    for key in sorted(set(golden) | set(observed)):
-        g, o = golden.get(key), observed.get(key)
-        if g == o or (lenient and (g is None or o is None)):
-            continue
-        if key != "json_keys":
-            out.append(Drift(section, key, g, o))
-            continue
-        g_paths, o_paths = _key_paths(g), _key_paths(o)
-        for path in sorted(set(g_paths) | set(o_paths)):
-            if lenient and path not in g_paths:
-                continue  # new diagnostics are added, never renamed: not a drift for diff
-            if path.startswith(_ENVIRONMENT_KEYS):
-                # The installed libraries depend on the backend (transformer-lens adds its
-                # own): environment, not schema; the "versions" report lines show them.
-                continue
-            if g_paths.get(path) != o_paths.get(path):
-                out.append(
-                    Drift(
-                        section,
-                        f"json key {path}",
-                        g_paths.get(path, "absent"),
-                        o_paths.get(path, "absent"),
-                    )
-                )
+    """Parallel arrays top1 / p_top1 / p_top2 / entropy, row by row."""
+    n = len(g["top1"])
+    if len(o["top1"]) != n:
+        c.add(Drift(section, "row count", n, len(o["top1"]), 0, prompt=prompt))
+        return
+    for i, at in enumerate(places):
+        where = {"prompt": prompt, "layer": at.layer, "pos": at.pos}
+        gap = _gap(g["p_top1"], g["p_top2"], i)
+        c.top1(section, g["top1"][i], o["top1"][i], gap, at.name("top1"), **where)
+        ge, oe = g["entropy"][i], o["entropy"][i]
+        tol = c.tol.entropy_at(ge if ge is not None else 0.0, at.depth)
+        c.close(section, at.name("entropy"), ge, oe, tol, **where)
+        tol = c.tol.prob_at(at.depth)
+        c.close(section, at.name("p_top1"), g["p_top1"][i], o["p_top1"][i], tol, **where)
 
 
-def _collapse(
-    out: list[Drift], golden: dict[str, Any], observed: dict[str, Any], allowance: int
-) -> None:
+def _layers(n: int, prefix: str = "") -> list[_Place]:
+    return [_Place(layer=i, depth=_depth(i, n), prefix=prefix) for i in range(n)]
+
+
+def _trajectory(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
+    n = len(g["layer"])
+    if len(o["layer"]) != n:
+        c.add(Drift("trajectory", "layer count", n, len(o["layer"]), 0, prompt=prompt))
+        return
+    for i, (gl, ol) in enumerate(zip(g["layer"], o["layer"])):
+        # Rows are compared by position: a shifted layer numbering is drift in itself.
+        c.equal("trajectory", "layer index", gl, ol, prompt=prompt, layer=i)
+    _rows(c, "trajectory", g, o, prompt, _layers(n))
+
+
+def _records(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> None:
+    g, o = g_entry["records"], o_entry["records"]
+    if g is None or o is None:
+        if not c.lenient:  # the original pipeline did not always keep a records CSV
+            c.equal("records", "records CSV present", g is not None, o is not None, prompt=prompt)
+        return
+    shape_g = (len(g["top1"]), len(g["top1"][0]) if g["top1"] else 0)
+    shape_o = (len(o["top1"]), len(o["top1"][0]) if o["top1"] else 0)
+    if shape_g != shape_o:
+        c.add(Drift("records", "layers x positions", shape_g, shape_o, 0, prompt=prompt))
+        return
+    n_layers, n_pos = shape_g
+    metrics = ("top1", "p_top1", "p_top2", "entropy")
+    for layer in range(n_layers):
+        depth = _depth(layer, n_layers)
+        places = [_Place(layer=layer, pos=pos, depth=depth) for pos in range(n_pos)]
+        row = {m: g[m][layer] for m in metrics}
+        _rows(c, "records", row, {m: o[m][layer] for m in metrics}, prompt, places)
+
+
+def _collapse(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     for key in ("L_copy", "L_copy_H", "L_semantic", "delta_layers"):
-        g, o = golden.get(key), observed.get(key)
-        if g is None or o is None:
-            if g != o:
-                out.append(Drift("collapse", key, g, o, allowance))
-        elif abs(o - g) > allowance:
-            out.append(Drift("collapse", key, g, o, allowance))
-
-
-def _close(
-    out: list[Drift],
-    section: str,
-    metric: str,
-    g: float,
-    o: float,
-    tol: float,
-    layer: int | None = None,
-) -> None:
-    if not abs(o - g) <= tol:
-        out.append(Drift(section, metric, g, o, tol, layer))
-
-
-def _final(
-    out: list[Drift], golden: dict[str, Any], observed: dict[str, Any], tol: Tolerances
-) -> None:
-    _close(out, "final_prediction", "entropy", golden["entropy"], observed["entropy"], tol.entropy)
-    g_top, o_top = golden["top5"], observed["top5"]
-    if [t for t, _ in g_top] != [t for t, _ in o_top]:
-        out.append(
-            Drift("final_prediction", "top5 tokens", [t for t, _ in g_top], [t for t, _ in o_top])
+        c.layer_index(
+            "collapse", g["collapse"].get(key), o["collapse"].get(key), prompt=prompt, metric=key
         )
-        return
-    for rank, ((tok, gp), (_, op)) in enumerate(zip(g_top, o_top), start=1):
-        _close(out, "final_prediction", f"p(top{rank} {tok!r})", gp, op, tol.final_prob)
+    for flag in ("copy_collapse", "entropy_collapse", "is_answer"):
+        gf, of = g["flags"][flag], o["flags"][flag]
+        if len(gf) != len(of):
+            c.add(Drift("collapse", f"{flag} layer count", len(gf), len(of), 0, prompt=prompt))
+            continue
+        for layer, (a, b) in enumerate(zip(gf, of)):
+            c.equal("collapse", flag, a, b, prompt=prompt, layer=layer)
 
 
-def _trajectory(
-    report: DriftReport,
-    golden: list[dict[str, Any]],
-    observed: list[dict[str, Any]],
-    tol: Tolerances,
-) -> None:
-    if len(golden) != len(observed):
-        report.drifts.append(Drift("trajectory", "layer count", len(golden), len(observed)))
-        return
-    for g, o in zip(golden, observed):
-        layer = g["layer"]
-        if o["layer"] != layer:
-            # Rows are compared by position: a shifted layer numbering is drift in itself.
-            report.drifts.append(Drift("trajectory", "layer index", layer, o["layer"], 0, layer))
-        if g["top1"] != o["top1"]:
-            gap = g["p_top1"] - g["p_top2"]
-            target = report.near_ties if gap < tol.near_tie else report.drifts
-            target.append(Drift("trajectory", "top1", g["top1"], o["top1"], tol.near_tie, layer))
-        _close(
-            report.drifts, "trajectory", "entropy", g["entropy"], o["entropy"], tol.entropy, layer
+def _tokenization(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
+    for key in sorted(set(g["tokenization"]) | set(o["tokenization"])):
+        c.equal(
+            "tokenization",
+            key,
+            g["tokenization"].get(key),
+            o["tokenization"].get(key),
+            prompt=prompt,
         )
-        _close(report.drifts, "trajectory", "p_top1", g["p_top1"], o["p_top1"], tol.p_top1, layer)
+
+
+def _probes(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
+    gp, op = g["probes"], o["probes"]
+    if gp["prompt"] != op["prompt"]:
+        c.add(Drift("probes", "probe prompts", gp["prompt"], op["prompt"], 0, prompt=prompt))
+        return
+    _rows(c, "probes", gp, op, prompt, [_Place(prefix=f"probe {t!r}") for t in gp["prompt"]])
+
+
+def _final(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
+    """The model's own final distribution: entropy, top-5, and the temperature rows."""
+    section = "final_prediction"
+    gf, of = g["final_prediction"], o["final_prediction"]
+    tol = c.tol.entropy_at(gf["entropy"])
+    c.close(section, "entropy", gf["entropy"], of["entropy"], tol, prompt=prompt)
+    g_tokens, o_tokens = [t for t, _ in gf["top5"]], [t for t, _ in of["top5"]]
+    c.equal(section, "top5 tokens", g_tokens, o_tokens, prompt=prompt)
+    if g_tokens == o_tokens:
+        for rank, ((tok, gp), (_, op)) in enumerate(zip(gf["top5"], of["top5"]), start=1):
+            c.close(section, f"p(top{rank} {tok!r})", gp, op, c.tol.final_prob, prompt=prompt)
+    gt, ot = g["temperature"], o["temperature"]
+    if gt["temperature"] != ot["temperature"]:
+        c.add(Drift(section, "temperatures", gt["temperature"], ot["temperature"], prompt=prompt))
+        return
+    places = [_Place(prefix=f"T={t}") for t in gt["temperature"]]
+    _rows(c, section, gt, ot, prompt, places)
+
+
+def _decoding(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
+    """The decoding-point ablation: per point, L_semantic and every layer's next token."""
+    section = "decoding"
+    gd, od = g["decoding"], o["decoding"]
+    if gd is None or od is None:
+        if not c.lenient:  # files written before the ablation existed
+            c.equal(
+                section, "decoding ablation present", gd is not None, od is not None, prompt=prompt
+            )
+        return
+    flag = "onset_disagreement"
+    c.equal(section, flag, gd[flag], od[flag], prompt=prompt)
+    for point in ("next-ln1", "final", "raw"):
+        gp, op = gd[point], od[point]
+        metric = f"{point} L_semantic"
+        c.layer_index(section, gp["L_semantic"], op["L_semantic"], prompt=prompt, metric=metric)
+        n = len(gp["top1"])
+        if len(op["top1"]) != n:
+            c.add(Drift(section, f"{point} layer count", n, len(op["top1"]), prompt=prompt))
+            continue
+        places = _layers(n, prefix=point)
+        _rows(c, section, gp, op, prompt, places)
+        for i, at in enumerate(places):
+            ga, oa = gp["p_answer"][i], op["p_answer"][i]
+            c.close(
+                section,
+                at.name("p_answer"),
+                ga,
+                oa,
+                c.tol.prob_at(at.depth),
+                prompt=prompt,
+                layer=i,
+            )
+            ga, oa = gp["answer_rank"][i], op["answer_rank"][i]
+            slack = c.tol.rank_slack(ga) if isinstance(ga, int) else 0
+            c.close(section, at.name("answer_rank"), ga, oa, slack, prompt=prompt, layer=i)
+
+
+_PROMPT_SECTIONS: dict[str, Callable[[_Comparer, Any, Any, str], None]] = {
+    "tokenization": _tokenization,
+    "collapse": _collapse,
+    "records": _records,
+    "probes": _probes,
+    "final_prediction": _final,
+    "decoding": _decoding,
+}
+
+
+def pair_prompts(
+    golden: Mapping[str, Any], observed: Mapping[str, Any]
+) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """(golden id, run id) pairs, the run's ids without a golden entry, the golden's ids
+    the run lacks. By id first; what is left pairs by the hash of text, answer and probes."""
+    g_ids, o_ids = list(golden), list(observed)
+    pairs = [(i, i) for i in o_ids if i in golden]
+    g_left = [i for i in g_ids if i not in observed]
+    o_left = [i for i in o_ids if i not in golden]
+    by_hash = {golden[i]["sha256"]: i for i in g_left}
+    for i in list(o_left):
+        match = by_hash.pop(observed[i]["sha256"], None)
+        if match is not None:
+            pairs.append((match, i))
+            o_left.remove(i)
+            g_left.remove(match)
+    return pairs, o_left, g_left
 
 
 def compare_golden(
@@ -194,14 +419,22 @@ def compare_golden(
         golden=golden,
         observed=observed,
     )
-    out = report.drifts
-    for name in ("schema", "model_stats", "tokenization"):
-        if name in sections:
-            _equal(out, name, golden[name], observed[name], lenient=lenient)
-    if "collapse" in sections:
-        _collapse(out, golden["collapse"], observed["collapse"], collapse_allowance)
-    if "final_prediction" in sections:
-        _final(out, golden["final_prediction"], observed["final_prediction"], tol)
-    if "trajectory" in sections:
-        _trajectory(report, golden["trajectory"], observed["trajectory"], tol)
+    c = _Comparer(report, tol, lenient, collapse_allowance)
+    if "schema" in sections:
+        _schema(c, golden, observed)
+    pairs, report.missing_prompts, report.removed_prompts = pair_prompts(
+        golden["prompts"], observed["prompts"]
+    )
+    for gid, oid in pairs:
+        g, o = golden["prompts"][gid], observed["prompts"][oid]
+        if g["sha256"] != o["sha256"]:
+            report.changed_prompts[oid] = [
+                key for key in ("prompt", "answer") if g.get(key) != o.get(key)
+            ] or ["probes"]
+            continue
+        for name in sections:
+            if name == "trajectory":
+                _trajectory(c, g["next_token"], o["next_token"], oid)
+            elif name in _PROMPT_SECTIONS:
+                _PROMPT_SECTIONS[name](c, g, o, oid)
     return report

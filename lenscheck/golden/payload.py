@@ -1,29 +1,97 @@
-"""What a golden file holds: the observable behaviour of one lens run, minus noise."""
+"""What a golden file holds: every value class of one model's output files, minus noise.
+
+One document per model, prompt suite, dtype/device class and decoding point. Model-level
+sections (schema, model_stats, facts) come first, then one entry per prompt, keyed by its
+id, holding what the JSON and both CSVs say about it: every (layer, position) cell of the
+records CSV, every next-token row and flag of the pure CSV, the probes, the temperature
+exploration, the final prediction, the collapse layers and the decoding-point ablation.
+
+The builders read the same shapes the files hold (the JSON document, record dicts with
+``topk`` pairs), so the plugin (from a run) and ``lenscheck diff`` (from files on disk)
+produce identical documents.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from lenscheck.schema import CSV_DIALECT, csv_header
-
-if TYPE_CHECKING:
-    from lenscheck.lens import LensResult
+from lenscheck.schema import CSV_DIALECT, CsvTable
 
 __all__ = [
+    "CLASS_DEPENDENT_FACTS",
+    "FACT_KEYS",
     "FORMAT_VERSION",
+    "PROMPT_SECTIONS",
+    "PromptFiles",
     "golden_class",
     "golden_payload",
     "json_key_tree",
+    "merge_key_trees",
     "model_dir_name",
+    "prompt_digest",
+    "prompt_payload",
+    "round_sig",
 ]
 
-FORMAT_VERSION = 1
+#: 2: one entry per prompt (suites), every records cell, probes, temperatures, flags,
+#: the decoding-point ablation, model facts; 1: one prompt, next-token rows only.
+FORMAT_VERSION = 2
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SIG_DIGITS = 8
+#: Diagnostics pinned as facts (norm classes, the fixes the lens applied, configuration).
+FACT_KEYS = (
+    "use_norm_lens",
+    "first_block_ln1_type",
+    "final_ln_type",
+    "layernorm_bias_fix",
+    "norm_alignment_fix",
+    "layer0_norm_fix",
+    "mixed_precision_fix",
+    "layer0_position_info",
+    "target_prediction",
+    "model_source",
+    "architecture",
+    "model_class",
+    "copy_threshold",
+    "copy_margin",
+    "decode_norm",
+    "use_fp32_unembed",
+    "unembed_dtype",
+)
+#: Facts that follow the dtype: compared only between goldens and runs of one class.
+CLASS_DEPENDENT_FACTS = ("use_fp32_unembed", "unembed_dtype")
+#: Per-prompt sections, in file order; each belongs to exactly one generated test.
+PROMPT_SECTIONS = (
+    "tokenization",
+    "collapse",
+    "flags",
+    "next_token",
+    "records",
+    "probes",
+    "temperature",
+    "final_prediction",
+    "decoding",
+)
+_UNSTABLE_DIAGNOSTICS = ("L_copy", "L_copy_H", "L_semantic", "delta_layers")
+
+
+def round_sig(value: float) -> float:
+    """``value`` to 8 significant digits: 1e-6 bits at 17 bits of entropy, a hundredth of the
+    tightest tolerance, and half the bytes of ``repr``."""
+    return float(f"{value:.{_SIG_DIGITS}g}")
+
+
+def _r(values: Iterable[Any]) -> list[Any]:
+    return [round_sig(v) if isinstance(v, float) else v for v in values]
 
 
 def model_dir_name(spec: str) -> str:
-    """Folder under golden/ for a model: its alias, or its id with ``/`` as ``__``."""
+    """Folder under golden/ for a model key: its alias or name, ``/`` as ``__``."""
     cleaned = spec.strip().rstrip("/\\").replace("\\", "/")
     if "/" in cleaned and not cleaned.startswith((".", "/")):
         name = "__".join(part for part in cleaned.split("/") if part not in ("", ".", ".."))
@@ -40,6 +108,12 @@ def golden_class(device: str, dtype: str) -> str:
     return f"{device.split(':')[0]}-{dtype.removeprefix('torch.')}"
 
 
+def prompt_digest(prompt: str, answer: str, probes: Sequence[str]) -> str:
+    """SHA-256 of a prompt, its answer and its probes (as :attr:`PromptCase.digest`)."""
+    text = json.dumps([prompt, answer, list(probes)], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def json_key_tree(value: Any) -> Any:
     """The key structure of a JSON value: dicts keep key order, lists show one element."""
     if isinstance(value, dict):
@@ -49,6 +123,23 @@ def json_key_tree(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return "bool" if isinstance(value, bool) else "null"
     return {int: "int", float: "float", str: "str"}.get(type(value), type(value).__name__)
+
+
+def merge_key_trees(trees: Iterable[Any]) -> Any:
+    """One key tree for several documents: keys in first-seen order, a list's element from
+    the first document whose list is not empty (a prompt without probes has ``[]``)."""
+    trees = list(trees)
+    first = trees[0]
+    if isinstance(first, dict):
+        keys = list(dict.fromkeys(k for t in trees if isinstance(t, dict) for k in t))
+        return {
+            k: merge_key_trees([t[k] for t in trees if isinstance(t, dict) and k in t])
+            for k in keys
+        }
+    if isinstance(first, list):
+        items = [t[0] for t in trees if isinstance(t, list) and t]
+        return [merge_key_trees(items)] if items else []
+    return first
 
 
 def _dialect() -> dict[str, Any]:
@@ -63,64 +154,186 @@ def _dialect() -> dict[str, Any]:
     }
 
 
-def _trajectory(result: LensResult) -> list[dict[str, Any]]:
-    rows = []
-    for rec in result.pure_records:
-        (t1, p1), (_t2, p2) = rec["topk"][0], rec["topk"][1]
-        rows.append(
-            {
-                "layer": rec["layer"],
-                "top1": t1,
-                "p_top1": p1,
-                "p_top2": p2,
-                "entropy": rec["entropy"],
-            }
-        )
-    return rows
+def _stable_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON minus values whose *type* legitimately varies (None vs int layers)."""
+    diag = {k: v for k, v in data["diagnostics"].items() if k not in _UNSTABLE_DIAGNOSTICS}
+    ablation = diag.get("decoding_ablation")
+    if isinstance(ablation, dict):
+        diag["decoding_ablation"] = {
+            k: (
+                {kk: vv for kk, vv in v.items() if kk != "L_semantic"} if isinstance(v, dict) else v
+            )
+            for k, v in ablation.items()
+        }
+    return {**data, "diagnostics": diag}
 
 
-def golden_payload(
-    result: LensResult, *, model: str, device: str, top_k_verbose: int
+def _top2(topk: Sequence[Sequence[Any]]) -> tuple[str, float, float]:
+    """Top-1 text, p(top-1) and p(top-2) of a top-k list (p2 = 0 with one entry)."""
+    return str(topk[0][0]), float(topk[0][1]), float(topk[1][1]) if len(topk) > 1 else 0.0
+
+
+def _grid(records: Sequence[Mapping[str, Any]]) -> dict[str, list[list[Any]]]:
+    """Records as [layer][position] arrays of top-1, p(top-1), p(top-2) and entropy."""
+    n_layers = 1 + max(int(r["layer"]) for r in records)
+    n_pos = 1 + max(int(r["pos"]) for r in records)
+    cells: dict[str, list[list[Any]]] = {
+        m: [[None] * n_pos for _ in range(n_layers)]
+        for m in ("top1", "p_top1", "p_top2", "entropy")
+    }
+    for r in records:
+        t1, p1, p2 = _top2(r["topk"])
+        layer, pos = int(r["layer"]), int(r["pos"])
+        cells["top1"][layer][pos] = t1
+        cells["p_top1"][layer][pos] = round_sig(p1)
+        cells["p_top2"][layer][pos] = round_sig(p2)
+        cells["entropy"][layer][pos] = round_sig(float(r["entropy"]))
+    return cells
+
+
+def _rows(pure: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """Next-token rows (layer, top-1, probabilities, entropy) and their flags."""
+    tops = [_top2(r["topk"]) for r in pure]
+    rows: dict[str, list[Any]] = {
+        "layer": [int(r["layer"]) for r in pure],
+        "top1": [t for t, _, _ in tops],
+        "p_top1": _r(p for _, p, _ in tops),
+        "p_top2": _r(p for _, _, p in tops),
+        "entropy": _r(float(r["entropy"]) for r in pure),
+    }
+    flags = {
+        f: [r.get(f) for r in pure] for f in ("copy_collapse", "entropy_collapse", "is_answer")
+    }
+    return rows, flags
+
+
+def _distributions(items: Sequence[Mapping[str, Any]], key: str) -> dict[str, list[Any]]:
+    tops = [_top2(i["topk"]) for i in items]
+    return {
+        key: [i[key] for i in items],
+        "top1": [t for t, _, _ in tops],
+        "p_top1": _r(p for _, p, _ in tops),
+        "p_top2": _r(p for _, _, p in tops),
+        "entropy": _r(float(i["entropy"]) for i in items),
+    }
+
+
+def _decoding(ablation: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not ablation:
+        return None  # files written before the ablation existed
+    out: dict[str, Any] = {"onset_disagreement": ablation["onset_disagreement"]}
+    for point in ("next-ln1", "final", "raw"):
+        block = ablation[point]
+        out[point] = {
+            "L_semantic": block["L_semantic"],
+            "top1": list(block["top1"]),
+            "p_top1": _r(block["p_top1"]),
+            "p_top2": _r(block["p_top2"]),
+            "entropy": _r(block["entropy"]),
+            "p_answer": _r(block["p_answer"]),
+            "answer_rank": list(block["answer_rank"]),
+        }
+    return out
+
+
+def prompt_payload(
+    json_data: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]] | None,
+    pure_records: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """The golden document for one run (what ``--snapshot-update`` writes)."""
-    diag = result.diagnostics
-    dtype = diag["compute_dtype"]
+    """The golden entry of one prompt, from what its JSON and CSVs hold.
+
+    ``records`` None: no records CSV (the original pipeline did not always keep one).
+    """
+    diag = json_data["diagnostics"]
+    prompt = json_data["prompt"]
+    probes = json_data["test_prompts"]
+    tokenization = diag.get("tokenization") or {}
+    rows, flags = _rows(pure_records)
+    final = json_data["final_prediction"]
+    return {
+        "sha256": prompt_digest(
+            prompt["context_prompt"], prompt["ground_truth"], [p["prompt"] for p in probes]
+        ),
+        "prompt": prompt["context_prompt"],
+        "answer": prompt["ground_truth"],
+        "tokenization": {
+            "prepend_bos": tokenization.get("prepend_bos"),
+            "input_ids": tokenization.get("input_ids"),
+            "tokens": None if records is None else [r["token"] for r in records if r["layer"] == 0],
+            "answer_ids": diag.get("ground_truth_token_ids"),
+        },
+        "collapse": {k: diag.get(k) for k in _UNSTABLE_DIAGNOSTICS},
+        "flags": flags,
+        "next_token": rows,
+        "records": None if records is None else _grid(records),
+        "probes": _distributions(probes, "prompt"),
+        "temperature": _distributions(json_data["temperature_exploration"], "temperature"),
+        "final_prediction": {
+            "entropy": round_sig(float(final["entropy"])),
+            "top5": [[t, round_sig(float(p))] for t, p in final["topk"][:5]],
+        },
+        "decoding": _decoding(diag.get("decoding_ablation")),
+    }
+
+
+@dataclass(frozen=True)
+class PromptFiles:
+    """One prompt's output files, parsed: the JSON document and both CSV tables."""
+
+    json: Mapping[str, Any]
+    records: CsvTable | None
+    pure: CsvTable
+
+    @classmethod
+    def from_bytes(
+        cls, json_bytes: bytes, records_csv: bytes | None, pure_csv: bytes, *, source: str
+    ) -> PromptFiles:
+        """Parse the bytes a run writes (``source`` names the files in messages)."""
+        from lenscheck.schema import parse_csv_bytes
+
+        records = (
+            None if records_csv is None else parse_csv_bytes(records_csv, f"{source}-records.csv")
+        )
+        return cls(
+            json=json.loads(json_bytes.decode("utf-8")),
+            records=records,
+            pure=parse_csv_bytes(pure_csv, f"{source}-pure-next-token.csv"),
+        )
+
+    def payload(self) -> dict[str, Any]:
+        """This prompt's golden entry."""
+        records = None if self.records is None else self.records.records()
+        return prompt_payload(self.json, records, self.pure.records())
+
+
+def golden_payload(prompts: Mapping[str, PromptFiles], *, model: str, suite: str) -> dict[str, Any]:
+    """The golden document of one model and suite; ``prompts`` maps each prompt id to its
+    parsed files, in suite order."""
+    files = list(prompts.values())
+    diag = files[0].json["diagnostics"]
+    dtype = str(diag.get("compute_dtype") or diag["unembed_dtype"])
+    device = str(diag["device"])
+    records = files[0].records
     return {
         "format_version": FORMAT_VERSION,
         "model": model,
+        "suite": suite,
         "class": golden_class(device, dtype),
+        "decode_norm": diag.get("decode_norm", "next-ln1"),
         "environment": {
-            **diag["versions"],
+            **diag.get("versions", {}),
             "device": device,
             "dtype": dtype,
-            "backend": diag["backend"],
+            "backend": diag.get("backend", "unknown (original pipeline)"),
         },
         "schema": {
-            "records_header": ",".join(csv_header("records", top_k_verbose)),
-            "pure_header": ",".join(csv_header("pure", top_k_verbose)),
+            "records_header": None if records is None else records.header,
+            "pure_header": files[0].pure.header,
             "csv_dialect": _dialect(),
-            "json_keys": json_key_tree(_stable_json(result.json_data)),
+            "json_keys": merge_key_trees(json_key_tree(_stable_json(f.json)) for f in files),
         },
-        "model_stats": {k: v for k, v in result.json_data["model_stats"].items() if k != "type"},
-        "tokenization": {
-            "prepend_bos": diag["tokenization"]["prepend_bos"],
-            "input_ids": list(result.input_ids),
-            "tokens": [r["token"] for r in result.records[: len(result.input_ids)]],
-        },
-        "collapse": {k: diag[k] for k in ("L_copy", "L_copy_H", "L_semantic", "delta_layers")},
-        "final_prediction": {
-            "entropy": result.json_data["final_prediction"]["entropy"],
-            "top5": result.json_data["final_prediction"]["topk"][:5],
-        },
-        "trajectory": _trajectory(result),
+        "model_stats": {k: v for k, v in files[0].json["model_stats"].items() if k != "type"},
+        "facts": {k: diag.get(k) for k in FACT_KEYS},
+        "prompts": {pid: f.payload() for pid, f in prompts.items()},
     }
-
-
-def _stable_json(data: dict[str, Any]) -> dict[str, Any]:
-    """The JSON minus values whose *type* legitimately varies (None vs int collapse layers)."""
-    diag = {
-        k: v
-        for k, v in data["diagnostics"].items()
-        if k not in ("L_copy", "L_copy_H", "L_semantic", "delta_layers")
-    }
-    return {**data, "diagnostics": diag}

@@ -1,22 +1,48 @@
-"""The drift report a researcher reads: what moved, where first, by how much, how to re-bless."""
+"""The drift report a researcher reads: what moved, where first, how much, how to re-bless.
+
+Per section: how many of how many compared values drifted, the largest |delta|, and the
+first divergence by prompt, layer, position and metric; then the first drifts one per
+line, a per-layer table around the first divergence, the versions then and now, and the
+exact command that re-blesses. Plain text for terminals, markdown for CI job summaries.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lenscheck.golden.compare import Drift, DriftReport
+from lenscheck.golden.compare import SECTIONS, Drift, DriftReport
 
-__all__ = ["rebless_command", "render_report"]
+__all__ = [
+    "identity_problems",
+    "rebless_command",
+    "render_markdown",
+    "render_report",
+    "section_summaries",
+]
 
 _MAX_DRIFT_LINES = 12
 _CONTEXT_LAYERS = 3
 _CELL = 14
+_DEFAULT_OPTIONS = {
+    "lens_device": "auto",
+    "lens_dtype": "auto",
+    "lens_backend": "transformers",
+    "lens_decode_norm": "next-ln1",
+}
 
 
-def rebless_command(model: str) -> str:
-    """The exact command that regenerates ``model``'s golden."""
-    return f"pytest --lens-models={model} --snapshot-update"
+def rebless_command(model: str, options: Mapping[str, str] | None = None) -> str:
+    """The exact command that regenerates ``model``'s golden with the options that chose it.
+
+    ``options``: ini-style names (``lens_dtype``, ``lens_prompts``...) and their values;
+    those at their default are left out.
+    """
+    parts = ["pytest", f"--lens-models={model}"]
+    for name, value in (options or {}).items():
+        if value and value != _DEFAULT_OPTIONS.get(name):
+            parts.append(f"--{name.replace('_', '-')}={value}")
+    return " ".join([*parts, "--snapshot-update"])
 
 
 def _fmt(value: Any) -> str:
@@ -27,7 +53,7 @@ def _fmt(value: Any) -> str:
 
 
 def _drift_line(d: Drift, old: str = "golden", new: str = "observed") -> str:
-    where = f"layer {d.layer} " if d.layer is not None else ""
+    where = f"{d.where} " if d.where else ""
     delta = f" |Δ| {d.delta:.3g}" if d.delta is not None else ""
     tol = (
         f" > tol {d.tolerance:g}"
@@ -38,30 +64,92 @@ def _drift_line(d: Drift, old: str = "golden", new: str = "observed") -> str:
     return f"{d.section}: {where}{d.metric}: {values}{delta}{tol}"
 
 
+def section_summaries(report: DriftReport, sections: Sequence[str] = SECTIONS) -> list[str]:
+    """``records: 3 of 527 values drifted, max |Δ| 0.012 (entropy, prompt x layer 4 pos 7)``."""
+    lines = []
+    for name in sections:
+        drifts = report.section(name)
+        if not drifts:
+            continue
+        total = max(report.compared[name], len(drifts))
+        line = f"{name}: {len(drifts)} of {total} values drifted"
+        numeric = [d for d in drifts if d.delta is not None]
+        if numeric:
+            worst = max(numeric, key=lambda d: d.delta or 0.0)
+            at = f", {worst.where}" if worst.where else ""
+            line += f", max |Δ| {worst.delta:.3g} ({worst.metric}{at})"
+        first = report.first_divergence(drifts)
+        if first is not None:
+            line += f"; first: {first.where + ' ' if first.where else ''}{first.metric}"
+        lines.append(line)
+    return lines
+
+
+def identity_problems(report: DriftReport) -> list[str]:
+    """Prompts whose text changed or that have no golden entry (re-bless, not drift)."""
+    lines = [
+        f"prompt {pid!r} changed ({', '.join(fields)} differ from the golden's): prompt "
+        "changed, re-bless with --snapshot-update"
+        for pid, fields in report.changed_prompts.items()
+    ]
+    lines += [f"prompt {pid!r} has no golden entry" for pid in report.missing_prompts]
+    return lines
+
+
 def _cell(text: Any) -> str:
     s = _fmt(text)
     return s[: _CELL - 1] + "…" if len(s) > _CELL else s.ljust(_CELL)
 
 
-def _table(report: DriftReport, center: int, old: str, new: str) -> list[str]:
-    golden = {r["layer"]: r for r in report.golden.get("trajectory", [])}
-    observed = {r["layer"]: r for r in report.observed.get("trajectory", [])}
-    bad = {d.layer for d in report.drifts if d.layer is not None}
+def _table(report: DriftReport, first: Drift, old: str, new: str) -> list[str]:
+    """Next-token rows of the first divergence's prompt around its layer."""
+    if first.prompt is None or first.layer is None:
+        return []
+    g_prompts, o_prompts = report.golden.get("prompts", {}), report.observed.get("prompts", {})
+    o = o_prompts.get(first.prompt)
+    g = g_prompts.get(first.prompt) or next(
+        (e for e in g_prompts.values() if o is not None and e["sha256"] == o["sha256"]), None
+    )
+    if g is None or o is None:
+        return []
+    g, o = g["next_token"], o["next_token"]
+    bad = {d.layer for d in report.drifts if d.layer is not None and d.prompt == first.prompt}
     head = ("layer", f"top1 {old}", f"top1 {new}", f"H {old}", f"H {new}", f"p1 {old}", f"p1 {new}")
-    lines = ["   " + " ".join(h.ljust(_CELL) for h in head)]
-    for layer in range(center - _CONTEXT_LAYERS, center + _CONTEXT_LAYERS + 1):
-        if layer not in golden or layer not in observed:
-            continue
-        g, o = golden[layer], observed[layer]
+    lines = [
+        f"next-token rows of prompt {first.prompt}:",
+        "   " + " ".join(h.ljust(_CELL) for h in head),
+    ]
+    n = min(len(g["top1"]), len(o["top1"]))
+    for layer in range(
+        max(0, first.layer - _CONTEXT_LAYERS), min(n, first.layer + _CONTEXT_LAYERS + 1)
+    ):
         mark = ">> " if layer in bad else "   "
-        cells = (layer, g["top1"], o["top1"], g["entropy"], o["entropy"], g["p_top1"], o["p_top1"])
+        cells = (
+            layer,
+            g["top1"][layer],
+            o["top1"][layer],
+            g["entropy"][layer],
+            o["entropy"][layer],
+            g["p_top1"][layer],
+            o["p_top1"][layer],
+        )
         lines.append(mark + " ".join(_cell(c) for c in cells))
     return lines
 
 
-def _versions(env: dict[str, Any]) -> str:
+def _versions(env: Mapping[str, Any]) -> str:
     keys = ("lenscheck", "torch", "transformers", "transformer-lens", "device", "dtype", "backend")
     return ", ".join(f"{k} {env[k]}" for k in keys if k in env)
+
+
+def _title(report: DriftReport, golden_path: str, old: str, new: str) -> str:
+    suite = report.observed.get("suite") or report.golden.get("suite")
+    suite_part = f", suite {suite}" if suite else ""
+    where = f" {golden_path}" if golden_path else ""
+    return (
+        f"lenscheck drift: {report.model}{suite_part} ({report.run_class} {new} vs "
+        f"{report.golden_class} {old}{where})"
+    )
 
 
 def render_report(
@@ -70,39 +158,84 @@ def render_report(
     golden_path: str = "",
     old: str = "golden",
     new: str = "run",
-    rebless: bool = True,
+    rebless: str | None = None,
+    sections: Sequence[str] = SECTIONS,
 ) -> str:
-    """A bounded, plain-text drift report for one model.
+    """A bounded, plain-text drift report of ``sections`` for one model.
 
-    ``old``/``new`` name the two sides (``lenscheck diff`` says OLD and NEW);
-    ``rebless`` adds the command that regenerates the golden.
+    ``old``/``new`` name the two sides (``lenscheck diff`` says OLD and NEW); ``rebless``
+    is the command that regenerates the golden (None: not shown).
     """
-    lines = [
-        f"lenscheck drift: {report.model} ({report.run_class} {new} vs {report.golden_class} {old}"
-        f"{' ' + golden_path if golden_path else ''})",
-        f"  compared with {report.tolerance_note}",
-    ]
-    first = report.first_divergence()
+    drifts = [d for d in report.drifts if d.section in sections]
+    lines = [_title(report, golden_path, old, new), f"  compared with {report.tolerance_note}"]
+    lines += [f"  {line}" for line in identity_problems(report)]
+    first = report.first_divergence(drifts)
     if first is None:
         lines.append("  no drift beyond tolerance")
     else:
-        counts = Counter(d.section for d in report.drifts)
-        summary = ", ".join(f"{name} {n}" for name, n in counts.items())
-        first_line = _drift_line(first, old, new)
-        lines.append(f"  {len(report.drifts)} drift(s) ({summary}); first: {first_line}")
-        deltas = [d for d in report.drifts if d.delta is not None and d.layer is not None]
-        if deltas:
-            worst = max(deltas, key=lambda d: d.delta or 0.0)
-            lines.append(f"  max |Δ| {worst.delta:.3g} ({worst.metric}, layer {worst.layer})")
-        lines += ["  " + _drift_line(d, old, new) for d in report.drifts[:_MAX_DRIFT_LINES]]
-        if len(report.drifts) > _MAX_DRIFT_LINES:
-            lines.append(f"  ... and {len(report.drifts) - _MAX_DRIFT_LINES} more")
-        if first.layer is not None:
-            lines += ["  " + row for row in _table(report, first.layer, old, new)]
-    for tie in report.near_ties[:_MAX_DRIFT_LINES]:
+        lines.append(f"  {len(drifts)} drift(s); first: {_drift_line(first, old, new)}")
+        lines += [f"  {line}" for line in section_summaries(report, sections)]
+        lines += ["  " + _drift_line(d, old, new) for d in drifts[:_MAX_DRIFT_LINES]]
+        if len(drifts) > _MAX_DRIFT_LINES:
+            lines.append(f"  ... and {len(drifts) - _MAX_DRIFT_LINES} more")
+        lines += ["  " + row for row in _table(report, first, old, new)]
+    ties = [t for t in report.near_ties if t.section in sections]
+    for tie in ties[:_MAX_DRIFT_LINES]:
         lines.append(f"  near-tie (not a failure): {_drift_line(tie, old, new)}")
+    if report.removed_prompts:
+        lines.append(
+            f"  not in this run (the golden has them): {', '.join(report.removed_prompts)}"
+        )
     lines.append(f"  versions {old}: {_versions(report.golden.get('environment', {}))}")
     lines.append(f"  versions {new}: {_versions(report.observed.get('environment', {}))}")
     if rebless:
-        lines.append(f"  if this change is intended, re-bless: {rebless_command(report.model)}")
+        lines.append(f"  if this change is intended, re-bless: {rebless}")
     return "\n".join(lines)
+
+
+def _md(value: Any, *, quote: bool = True) -> str:
+    """A markdown table cell: values as the text report shows them, names as they are."""
+    text = _fmt(value) if quote or not isinstance(value, str) else value
+    return text.replace("|", "\\|")
+
+
+def render_markdown(reports: Sequence[DriftReport], *, old: str = "OLD", new: str = "NEW") -> str:
+    """The reports as a markdown summary (GitHub job summaries): one table row per model,
+    then the drifts of each drifting model as a table."""
+    lines = [
+        "## lenscheck drift report",
+        "",
+        "| model | classes | result | drifted values | first divergence |",
+        "|---|---|---|---|---|",
+    ]
+    for r in reports:
+        first = r.first_divergence()
+        result = "ok" if r.ok and r.identity_ok else "**drift**"
+        where = "" if first is None else f"{first.section}: {first.where} {first.metric}".strip()
+        classes = f"{r.golden_class} → {r.run_class}"
+        lines.append(
+            f"| {_md(r.model, quote=False)} | {classes} | {result} | {len(r.drifts)} | "
+            f"{_md(where, quote=False)} |"
+        )
+    for r in reports:
+        if r.ok and r.identity_ok:
+            continue
+        lines += ["", f"### {_md(r.model, quote=False)}", "", f"compared with {r.tolerance_note}"]
+        lines += [""] + [
+            f"- {_md(line, quote=False)}" for line in identity_problems(r) + section_summaries(r)
+        ]
+        if r.drifts:
+            lines += [
+                "",
+                f"| section | where | metric | {old} | {new} | \\|Δ\\| | tol |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for d in r.drifts[:50]:
+                delta = "" if d.delta is None else f"{d.delta:.3g}"
+                lines.append(
+                    f"| {d.section} | {_md(d.where, quote=False)} | {_md(d.metric, quote=False)} "
+                    f"| {_md(d.golden)} | {_md(d.observed)} | {delta} | {_md(d.tolerance)} |"
+                )
+            if len(r.drifts) > 50:
+                lines.append(f"\n... and {len(r.drifts) - 50} more")
+    return "\n".join(lines) + "\n"

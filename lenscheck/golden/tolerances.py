@@ -9,14 +9,23 @@ __all__ = ["DEFAULT_TOLERANCES", "Tolerances", "parse_overrides", "tolerances_fo
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Absolute tolerances; ``near_tie`` is the top-1/top-2 gap under which a changed
-    top-1 is reported as a near-tie instead of failing."""
+    """Absolute tolerances, widened with the golden value and the layer's depth.
+
+    ``near_tie`` is the top-1/top-2 gap under which a changed top-1 is reported as a
+    near-tie instead of failing. An entropy may move by ``(entropy + entropy_rel * H) *
+    (1 + depth_gain * depth)`` bits (H the golden entropy, depth = layer / num_layers, 1
+    outside the layers); a probability by ``p_top1 * (1 + depth_gain * depth)``; an answer
+    rank r by ``rank_rel * r`` (rounded down: small ranks must stay exact).
+    """
 
     entropy: float
     p_top1: float
     final_prob: float
     near_tie: float
     kl_consistency: float
+    entropy_rel: float = 0.0
+    depth_gain: float = 0.0
+    rank_rel: float = 0.0
 
     def loosest(self, other: Tolerances) -> Tolerances:
         """Field-wise maximum: used when a golden comes from another class."""
@@ -24,12 +33,31 @@ class Tolerances:
             **{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
         )
 
+    def _depth(self, depth: float | None) -> float:
+        return 1.0 + self.depth_gain * (1.0 if depth is None else depth)
 
-_FP32 = Tolerances(entropy=1e-4, p_top1=1e-4, final_prob=1e-4, near_tie=1e-3, kl_consistency=1e-6)
-_HALF = Tolerances(entropy=5e-2, p_top1=2e-2, final_prob=2e-2, near_tie=2e-2, kl_consistency=1e-2)
+    def entropy_at(self, golden: float, depth: float | None = None) -> float:
+        """Allowed |delta| of an entropy whose golden value is ``golden`` bits."""
+        return (self.entropy + self.entropy_rel * abs(golden)) * self._depth(depth)
+
+    def prob_at(self, depth: float | None = None) -> float:
+        """Allowed |delta| of a probability (top-1, answer, probe, temperature)."""
+        return self.p_top1 * self._depth(depth)
+
+    def rank_slack(self, golden: int) -> int:
+        """Allowed |delta| of an answer rank whose golden value is ``golden``."""
+        return int(self.rank_rel * golden)
+
+
+_FP32 = Tolerances(
+    entropy=1e-4, p_top1=1e-4, final_prob=1e-4, near_tie=1e-3, kl_consistency=1e-6, rank_rel=0.01
+)
+_HALF = Tolerances(
+    entropy=5e-2, p_top1=2e-2, final_prob=2e-2, near_tie=2e-2, kl_consistency=1e-2, rank_rel=0.5
+)
 # Same dtype on another device: kernels differ, so fp32 gets a little slack too.
 _CROSS_DEVICE_FP32 = Tolerances(
-    entropy=1e-3, p_top1=1e-3, final_prob=1e-3, near_tie=5e-3, kl_consistency=1e-5
+    entropy=1e-3, p_top1=1e-3, final_prob=1e-3, near_tie=5e-3, kl_consistency=1e-5, rank_rel=0.05
 )
 
 DEFAULT_TOLERANCES: dict[str, Tolerances] = {

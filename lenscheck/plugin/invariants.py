@@ -1,64 +1,142 @@
-"""Invariants every lens run must satisfy, golden or not."""
+"""Invariants every lens run must satisfy, golden or not, recomputed from tensors.
+
+Nothing here trusts what the lens wrote about itself: the last-layer check runs a fresh
+forward pass and decodes its last residual through the model's own final norm and
+unembedding, the norm check calls each norm module, and the probability mass is read back
+from the CSV bytes. The JSON's own consistency diagnostic is then checked against the
+recomputation, and the records CSV's last layer against the model's own distribution.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
+    from lenscheck.backends.base import LensBackend
+    from lenscheck.golden.payload import PromptFiles
     from lenscheck.plugin.session import LensRun
+    from lenscheck.schema import CsvTable
 
 __all__ = ["check_invariants"]
 
 _MASS_TOL = 1e-6
+_MAX_MASS_LINES = 5
+#: Entropy of the last layer as the CSV says vs the model's own: a KL of 1e-6 bits (the
+#: consistency bound) moves entropy far less than 1e-3 bits; half precision: its KL bound.
+_ENTROPY_TOL, _HALF_ENTROPY_TOL, _NEAR_TIE = 1e-3, 5e-2, 1e-3
 
 
-def _mass_problems(lens_run: LensRun) -> list[str]:
-    from lenscheck.schema import rest_mass
-
+def _mass_problems(prompt: str, tables: list[CsvTable]) -> list[str]:
     problems = []
-    for rec in lens_run.records + lens_run.pure_records:
-        listed = sum(p for _, p in rec["topk"])
-        total = listed + rest_mass(p for _, p in rec["topk"])
-        if listed > 1 + _MASS_TOL or abs(total - 1.0) > _MASS_TOL:
-            problems.append(
-                f"layer {rec['layer']} pos {rec['pos']}: listed probabilities "
-                f"{listed!r} + rest_mass do not sum to 1"
-            )
-    return problems[:5]
+    for table in tables:
+        for row in table.rows:
+            listed = sum(p for _, p in row.topk)
+            if listed > 1 + _MASS_TOL or abs(listed + row.rest_mass - 1.0) > _MASS_TOL:
+                problems.append(
+                    f"{prompt}: {table.kind} layer {row.layer} pos {row.pos}: listed "
+                    f"probabilities {listed!r} + rest_mass {row.rest_mass!r} do not sum to 1"
+                )
+    return problems[:_MAX_MASS_LINES]
 
 
-def _norm_problems(lens_run: LensRun) -> list[str]:
+def _norm_problems(
+    prompt: str, backend: LensBackend, residuals: list[torch.Tensor], point: str
+) -> list[str]:
     import torch
 
-    from lenscheck.norms import apply_norm_or_skip, lens_norm_modules, unwrap_norm
+    from lenscheck.norms import apply_norm_or_skip, decode_norm_modules, unwrap_norm
 
-    backend = lens_run.run.backend
-    residuals = lens_run.residuals()
     problems = []
-    with torch.no_grad():
-        for layer, (resid, module) in enumerate(zip(residuals, lens_norm_modules(backend.stack))):
-            if module is None:
-                continue
-            ours, theirs = apply_norm_or_skip(resid, module), unwrap_norm(module)(resid)
-            tol = 1e-5 if resid.dtype == torch.float32 else 1e-2
-            if not torch.allclose(ours.float(), theirs.float(), rtol=tol, atol=tol):
-                err = float((ours.float() - theirs.float()).abs().max())
-                problems.append(
-                    f"layer {layer}: re-applied {type(unwrap_norm(module)).__name__} "
-                    f"differs from the module by {err:.3g}"
-                )
+    for layer, (resid, module) in enumerate(
+        zip(residuals, decode_norm_modules(backend.stack, point))
+    ):
+        if module is None:
+            continue
+        ours, theirs = apply_norm_or_skip(resid, module), unwrap_norm(module)(resid)
+        tol = 1e-5 if resid.dtype == torch.float32 else 1e-2
+        if not torch.allclose(ours.float(), theirs.float(), rtol=tol, atol=tol):
+            err = float((ours.float() - theirs.float()).abs().max())
+            problems.append(
+                f"{prompt}: layer {layer}: re-applied {type(unwrap_norm(module)).__name__} "
+                f"differs from the module by {err:.3g}"
+            )
     return problems
 
 
-def check_invariants(lens_run: LensRun) -> list[str]:
-    """Every violated invariant, as readable lines (empty when all hold)."""
+def _consistency_problems(
+    prompt: str, backend: LensBackend, residual: torch.Tensor, logits: torch.Tensor, diag: Any
+) -> list[str]:
+    from lenscheck.norms import apply_norm_or_skip, final_norm_module
+    from lenscheck.numerics import kl_bits
     from lenscheck.selftest import kl_tolerance_bits
 
-    llc = lens_run.diagnostics["last_layer_consistency"]
-    tol = kl_tolerance_bits(lens_run.run.backend.dtype)
+    tol = kl_tolerance_bits(backend.dtype)
+    lens = backend.unembed(apply_norm_or_skip(residual, final_norm_module(backend.stack)))
+    kl_max = float(kl_bits(logits, lens).max())
+    agree = bool((lens.argmax(-1) == logits.argmax(-1)).all())
     problems = []
-    if not llc["kl_bits_max"] < tol:
-        problems.append(f"last-layer KL(model || lens) = {llc['kl_bits_max']:.3g} bits >= {tol:g}")
-    if not llc["top1_agree"]:
-        problems.append("the lens' last-layer top-1 differs from the model's own")
-    return problems + _norm_problems(lens_run) + _mass_problems(lens_run)
+    if not kl_max < tol:
+        problems.append(f"{prompt}: last-layer KL(model || lens) = {kl_max:.3g} bits >= {tol:g}")
+    if not agree:
+        problems.append(f"{prompt}: the lens' last-layer top-1 differs from the model's own")
+    written = diag["last_layer_consistency"]
+    if not abs(float(written["kl_bits_max"]) - kl_max) <= tol or written["top1_agree"] != agree:
+        problems.append(
+            f"{prompt}: the JSON's last_layer_consistency (kl_bits_max "
+            f"{written['kl_bits_max']!r}, top1_agree {written['top1_agree']}) differs from the "
+            f"recomputation (kl_bits_max {kl_max!r}, top1_agree {agree})"
+        )
+    return problems
+
+
+def _files_problems(
+    prompt: str, backend: LensBackend, logits: torch.Tensor, files: PromptFiles
+) -> list[str]:
+    """The records CSV's last layer, as written, against the model's own distribution: what
+    the lens wrote for the last layer must be what the model predicts there."""
+    import torch
+
+    from lenscheck.numerics import entropy_bits
+
+    if files.records is None:
+        return []
+    rows = [r for r in files.records.rows if r.layer == max(x.layer for x in files.records.rows)]
+    tol = _ENTROPY_TOL if backend.dtype in (torch.float32, torch.float64) else _HALF_ENTROPY_TOL
+    model_entropy = entropy_bits(logits).tolist()
+    top = logits.argmax(-1).tolist()
+    problems = []
+    for row in rows:
+        delta = abs(row.entropy - model_entropy[row.pos])
+        model_top1 = backend.decode(int(top[row.pos]))
+        near_tie = len(row.topk) > 1 and row.topk[0][1] - row.topk[1][1] < _NEAR_TIE
+        if delta > tol or (row.topk[0][0] != model_top1 and not near_tie):
+            problems.append(
+                f"{prompt}: records CSV, last layer, pos {row.pos}: entropy {row.entropy:.6g} and "
+                f"top-1 {row.topk[0][0]!r}, the model's own {model_entropy[row.pos]:.6g} and "
+                f"{model_top1!r}"
+            )
+    return problems[:_MAX_MASS_LINES]
+
+
+def check_invariants(lens_run: LensRun) -> list[str]:
+    """Every violated invariant of every prompt, as readable lines (empty when all hold)."""
+    import torch
+
+    backend = lens_run.run.backend
+    problems: list[str] = []
+    with torch.no_grad():
+        for prompt, files in lens_run.files.items():
+            capture = lens_run.capture(prompt)
+            diag = files.json["diagnostics"]
+            problems += _consistency_problems(
+                prompt, backend, capture.residuals[-1], capture.logits, diag
+            )
+            point = str(diag.get("decode_norm", "next-ln1"))
+            problems += _norm_problems(prompt, backend, capture.residuals, point)
+            if point != "raw":  # a raw lens is not the model at its last layer
+                problems += _files_problems(prompt, backend, capture.logits, files)
+            tables = [t for t in (files.records, files.pure) if t is not None]
+            problems += _mass_problems(prompt, tables)
+    return problems

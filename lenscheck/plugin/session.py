@@ -1,8 +1,10 @@
-"""Per-session state: one lens run per model (per xdist worker), shared by its tests."""
+"""Per-session state: one lens run per model (per xdist worker), shared by its tests, and
+released after the model's last test so that one model is in memory at a time."""
 
 from __future__ import annotations
 
-import warnings
+import gc
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,42 +14,61 @@ import pytest
 from lenscheck.plugin.options import LensSettings
 
 if TYPE_CHECKING:
+    from lenscheck.backends.base import Capture
     from lenscheck.golden.compare import DriftReport
+    from lenscheck.golden.payload import PromptFiles
+    from lenscheck.lens import LensResult
     from lenscheck.runner import ModelRun
 
-__all__ = ["CROSS_CLASS_NOTE", "GoldenHelper", "LensRun", "LensSession"]
+__all__ = ["LENSCHECK_NOTE", "GoldenHelper", "LensRun", "LensSession"]
 
-#: user_properties key of "compared with another class's golden" notes (printed at the end).
-CROSS_CLASS_NOTE = "lenscheck_cross_class"
+log = logging.getLogger(__name__)
+
+#: user_properties key of notes printed at the end of the session (they travel with the
+#: test reports, so xdist workers' notes appear too): cross-class comparisons, prompts the
+#: golden has and the run does not, peak device memory per model.
+LENSCHECK_NOTE = "lenscheck_note"
 
 
 @dataclass
 class LensRun:
-    """A model's lens run as tests see it."""
+    """A model's lens run as tests see it: one result per prompt of the suite."""
 
     model: str
+    spec: str
     device: str
     run: ModelRun
+    files: dict[str, PromptFiles]
     payload: dict[str, Any]
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def results(self) -> dict[str, LensResult]:
+        """Each prompt's result, by prompt id, in suite order."""
+        return self.run.results
+
+    def result(self, prompt: str | None = None) -> LensResult:
+        """One prompt's result (default: the suite's first prompt)."""
+        return self.run.results[prompt] if prompt else self.run.result
 
     @property
     def diagnostics(self) -> dict[str, Any]:
-        """The JSON ``diagnostics`` block (L_copy, L_semantic, last_layer_consistency...)."""
+        """The first prompt's JSON ``diagnostics`` (L_copy, L_semantic, ...)."""
         return self.run.result.diagnostics
 
     @property
     def json(self) -> dict[str, Any]:
-        """The whole JSON document the CLI would write."""
+        """The first prompt's whole JSON document, as the CLI writes it."""
         return self.run.result.json_data
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        """Records CSV rows as dicts (layer, pos, token, entropy, topk)."""
+        """The first prompt's records CSV rows as dicts (layer, pos, token, entropy, topk)."""
         return self.run.result.records
 
     @property
     def pure_records(self) -> list[dict[str, Any]]:
-        """Pure next-token rows with the collapse flags."""
+        """The first prompt's pure next-token rows with the collapse flags."""
         return self.run.result.pure_records
 
     @property
@@ -55,35 +76,54 @@ class LensRun:
         """``cpu-float32`` and friends."""
         return str(self.payload["class"])
 
-    def residuals(self) -> list[Any]:
-        """Every layer's residual [T, d] for the fixed prompt (captured on demand)."""
+    def capture(self, prompt: str | None = None) -> Capture:
+        """A fresh forward pass of one prompt: every layer's residual and the model's logits."""
         backend = self.run.backend
-        return backend.run(
-            backend.encode(self.run.result.json_data["prompt"]["context_prompt"])
-        ).residuals
+        return backend.run(self.result(prompt).input_ids)
+
+    def residuals(self, prompt: str | None = None) -> list[Any]:
+        """Every layer's residual [T, d] of one prompt (captured on demand)."""
+        return self.capture(prompt).residuals
 
 
 @dataclass
 class LensSession:
-    """Caches runs by model; lives in ``config.stash``."""
+    """Runs by model; lives in ``config.stash``."""
 
     settings: LensSettings
     runs: dict[str, LensRun] = field(default_factory=dict)
 
     def get(self, model: str) -> LensRun:
-        """Run ``model`` once; later calls return the same run."""
+        """Run ``model`` once; later calls return the same run until :meth:`release`."""
         if model not in self.runs:
             self.runs[model] = self._run(model)
         return self.runs[model]
 
+    def release(self, model: str) -> str | None:
+        """Drop ``model``'s run and weights; on CUDA, return a peak-memory note."""
+        run = self.runs.pop(model, None)
+        if run is None:
+            return None
+        device = run.device
+        del run
+        gc.collect()
+        if not device.startswith("cuda"):
+            return None
+        import torch
+
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        return f"{model}: peak device memory {peak:.2f} GiB on {device}"
+
     def _run(self, model: str) -> LensRun:
         from lenscheck.config import LensConfig
         from lenscheck.device import resolve_device
-        from lenscheck.golden.payload import golden_payload
-        from lenscheck.runner import run_model
+        from lenscheck.golden.payload import PromptFiles, golden_payload
+        from lenscheck.runner import output_bytes, run_model
 
         s = self.settings
-        device = _worker_device(resolve_device(s.device))
+        device = _worker_device(resolve_device(s.device, "--lens-device"))
         cfg = LensConfig(
             device=device,
             dtype=s.dtype,
@@ -91,12 +131,19 @@ class LensSession:
             heatmap=False,
             device_map=s.device_map,
             trust_remote_code=s.trust_remote_code,
+            decode_norm=s.decode_norm,  # type: ignore[arg-type]
+            suite=s.suite,
         )
-        run = run_model(model, cfg)
-        payload = golden_payload(
-            run.result, model=model, device=run.backend.device, top_k_verbose=cfg.top_k_verbose
-        )
-        return LensRun(model=model, device=run.backend.device, run=run, payload=payload)
+        run = run_model(s.spec(model), cfg)
+        # The golden is built from the bytes the CLI would write: the writers are pinned too.
+        files = {
+            case.id: PromptFiles.from_bytes(
+                *output_bytes(run.results[case.id], cfg), source=f"{model}:{case.id}"
+            )
+            for case in s.suite.cases
+        }
+        payload = golden_payload(files, model=model, suite=s.suite.name)
+        return LensRun(model, s.spec(model), run.backend.device, run, files, payload)
 
 
 def _worker_device(device: str) -> str:
@@ -112,6 +159,16 @@ def _worker_device(device: str) -> str:
     return assign_cuda_device(os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
 
 
+@dataclass
+class _GoldenState:
+    """What a model's run found about its golden, computed once per run."""
+
+    path: Path | None
+    problem: str | None = None
+    report: DriftReport | None = None
+    obtained: Path | None = None
+
+
 class GoldenHelper:
     """Compare a run with its golden: what the generated tests and users' tests call."""
 
@@ -123,107 +180,197 @@ class GoldenHelper:
         node: pytest.Item | None = None,
     ) -> None:
         from lenscheck.golden.payload import model_dir_name
+        from lenscheck.golden.store import golden_dir, golden_stem
 
         self.lens_run = lens_run
         self.settings = settings
         self.node = node
         self.updating = bool(getattr(config.option, "update_snapshots", False))
-        self.model_dir = settings.golden_dir / model_dir_name(lens_run.model)
-        self.path = self.model_dir / f"{lens_run.golden_class}.json"
+        self.folder = golden_dir(
+            settings.golden_dir, model_dir_name(lens_run.model), settings.suite.name
+        )
+        self.stem = golden_stem(lens_run.golden_class, settings.decode_norm)
+        self.path = self.folder / f"{self.stem}.json"
 
-    def _missing(self) -> str:
+    # ------------------------------------------------------------------ commands
+    def rebless(self) -> str:
+        """The command that re-blesses this model's golden, with every class option."""
         from lenscheck.golden.report import rebless_command
 
-        return (
-            f"no golden for {self.lens_run.model} ({self.lens_run.golden_class}) in "
-            f"{self.model_dir}; create it with: {rebless_command(self.lens_run.model)}"
-        )
+        run = self.lens_run
+        models = run.model if run.model == run.spec else f"{run.model}={run.spec}"
+        return rebless_command(models, self.settings.class_options())
 
-    def _read(self, path: Path) -> dict[str, Any]:
-        """The golden at ``path``; an unusable file fails the test with the store's message."""
-        __tracebackhide__ = True
-        from lenscheck.golden.store import GoldenFormatError, read_golden
+    def _diff_command(self, golden: Path, obtained: Path) -> str:
+        return f"lenscheck diff {golden} {obtained}"
 
-        try:
-            return read_golden(path, model=self.lens_run.model)
-        except GoldenFormatError as exc:
-            message = str(exc)
-        # Outside the except block: a Failed raised inside it is chained to the
-        # GoldenFormatError and pytest would print the message twice.
-        pytest.fail(message, pytrace=False)
-
+    # ------------------------------------------------------------------- state
     def golden_path(self) -> Path | None:
         """The golden this run compares with (its own class first, else another class)."""
         from lenscheck.golden.store import find_golden
 
-        return find_golden(self.model_dir, self.lens_run.golden_class)
+        return find_golden(self.folder, self.lens_run.golden_class, self.settings.decode_norm)
 
-    def compare(self, sections: tuple[str, ...] | None = None) -> DriftReport:
-        """The drift report against the stored golden; fails the test if there is none."""
-        __tracebackhide__ = True
-        from lenscheck.golden.compare import SECTIONS, compare_golden
-        from lenscheck.golden.tolerances import tolerances_for
+    def _state(self) -> _GoldenState:
+        key = f"golden:{self.folder}/{self.stem}"
+        if key not in self.lens_run.cache:
+            self.lens_run.cache[key] = self._compute_state()
+        state: _GoldenState = self.lens_run.cache[key]
+        return state
+
+    def _compute_state(self) -> _GoldenState:
+        from lenscheck.golden.store import GoldenFormatError, read_golden
 
         path = self.golden_path()
         if path is None:
-            pytest.fail(self._missing(), pytrace=False)
-        golden = self._read(path)
+            return _GoldenState(
+                None,
+                f"no golden for {self.lens_run.model} ({self.lens_run.golden_class}, suite "
+                f"{self.settings.suite.name}) in {self.folder}; create it with: {self.rebless()}",
+            )
+        try:
+            golden = read_golden(path, fix=f"re-bless it with: {self.rebless()}")
+        except GoldenFormatError as exc:
+            return _GoldenState(path, str(exc))
+        report = self._compare(golden, path)
+        state = _GoldenState(path, report=report)
+        if not report.ok:
+            state.obtained = self._write_obtained()
+        elif (self.folder / f"{self.stem}.obtained.json").exists():
+            # A run without drift: an obtained file of an earlier failure is stale.
+            (self.folder / f"{self.stem}.obtained.json").unlink(missing_ok=True)
+        return state
+
+    def _compare(self, golden: dict[str, Any], path: Path, *, notes: bool = True) -> DriftReport:
+        from lenscheck.golden.compare import compare_golden
+        from lenscheck.golden.tolerances import tolerances_for
+
         tol, note = tolerances_for(
             golden["class"], self.lens_run.golden_class, self.settings.tolerance_overrides
         )
-        if golden["class"] != self.lens_run.golden_class and self.node is not None:
-            # Say so in the run's output, also when it passes (see pytest_terminal_summary).
-            self.node.user_properties.append(
-                (CROSS_CLASS_NOTE, f"{self.lens_run.model}: compared with {path} using {note}")
-            )
-        return compare_golden(
+        if notes and golden["class"] != self.lens_run.golden_class:
+            self.note(f"{self.lens_run.model}: compared with {path} using {note}")
+        report = compare_golden(
             golden,
             self.lens_run.payload,
             tol,
             tolerance_note=note,
             collapse_allowance=self.settings.allowance(self.lens_run.model),
-            sections=sections or SECTIONS,
+        )
+        if notes and report.removed_prompts:
+            self.note(
+                f"{self.lens_run.model}: {path} has prompt(s) {', '.join(report.removed_prompts)} "
+                "that this suite does not run (re-bless with --snapshot-update to drop them)"
+            )
+        return report
+
+    def _write_obtained(self) -> Path | None:
+        """``<stem>.obtained.json`` beside the golden: what this run produced, to diff."""
+        from lenscheck.artifacts import atomic_write_bytes
+        from lenscheck.golden.store import dumps_golden
+
+        path = self.folder / f"{self.stem}.obtained.json"
+        try:
+            atomic_write_bytes(path, dumps_golden(self.lens_run.payload).encode("utf-8"))
+        except OSError as exc:
+            log.warning("could not write %s: %s", path, exc)
+            return None
+        return path
+
+    def note(self, text: str) -> None:
+        """A line for the end-of-session "lenscheck" summary."""
+        if self.node is not None:
+            self.node.user_properties.append((LENSCHECK_NOTE, text))
+
+    # ------------------------------------------------------------------- tests
+    def compare(self, sections: tuple[str, ...] | str | None = None) -> DriftReport:
+        """The drift report against the stored golden (``sections``: only those drifts);
+        fails the test when there is no usable golden."""
+        __tracebackhide__ = True
+        from dataclasses import replace
+
+        state = self._state()
+        if state.report is None:
+            pytest.fail(state.problem or "no golden", pytrace=False)
+        if sections is None:
+            return state.report
+        wanted = (sections,) if isinstance(sections, str) else sections
+        return replace(
+            state.report,
+            drifts=[d for d in state.report.drifts if d.section in wanted],
+            near_ties=[d for d in state.report.near_ties if d.section in wanted],
         )
 
-    def check(self, sections: tuple[str, ...] | None = None) -> None:
+    def check(self, sections: tuple[str, ...] | str | None = None) -> None:
         """Fail with the drift report when ``sections`` drifted beyond tolerance.
 
-        Under ``--snapshot-update`` the golden test re-blesses the file, so the
-        section checks have nothing to compare against and pass.
+        Under ``--snapshot-update`` the golden test re-blesses the file, so the section
+        checks have nothing to compare against and pass. Without a usable golden they
+        skip: test_golden_file fails once, with the fix.
         """
         __tracebackhide__ = True
+        from lenscheck.golden.compare import SECTIONS
         from lenscheck.golden.report import render_report
 
         if self.updating:
             return
-        report = self.compare(sections)
-        if not report.ok:
-            pytest.fail(render_report(report, golden_path=str(self.golden_path())), pytrace=False)
+        state = self._state()
+        if state.report is None:
+            pytest.skip(f"no usable golden ({self.folder}): see test_golden_file")
+        wanted = (
+            SECTIONS
+            if sections is None
+            else ((sections,) if isinstance(sections, str) else sections)
+        )
+        report = self.compare(wanted)
+        if report.ok:
+            return
+        text = render_report(
+            report, golden_path=str(state.path), rebless=self.rebless(), sections=wanted
+        )
+        if state.obtained is not None and state.path is not None:
+            text += (
+                f"\n  this run's golden document: {state.obtained}"
+                f"\n  compare them: {self._diff_command(state.path, state.obtained)}"
+            )
+        pytest.fail(text, pytrace=False)
 
-    def assert_snapshot(self, snapshot: Any) -> None:
-        """The syrupy assertion that creates, updates or checks the whole golden file."""
+    def check_file(self, snapshot: Any) -> None:
+        """The golden file itself: created and re-blessed through syrupy's --snapshot-update;
+        otherwise present, readable, current, and holding every prompt of this suite (its
+        values are the section tests' business: one drift fails one test)."""
         __tracebackhide__ = True
+        from lenscheck.golden.report import identity_problems
+
+        if self.updating:
+            self._bless(snapshot, self.path, self._unchanged)
+            # The golden now says what this run says: an obtained file would be stale.
+            (self.folder / f"{self.stem}.obtained.json").unlink(missing_ok=True)
+            return
+        state = self._state()
+        if state.report is None or state.path is None:
+            pytest.fail(state.problem or "no golden", pytrace=False)
+        problems = identity_problems(state.report)
+        if problems:
+            pytest.fail(
+                f"{self.lens_run.model} ({state.path}):\n  "
+                + "\n  ".join(problems)
+                + f"\n  re-bless: {self.rebless()}",
+                pytrace=False,
+            )
+        # Through syrupy all the same: its summary counts the golden, and it knows the file
+        # is in use.
+        self._bless(snapshot, state.path, lambda _stored: True)
+
+    def _bless(self, snapshot: Any, path: Path, unchanged: Any) -> None:
         from lenscheck.golden.extension import LensGoldenExtension
 
-        if not self.updating:
-            if not self.path.exists():
-                # No golden of this class: compare with another class's, or say how to create one.
-                self.check()
-                return
-            self._read(self.path)
-        ext = LensGoldenExtension.for_model(
-            model=self.lens_run.model,
-            model_dir=self.model_dir,
-            golden_cls=self.lens_run.golden_class,
-            overrides=self.settings.tolerance_overrides,
-            allowance=self.settings.allowance(self.lens_run.model),
-        )
-        assertion = snapshot(extension_class=ext)
-        with warnings.catch_warnings():
-            # syrupy cannot relate "cpu-float32.json" to the test name; the extension does.
-            warnings.filterwarnings("ignore", message="Can not relate snapshot")
-            matched = assertion == self.lens_run.payload
-        if not matched:
-            stored = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-            report = ext().diff_text(self.lens_run.payload, stored)
-            pytest.fail(report or "\n".join(assertion.get_assert_diff()), pytrace=False)
+        ext = LensGoldenExtension.for_golden(path, unchanged)
+        assert snapshot(extension_class=ext) == self.lens_run.payload
+
+    def _unchanged(self, stored: dict[str, Any]) -> bool:
+        """Whether a stored golden already says what this run would write (no rewrite)."""
+        if stored.get("class") != self.lens_run.golden_class:
+            return False
+        report = self._compare(stored, self.path, notes=False)
+        return report.ok and report.identity_ok and not report.removed_prompts

@@ -1,7 +1,8 @@
 """The generated lens tests, parametrized by model (``--lens-models``).
 
-Each test reads the model's single shared run; the first test of a model pays
-for the run, the others reuse it.
+One test per value class of the output files: each value is compared by exactly one
+test, so one drift fails one test. Each test reads the model's single shared run (the
+first test of a model pays for it) and reports per prompt of the suite.
 """
 
 from __future__ import annotations
@@ -13,33 +14,60 @@ from lenscheck.plugin.session import GoldenHelper, LensRun
 __all__: list[str] = []
 
 
+def test_golden_file(lens_golden: GoldenHelper, snapshot: Any) -> None:
+    """The golden file: present, readable, current, one entry per prompt with the same
+    text, answer and probes; created and re-blessed by --snapshot-update (syrupy)."""
+    lens_golden.check_file(snapshot)
+
+
 def test_schema(lens_golden: GoldenHelper) -> None:
-    """CSV headers, dialect and the JSON key tree equal the golden's exactly."""
-    lens_golden.check(("schema", "model_stats"))
+    """CSV headers and dialect, the JSON key tree, model stats and the lens' facts (norm
+    classes, fixes, configuration) equal the golden's exactly."""
+    lens_golden.check("schema")
+
+
+def test_tokenization(lens_golden: GoldenHelper) -> None:
+    """Each prompt's token ids and texts, BOS, and the answer's ids are unchanged."""
+    lens_golden.check("tokenization")
 
 
 def test_collapse(lens_golden: GoldenHelper) -> None:
-    """L_copy, L_copy_H, L_semantic and delta_layers equal (within the model's allowance)."""
-    lens_golden.check(("collapse",))
+    """L_copy, L_copy_H, L_semantic, delta_layers (within the model's allowance) and every
+    layer's copy_collapse, entropy_collapse and is_answer flag."""
+    lens_golden.check("collapse")
 
 
 def test_trajectory(lens_golden: GoldenHelper) -> None:
-    """Per layer: next-token top-1 (near-ties only reported), entropy and p_top1 in tolerance."""
-    lens_golden.check(("trajectory",))
+    """The pure next-token CSV: per layer top-1 (near-ties only reported), p(top-1) and
+    entropy within tolerance."""
+    lens_golden.check("trajectory")
+
+
+def test_records(lens_golden: GoldenHelper) -> None:
+    """The records CSV: every (layer, position) cell's top-1, p(top-1) and entropy."""
+    lens_golden.check("records")
+
+
+def test_probes(lens_golden: GoldenHelper) -> None:
+    """Every probe prompt's top-1, p(top-1) and entropy."""
+    lens_golden.check("probes")
 
 
 def test_final_prediction(lens_golden: GoldenHelper) -> None:
-    """The model's own top-5 and the tokenization are unchanged."""
-    lens_golden.check(("final_prediction", "tokenization"))
+    """The model's own top-5 and entropy, and the temperature exploration."""
+    lens_golden.check("final_prediction")
 
 
-def test_golden_file(lens_golden: GoldenHelper, snapshot: Any) -> None:
-    """The golden file itself (syrupy): created and re-blessed by --snapshot-update."""
-    lens_golden.assert_snapshot(snapshot)
+def test_decoding(lens_golden: GoldenHelper) -> None:
+    """The decoding-point ablation: per point (next-ln1, final, raw) L_semantic and every
+    layer's next-token top-1, entropy, p(answer) and the answer's rank."""
+    lens_golden.check("decoding")
 
 
 def test_invariants(lens_run: LensRun) -> None:
-    """Last-layer consistency, norm re-application == module, probabilities sum to 1."""
+    """Recomputed from tensors, not read from what the lens wrote: the lens at the last
+    layer reproduces the model's own logits, each re-applied norm equals its module, listed
+    probabilities + rest_mass == 1, and the JSON's consistency diagnostic is the truth."""
     __tracebackhide__ = True
     from lenscheck.plugin.invariants import check_invariants
 

@@ -28,12 +28,15 @@ def _unit_float(text: str) -> float:
 
 
 def _add_run(sub: Any) -> None:
+    from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
     from lenscheck.config import BACKENDS
+    from lenscheck.device import DEVICES
+    from lenscheck.norms import DECODE_NORMS
 
     p = sub.add_parser(
         "run",
         help="run the logit lens on one or more models",
-        description="Run the logit lens; writes JSON + two CSVs + a heatmap per model.",
+        description="Run the logit lens; writes JSON + two CSVs + a heatmap per model and prompt.",
     )
     p.add_argument(
         "models",
@@ -44,8 +47,9 @@ def _add_run(sub: Any) -> None:
     p.add_argument(
         "--device",
         default="auto",
-        choices=["auto", "cuda", "mps", "cpu"],
-        help="compute device; auto prefers cuda, then mps, then cpu (default: auto)",
+        choices=list(DEVICES),
+        help="compute device; auto prefers cuda, then mps, then cpu; an explicit device that "
+        "is not available is an error (default: auto)",
     )
     p.add_argument(
         "--dtype",
@@ -65,14 +69,14 @@ def _add_run(sub: Any) -> None:
     p.add_argument(
         "--copy-threshold",
         type=_unit_float,
-        default=0.90,
-        help="minimum p(top-1) for copy collapse (default: 0.90)",
+        default=DEFAULT_COPY_THRESHOLD,
+        help=f"minimum p(top-1) for copy collapse (default: {DEFAULT_COPY_THRESHOLD})",
     )
     p.add_argument(
         "--copy-margin",
         type=_unit_float,
-        default=0.05,
-        help="required p(top-1) - p(top-2) for copy collapse (default: 0.05)",
+        default=DEFAULT_COPY_MARGIN,
+        help=f"required p(top-1) - p(top-2) for copy collapse (default: {DEFAULT_COPY_MARGIN})",
     )
     p.add_argument("--fp32-unembed", action="store_true", help="unembed in fp32 whatever the dtype")
     p.add_argument(
@@ -92,7 +96,27 @@ def _add_run(sub: Any) -> None:
     )
     p.add_argument("--device-map", default=None, help="accelerate device_map, e.g. 'auto'")
     p.add_argument("--no-heatmap", action="store_true", help="skip the PNG heatmap")
+    p.add_argument(
+        "--prompts",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="prompt suite (TOML: [[prompts]] with id, prompt, answer, optional probes); "
+        "writes output-<name>-<prompt id>.* per prompt (default: the built-in prompt)",
+    )
+    p.add_argument("--prompt", default=None, metavar="TEXT", help="one prompt (with --answer)")
+    p.add_argument(
+        "--answer", default=None, metavar="TEXT", help="the expected next token of --prompt"
+    )
+    p.add_argument(
+        "--decode-norm",
+        default="next-ln1",
+        choices=list(DECODE_NORMS),
+        help="where each layer is decoded: next-ln1 (the norm the model applies next, the "
+        "original's rule), final (the final norm at every layer) or raw (default: next-ln1)",
+    )
     p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--summary-json", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
@@ -136,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("old", type=Path, help="run folder, output file or golden file")
     d.add_argument("new", type=Path, help="run folder, output file or golden file")
-    d.add_argument("--format", choices=["text", "json"], default="text")
+    d.add_argument("--format", choices=["text", "json", "markdown"], default="text")
     d.add_argument(
         "--tolerance",
         action="append",
@@ -147,10 +171,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _suite(args: argparse.Namespace) -> Any:
+    """The prompts of this run: --prompts FILE, --prompt/--answer, or the built-in suite."""
+    from lenscheck.suites import PromptSuite, load_suite
+
+    if args.prompts is not None and (args.prompt is not None or args.answer is not None):
+        raise ValueError("give either --prompts FILE or --prompt TEXT --answer TEXT, not both")
+    if args.prompts is not None:
+        return load_suite(args.prompts)
+    if (args.prompt is None) != (args.answer is None):
+        raise ValueError(
+            "--prompt and --answer go together: --prompt TEXT --answer TEXT, where the answer "
+            "is the expected next token (it sets is_answer and L_semantic)"
+        )
+    if args.prompt is not None:
+        return PromptSuite.one_off(args.prompt, args.answer)
+    return None
+
+
 def _config(args: argparse.Namespace) -> Any:
     from lenscheck.config import LensConfig
 
     return LensConfig(
+        suite=_suite(args),
+        decode_norm=args.decode_norm,
         device=args.device,
         dtype=args.dtype,
         backend=args.backend,
@@ -175,7 +219,7 @@ def _out_dir(args: argparse.Namespace) -> Path:
     return Path(setup_run_latest_directory(Path.cwd()))
 
 
-def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
     from lenscheck.progress import model_progress
     from lenscheck.runner import run_model
 
@@ -191,21 +235,28 @@ def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> dict[str, An
             gc.freeze()
 
         run = run_model(spec, cfg, out_dir, stage=stage)
-    diag = run.result.diagnostics
-    top = run.result.json_data["final_prediction"]["topk"][0]
-    assert run.paths is not None
-    log.info("wrote %s", ", ".join(str(p) for p in run.paths.all() if p.exists()))
-    return {
-        "model": spec,
-        "status": "ok",
-        "L_copy": diag["L_copy"],
-        "L_semantic": diag["L_semantic"],
-        "top1": f"{top[0]!r} ({top[1]:.2f})",
-        "seconds": f"{run.timings['total_s']:.1f}",
-    }
+    written = [p for paths in run.paths.values() for p in paths.all() if p.exists()]
+    log.info("wrote %s", ", ".join(map(str, written)))
+    rows = []
+    for case in run.suite.cases:
+        result = run.results[case.id]
+        diag = result.diagnostics
+        top = result.json_data["final_prediction"]["topk"][0]
+        rows.append(
+            {
+                "model": spec,
+                "prompt": case.id,
+                "status": "ok",
+                "L_copy": diag["L_copy"],
+                "L_semantic": diag["L_semantic"],
+                "top1": f"{top[0]!r} ({top[1]:.2f})",
+                "seconds": f"{run.timings['total_s']:.1f}",
+            }
+        )
+    return rows
 
 
-def _subprocess_cmd(spec: str, args: argparse.Namespace, out_dir: Path) -> list[str]:
+def _subprocess_cmd(spec: str, args: argparse.Namespace, out_dir: Path, summary: Path) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -224,6 +275,8 @@ def _subprocess_cmd(spec: str, args: argparse.Namespace, out_dir: Path) -> list[
         repr(args.copy_threshold),
         "--copy-margin",
         repr(args.copy_margin),
+        "--decode-norm",
+        args.decode_norm,
         *(["-" + "v" * args.verbose] if args.verbose else []),
     ]
     flags = {
@@ -236,7 +289,14 @@ def _subprocess_cmd(spec: str, args: argparse.Namespace, out_dir: Path) -> list[
     cmd += [flag for flag, on in flags.items() if on]
     if args.device_map:
         cmd += ["--device-map", args.device_map]
-    return [*cmd, spec]
+    if args.prompts is not None:
+        cmd += ["--prompts", str(args.prompts)]
+    if args.prompt is not None:
+        cmd += ["--prompt", args.prompt, "--answer", args.answer]
+    return [*cmd, "--summary-json", str(summary), spec]
+
+
+_COLUMNS = ("model", "prompt", "status", "L_copy", "L_semantic", "top1", "seconds")
 
 
 def _summary(rows: list[dict[str, Any]], out_dir: Path) -> None:
@@ -244,33 +304,46 @@ def _summary(rows: list[dict[str, Any]], out_dir: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"lenscheck run -> {out_dir}")
-    for col in ("model", "status", "L_copy", "L_semantic", "top1", "seconds"):
+    for col in _COLUMNS:
         table.add_column(col)
     for row in rows:
-        table.add_row(
-            *(
-                str(row.get(c, ""))
-                for c in ("model", "status", "L_copy", "L_semantic", "top1", "seconds")
-            )
-        )
+        table.add_row(*(str(row.get(c, "")) for c in _COLUMNS))
     Console(stderr=False).print(table)
 
 
+def _run_child(spec: str, args: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
+    """One model in its own process (memory isolation, as the original did); its summary
+    rows come back through a JSON file."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lenscheck-summary-") as tmp:
+        summary = Path(tmp) / "rows.json"
+        code = subprocess.run(_subprocess_cmd(spec, args, out_dir, summary), check=False).returncode
+        if code == 0 and summary.exists():
+            rows: list[dict[str, Any]] = json.loads(summary.read_text(encoding="utf-8"))
+            return rows
+    return [{"model": spec, "status": f"failed ({code})"}]
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    from lenscheck.device import resolve_device
     from lenscheck.models import expand_model_list
 
     specs = expand_model_list(",".join(args.models)) if args.models else ["embedded"]
     _config(args)  # validate options before creating directories or loading anything
+    resolve_device(args.device)  # a missing device: exit 2, nothing written
     out_dir = _out_dir(args)
     if args.in_process or len(specs) == 1:
-        rows = [_run_one(specs[0], args, out_dir)]
+        rows = _run_one(specs[0], args, out_dir)
+        if args.summary_json is not None:
+            args.summary_json.write_text(json.dumps(rows), encoding="utf-8")
         if not args.in_process:
             _summary(rows, out_dir)
         return 0
-    rows = []
-    for spec in specs:  # one process per model: memory isolation, as the original did
-        code = subprocess.run(_subprocess_cmd(spec, args, out_dir), check=False).returncode
-        rows.append({"model": spec, "status": "ok" if code == 0 else f"failed ({code})"})
+    rows = [row for spec in specs for row in _run_child(spec, args, out_dir)]
     _summary(rows, out_dir)
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
@@ -289,7 +362,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from lenscheck.diff import DiffInputError, diff_paths, render_all, reports_json
+    from lenscheck.diff import (
+        DiffInputError,
+        diff_paths,
+        render_all,
+        reports_json,
+        reports_markdown,
+    )
     from lenscheck.golden.tolerances import parse_overrides
 
     try:
@@ -297,8 +376,9 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     except (DiffInputError, ValueError) as exc:
         print(f"lenscheck diff: {exc}", file=sys.stderr)
         return 2
-    print(reports_json(reports) if args.format == "json" else render_all(reports))
-    return 0 if all(r.ok for r in reports) else 1
+    render = {"json": reports_json, "markdown": reports_markdown, "text": render_all}
+    print(render[args.format](reports))
+    return 0 if all(r.ok and r.identity_ok for r in reports) else 1
 
 
 def _cmd_env(args: argparse.Namespace) -> int:

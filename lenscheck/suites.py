@@ -177,6 +177,14 @@ def _suite(data: Mapping[str, Any], source: str, stem: str) -> PromptSuite:
             "digits and '-', starting with a letter or digit (it names the golden folder)"
         )
     cases = tuple(_case(entry, source, n) for n, entry in enumerate(entries, start=1))
+    first: dict[str, int] = {}
+    for n, case in enumerate(cases, start=1):
+        if case.id in first:
+            raise SuiteError(
+                f"{source}: prompt #{n} (id {case.id!r}): prompt id {case.id!r} appears twice "
+                f"(first in prompt #{first[case.id]}); ids are unique in a suite"
+            )
+        first[case.id] = n
     return PromptSuite(name=name, cases=cases, source=source)
 
 

@@ -98,8 +98,12 @@ class Unembedder:
     def __post_init__(self) -> None:
         import torch
 
+        # Detached: the lens never needs gradients, and a Parameter here would make a
+        # caller outside torch.no_grad() build an autograd graph over every unembedding.
+        self.weight = self.weight.detach()
+        self.bias = None if self.bias is None else self.bias.detach()
         if self.promote and torch.is_floating_point(self.weight):
-            self._w32 = (self.weight.float(), None if self.bias is None else self.bias.float())
+            self._w32 = (self.weight.float(), self.bias if self.bias is None else self.bias.float())
 
     @property
     def dtype(self) -> torch.dtype:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -82,3 +86,27 @@ def _refuse(nodeid: str) -> object:
         raise NetworkAccessError(f"{nodeid} tried to connect to {address!r}; tests run offline")
 
     return create_connection
+
+
+#: The committed golden every comparison test edits: a real document, four layers.
+COMMITTED_GOLDEN = (
+    Path(__file__).resolve().parents[1] / "golden" / "synthetic-llama" / "cpu-float32.json"
+)
+
+
+@pytest.fixture(scope="session")
+def committed_golden() -> dict[str, Any]:
+    """The committed synthetic-llama golden, parsed once (do not edit: use ``golden``)."""
+    return dict(json.loads(COMMITTED_GOLDEN.read_text(encoding="utf-8")))
+
+
+@pytest.fixture
+def golden(committed_golden: dict[str, Any]) -> dict[str, Any]:
+    """A fresh copy of the committed golden: the stored side of a comparison."""
+    return copy.deepcopy(committed_golden)
+
+
+@pytest.fixture
+def run(committed_golden: dict[str, Any]) -> dict[str, Any]:
+    """Another fresh copy: the run side, to edit into drift."""
+    return copy.deepcopy(committed_golden)

@@ -36,18 +36,19 @@ def _fragments_in_order(message: str, *fragments: str) -> None:
 # ------------------------------------------------------------------------------ goldens
 
 
+REBLESS = "re-bless it with: pytest --lens-models=synthetic-llama --snapshot-update"
+
+
 def test_corrupted_golden_json(tmp_path: Path) -> None:
     from lenscheck.golden.store import GoldenFormatError, read_golden
 
     path = tmp_path / "cpu-float32.json"
     path.write_text(GOLDEN.read_text(encoding="utf-8")[:200], encoding="utf-8")  # cut short
     with pytest.raises(GoldenFormatError) as info:
-        read_golden(path, model=LLAMA)
+        read_golden(path, fix=REBLESS)
     message = str(info.value)
     assert message.startswith(f"golden file {path} is not valid JSON (")
-    assert message.endswith(
-        "); regenerate with: pytest --lens-models=synthetic-llama --snapshot-update"
-    )
+    assert message.endswith(f"); {REBLESS}")
 
 
 def test_golden_with_a_newer_format_version(tmp_path: Path) -> None:
@@ -58,34 +59,50 @@ def test_golden_with_a_newer_format_version(tmp_path: Path) -> None:
     path = tmp_path / "cpu-float32.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(GoldenFormatError) as info:
-        read_golden(path, model=LLAMA)
+        read_golden(path, fix=REBLESS)
     assert str(info.value) == (
-        f"golden file {path} has format 99, newer than this lenscheck reads (1); upgrade "
-        "lenscheck (pip install -U lenscheck) or regenerate with: pytest "
-        "--lens-models=synthetic-llama --snapshot-update"
+        f"golden file {path} has format 99, newer than this lenscheck reads (2); upgrade "
+        f"lenscheck (pip install -U lenscheck) or {REBLESS}"
+    )
+
+
+def test_golden_from_an_older_lenscheck(tmp_path: Path) -> None:
+    from lenscheck.golden.store import GoldenFormatError, read_golden
+
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    data["format_version"] = 1
+    path = tmp_path / "cpu-float32.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(GoldenFormatError) as info:
+        read_golden(path, fix=REBLESS)
+    assert str(info.value) == (
+        f"golden file {path} has format 1, older than the current 2 (which pins every "
+        f"records cell, the probes and more); {REBLESS}"
     )
 
 
 def test_golden_from_a_model_with_another_vocabulary_and_layer_count() -> None:
     from lenscheck.golden.compare import compare_golden
-    from lenscheck.golden.report import render_report
+    from lenscheck.golden.report import rebless_command, render_report
     from lenscheck.golden.tolerances import tolerances_for
 
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
     observed = copy.deepcopy(golden)
     observed["model_stats"]["d_vocab"] = 32000
     observed["model_stats"]["num_layers"] = 4
-    observed["trajectory"].append(dict(observed["trajectory"][-1], layer=4))
+    rows = observed["prompts"]["capital-de"]["next_token"]
+    for values in rows.values():
+        values.append(values[-1])
     tol, note = tolerances_for("cpu-float32", "cpu-float32")
     report = compare_golden(golden, observed, tol, tolerance_note=note)
     assert not report.ok
-    text = render_report(report, golden_path=str(GOLDEN))
-    assert "model_stats: d_vocab: golden 49152 vs run 32000" in text
-    assert "model_stats: num_layers: golden 3 vs run 4" in text
-    assert "trajectory: layer count: golden 4 vs run 5" in text
+    text = render_report(report, golden_path=str(GOLDEN), rebless=rebless_command(LLAMA))
+    assert "schema: model_stats d_vocab: golden 49152 vs run 32000" in text
+    assert "schema: model_stats num_layers: golden 3 vs run 4" in text
+    assert "trajectory: prompt capital-de layer count: golden 4 vs run 5" in text
     assert "if this change is intended, re-bless: pytest --lens-models=synthetic-llama" in text
     assert text.startswith(
-        "lenscheck drift: synthetic-llama (cpu-float32 run vs cpu-float32 golden "
+        "lenscheck drift: synthetic-llama, suite default (cpu-float32 run vs cpu-float32 golden "
     )
 
 
@@ -277,22 +294,45 @@ def test_interrupted_run_leaves_no_partial_file(
 # ----------------------------------------------------------------------------- options
 
 
-def test_lens_models_empty_duplicated_or_spaced() -> None:
-    from lenscheck.plugin.options import _models
+def test_lens_models_empty_duplicated_or_spaced(tmp_path: Path) -> None:
+    from lenscheck.plugin.options import _entries
 
-    assert _models("") == ()  # absent or empty: the lens tests skip with a one-line reason
-    assert _models(" synthetic-llama , synthetic-llama,synthetic-gpt2 ,") == (
-        "synthetic-llama",
-        "synthetic-gpt2",
-    )
+    keys = [
+        e.key for e in _entries(" synthetic-llama , synthetic-llama,synthetic-gpt2 ,", tmp_path)
+    ]
+    assert keys == ["synthetic-llama", "synthetic-gpt2"]
+    assert _entries("", tmp_path) == ()  # absent or empty: no lens tests at all
     with pytest.raises(pytest.UsageError) as info:
-        _models(" , ,")
+        _entries(" , ,", tmp_path)
     assert str(info.value) == (
         "--lens-models: no model given in ' , ,': expected a comma-separated list of ids"
     )
     from lenscheck.plugin import _NO_MODELS
 
+    # Only a user's own test asking for a lens fixture gets this skip reason.
     assert _NO_MODELS == "no --lens-models (or lens_models ini) given: lens golden tests not run"
+
+
+def test_a_checkpoint_outside_the_project_needs_a_name(tmp_path: Path) -> None:
+    from lenscheck.models import resolve_model
+    from lenscheck.plugin.options import _entries
+
+    ckpt = resolve_model("synthetic-llama").path
+    project = tmp_path / "project"
+    project.mkdir()
+    with pytest.raises(pytest.UsageError) as info:
+        _entries(ckpt, project)
+    assert str(info.value) == (
+        f"--lens-models: checkpoint directory {ckpt!r} is outside the rootdir {project}; a "
+        "golden must not depend on where a model lives, so name it: "
+        f"--lens-models=NAME={ckpt} (or lens_models = NAME={ckpt} in the ini)"
+    )
+    (entry,) = _entries(f"mine={ckpt}", project)
+    assert (entry.key, entry.spec) == ("mine", ckpt)
+    inside = project / "models" / "ckpt"
+    inside.mkdir(parents=True)
+    (entry,) = _entries(str(inside), project)
+    assert (entry.key, entry.spec) == ("models/ckpt", str(inside))
 
 
 @pytest.mark.parametrize("name", ["copy_threshold", "copy_margin"])
@@ -346,26 +386,29 @@ def test_copy_options_outside_unit_interval_on_the_command_line(
     assert capsys.readouterr().err.rstrip().endswith(f"error: {expected}")
 
 
-def test_requested_device_that_is_missing(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_requested_device_that_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
     from lenscheck.config import LensConfig
-    from lenscheck.device import resolve_device
+    from lenscheck.device import DeviceUnavailableError, resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="lenscheck.device"):
-        assert resolve_device("cuda") == "cpu"
-        assert resolve_device("mps") == "cpu"
-    assert [r.getMessage() for r in caplog.records if r.name == "lenscheck.device"] == [
-        "device 'cuda' requested but not available; falling back to cpu",
-        "device 'mps' requested but not available; falling back to cpu",
-    ]
-    with pytest.raises(ValueError) as info:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    for device, option in (("cuda", "--device"), ("mps", "--lens-device")):
+        with pytest.raises(DeviceUnavailableError) as info:
+            resolve_device(device, option)
+        _fragments_in_order(
+            str(info.value),
+            f"device '{device}' was requested but is not available here: torch ",
+            " with CUDA ",
+            "0 CUDA device(s) visible, CUDA_VISIBLE_DEVICES=0,1, MPS available: no. ",
+            f"Choose an available device with {option} (auto picks cuda, then mps, then cpu)",
+        )
+    assert resolve_device("auto") == "cpu"  # auto still resolves, to what is there
+    with pytest.raises(ValueError) as err:
         LensConfig(device="tpu")
-    assert str(info.value) == "device must be one of auto, cuda, mps, cpu, got 'tpu'"
+    assert str(err.value) == "device must be one of auto, cuda, mps, cpu, got 'tpu'"
 
 
 # ---------------------------------------------------------------------- models and hub
@@ -553,8 +596,9 @@ def test_goldens_are_json_only() -> None:
 
     files = sorted(p for p in (ROOT / "golden").rglob("*") if p.is_file())
     assert files and all(p.suffix == ".json" for p in files)
+    assert not [p for p in files if p.name.endswith(".obtained.json")]
     for path in files:
-        assert read_golden(path)["format_version"] == 1
+        assert read_golden(path)["format_version"] == 2
 
 
 def test_records_are_csv_and_residuals_are_safetensors(tmp_path: Path) -> None:

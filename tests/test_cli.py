@@ -125,7 +125,9 @@ def test_no_model_means_embedded(
         return shared.resolved, shared.backend
 
     monkeypatch.setattr(lenscheck.runner, "load_model", fake_load)
-    monkeypatch.setattr(lenscheck.lens, "run_lens", lambda backend, cfg: shared.result)
+    monkeypatch.setattr(
+        lenscheck.lens, "run_suite", lambda backend, suite, cfg: {"capital-de": shared.result}
+    )
     assert main(["run", "--device", "cpu", "--out-dir", str(tmp_path), "--no-heatmap"]) == 0
     assert asked == ["embedded"]
     assert _outputs(tmp_path) == [

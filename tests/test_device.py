@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
@@ -93,18 +91,25 @@ def test_parse_dtype_rejects_unknown(text: str) -> None:
         parse_dtype(text)
 
 
-def test_resolve_device(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lenscheck.device import DeviceUnavailableError
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu"
     assert resolve_device("cpu") == "cpu"
-    with caplog.at_level(logging.WARNING, logger="lenscheck.device"):
-        assert resolve_device("cuda:1") == "cpu"
-    assert "not available; falling back to cpu" in caplog.text
+    for missing in ("cuda", "cuda:1", "mps"):  # never the CPU instead
+        with pytest.raises(DeviceUnavailableError, match=f"device '{missing}' was requested"):
+            resolve_device(missing)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert resolve_device("auto") == "mps"
+    assert resolve_device("mps") == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("auto") == "cuda"
     assert resolve_device("cuda:1") == "cuda:1"
+    for absent in ("cuda:2", "cuda:x"):  # an index torch does not see is missing too
+        with pytest.raises(DeviceUnavailableError, match="2 CUDA device"):
+            resolve_device(absent)
     with pytest.raises(ValueError, match="device must be one of"):
         resolve_device("tpu")

@@ -55,7 +55,7 @@ def test_hand_edited_copy_exits_1_with_the_report(
     _bump_entropy(other / PURE, layer=2, delta=0.3)
     assert main(["diff", str(run_dir), str(other)]) == 1
     out = capsys.readouterr().out
-    assert "trajectory: layer 2 entropy" in out
+    assert f"trajectory: prompt {MODEL} layer 2 entropy" in out
     assert "OLD" in out and "NEW" in out
     assert "re-bless" not in out  # no golden involved
 
@@ -100,3 +100,61 @@ def test_published_original_pipeline_pair_exits_0(capsys: pytest.CaptureFixture[
     assert main(["diff", str(llama), str(llama)]) == 0
     assert main(["diff", str(PUBLISHED), str(PUBLISHED)]) == 0
     assert "cuda-float16" in capsys.readouterr().out
+
+
+def test_markdown_format_for_job_summaries(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = _copy(run_dir, tmp_path / "b")
+    _bump_entropy(other / PURE, layer=3, delta=0.5)
+    assert main(["diff", str(run_dir), str(other), "--format", "markdown"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("## lenscheck drift report\n")
+    assert f"| {MODEL} | cpu-float32 → cpu-float32 | **drift** | 1 |" in out
+    assert f"| trajectory | prompt {MODEL} layer 3 | entropy |" in out
+
+
+def test_a_golden_against_the_obtained_file_a_drifting_run_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lenscheck.golden.store import dumps_golden, read_golden
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / MODEL / "cpu-float32.json"
+    data = read_golden(golden)
+    data["prompts"]["capital-de"]["records"]["entropy"][1][4] += 0.25
+    obtained = tmp_path / "cpu-float32.obtained.json"
+    obtained.write_text(dumps_golden(data), encoding="utf-8")
+    assert main(["diff", str(golden), str(obtained)]) == 1
+    out = capsys.readouterr().out
+    assert "records: 1 of 204 values drifted" in out
+    assert "records: prompt capital-de layer 1 pos 4 entropy: OLD " in out
+
+
+def test_a_golden_against_a_run_folder_of_its_suite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example suite's golden against a run of that suite: prompts pair by their text."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    suite = root / "examples" / "prompts" / "capitals.toml"
+    assert (
+        main(
+            [
+                "run",
+                MODEL,
+                "--device",
+                "cpu",
+                "--no-heatmap",
+                "--out-dir",
+                str(out),
+                "--prompts",
+                str(suite),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert len(list(out.glob("output-*.json"))) == 8
+    golden = root / "golden" / MODEL / "capitals" / "cpu-float32.json"
+    assert main(["diff", str(golden), str(out)]) == 0
+    assert "no drift beyond tolerance" in capsys.readouterr().out

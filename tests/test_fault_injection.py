@@ -1,44 +1,48 @@
-"""A one-line fault in the lens makes ``pytest --lens-models=embedded,synthetic`` fail.
+"""A fault in lenscheck's source fails the plugin's generated tests, and only those run.
 
-Each fault is a real one-line edit of lenscheck's source: the inner project's conftest.py
-takes the function's source, replaces one line, compiles it in the module's namespace and
-monkeypatches it in for the run (undone at unconfigure). The golden suite then runs against
-the goldens committed in ``golden/`` and must fail, naming a metric the fault moved. A
-control run with the same conftest and no fault passes, so the failures come from the
-fault alone. The runs that load the embedded model (eps-outside-sqrt and its control) are
-marked ``slow``, as the project marks every embedded-model test. If lenscheck's source
-changes so that a fault's line no longer exists, the inner run stops with a usage error
-naming the missing line instead of passing vacuously.
+Each fault (tests/_faults.py) is a real edit of lenscheck's source: the inner project's
+conftest.py takes the function's source, replaces the lines, compiles it in the module's
+namespace and monkeypatches it in for the run (undone at unconfigure). The generated tests
+then run against the goldens committed in ``golden/`` and must fail exactly as listed,
+with a report naming where. A control run with the same conftest and no fault passes, so
+the failures come from the fault alone. If lenscheck's source changes so that a fault's
+line no longer exists, the inner run stops with a usage error instead of passing vacuously.
 
-Which models and generated tests catch each fault (asserted below, exactly):
+Which models and generated tests catch each fault (asserted exactly):
 
-* eps-outside-sqrt (RMSNorm ``rsqrt(ms + eps)`` -> ``1 / (sqrt(ms) + eps)``, run on
-  embedded and the synthetic set): test_invariants of embedded and synthetic-llama (the
-  re-applied norm differs from the module by 3e-4 and 2e-4 at layer 0, over the 1e-5
-  bound), and synthetic-llama's layer-0 entropy (|Δ| 4e-4 > 1e-4) in test_trajectory and
-  test_golden_file. Embedded's entropies move less than 1e-4; synthetic-gemma3 (RMSNorm
-  too, but its scaled embeddings dwarf eps) moves 4e-6 and passes; the LayerNorm models
-  do not use the line.
-* wrong-norm-post-block (block i's own ln1 for its output instead of block i+1's): every
-  pre-norm model in test_trajectory and test_golden_file; the post-norm OPT is untouched.
-* entropy-in-nats (the ``/ LN2`` dropped): every model, in test_trajectory,
-  test_final_prediction and test_golden_file.
-* layer-off-by-one (``"layer": layer + 1`` in the pure next-token records, the
-  trajectory's rows): every model in test_trajectory and
-  test_golden_file ("layer index"); models whose golden has a collapse layer also in
-  test_collapse (their L_copy moves by one). The "layer index" check is new in
-  compare_golden; before it, llama and neox (no collapse layer) passed with this fault.
+* eps-outside-sqrt: synthetic-llama's records, trajectory and decoding points (entropy
+  |Δ| 4e-4 at layer 0) and its invariants (the re-applied RMSNorm differs from the module);
+  embedded (slow) only in test_invariants: its entropies move less than 1e-4. Gemma's
+  scaled embeddings dwarf eps; the LayerNorm models do not use the line.
+* wrong-norm-post-block: every pre-norm model's records, trajectory and decoding points.
+* entropy-in-nats: every model, in every test that pins an entropy.
+* layer-off-by-one (the pure CSV's layer column): every model's trajectory ("layer
+  index"); models with a collapse layer also in test_collapse.
+* probe-read-at-the-first-position: test_probes of every model.
+* temperature-multiplies: test_final_prediction of every model.
+* records-show-the-last-position (every records cell shows the last position's top-k):
+  test_records, and test_invariants (the last layer's top-1 at earlier positions is no
+  longer the model's own) of every model.
+* consistency-diagnostic-lies (the JSON's last_layer_consistency decodes the last layer
+  without its norm, the lens itself is right): test_invariants only, which recomputes it;
+  not the post-norm OPT, whose last residual is already normalized.
+* last-layer-unnormed-and-hidden (the lens forgets the last layer's norm and the
+  consistency diagnostic reports a perfect match): the goldens catch the values, and
+  test_invariants catches it without any golden (records' last layer vs the model's own
+  logits); not the post-norm OPT (same reason).
+* ablation-decodes-every-point-alike: test_decoding of every model.
+* rest-mass-halved (the CSV writer's rest_mass): test_invariants of every model.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _faults import FAULTS, fault_conftest
 
 from lenscheck.models import SYNTHETIC_ALIASES
 from lenscheck.models.cache import CACHE_ENV_VAR, cache_root
@@ -47,137 +51,121 @@ REPO = Path(__file__).resolve().parents[1]
 #: Pytester points HOME at its own folder; keep the inner runs on the real model cache.
 MODEL_CACHE = cache_root()
 BASE_ARGS = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
-ALL = ("embedded", *SYNTHETIC_ALIASES)
-RMS = {"embedded", "synthetic-llama", "synthetic-gemma3"}
-PRE_NORM = set(ALL) - {"synthetic-opt-postnorm"}
-
-CONFTEST = '''
-"""Inject one fault into lenscheck for this run (see tests/test_fault_injection.py)."""
-import __future__
-import importlib
-import inspect
-import json
-import textwrap
-
-import pytest
-
-PATCHES = json.loads({patches!r})
-_mp = pytest.MonkeyPatch()
+SYN = SYNTHETIC_ALIASES
+PRE_NORM = tuple(m for m in SYN if m != "synthetic-opt-postnorm")
+WITH_COLLAPSE = ("synthetic-gpt2", "synthetic-gemma3", "synthetic-opt-postnorm")
+ENTROPY_TESTS = {
+    "test_records",
+    "test_trajectory",
+    "test_probes",
+    "test_final_prediction",
+    "test_decoding",
+}
 
 
-def _mutant(module, qualname, old, new):
-    owner = module
-    *path, name = qualname.split(".")
-    for part in path:
-        owner = getattr(owner, part)
-    source = textwrap.dedent(inspect.getsource(getattr(owner, name)))
-    if source.count(old) != 1:
-        raise pytest.UsageError(
-            f"fault line not found once in {{module.__name__}}.{{qualname}}: {{old!r}}"
-        )
-    code = compile(
-        source.replace(old, new),
-        f"<fault in {{module.__name__}}.{{qualname}}>",
-        "exec",
-        flags=__future__.annotations.compiler_flag,
-        dont_inherit=True,
-    )
-    namespace = dict(vars(module))
-    exec(code, namespace)
-    return owner, name, namespace[name]
+def each(models: tuple[str, ...], tests: set[str]) -> dict[str, set[str]]:
+    return {m: set(tests) for m in models}
 
 
-def pytest_configure(config):
-    for module_name, qualname, old, new, also in PATCHES:
-        owner, name, mutant = _mutant(importlib.import_module(module_name), qualname, old, new)
-        _mp.setattr(owner, name, mutant)
-        for target in also:  # modules that imported the name
-            module_name, attr = target.split(":")
-            _mp.setattr(importlib.import_module(module_name), attr, mutant)
-
-
-def pytest_unconfigure(config):
-    _mp.undo()
-'''
-
-#: name -> (patches, models to run, {model: failing tests}, texts the output must contain)
-FAULTS: dict[str, tuple[list[list[object]], tuple[str, ...], dict[str, set[str]], list[str]]] = {
+#: fault -> (models to run, {model: failing tests}, texts the output must contain)
+EXPECTED: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
     "eps-outside-sqrt": (
-        [
-            [
-                "lenscheck.norms",
-                "apply_norm",
-                "y = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)",
-                "y = x32 / (x32.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)",
-                [],
-            ]
-        ],
-        ALL,
+        SYN,
         {
-            "embedded": {"test_invariants"},
-            "synthetic-llama": {"test_trajectory", "test_golden_file", "test_invariants"},
+            "synthetic-llama": {
+                "test_records",
+                "test_trajectory",
+                "test_decoding",
+                "test_invariants",
+            }
         },
         [
-            "embedded: layer 0: re-applied LlamaRMSNorm differs from the module by ",
-            "synthetic-llama: layer 0: re-applied LlamaRMSNorm differs from the module by ",
-            "trajectory: layer 0 entropy: ",
+            "synthetic-llama: capital-de: layer 0: re-applied LlamaRMSNorm differs from the "
+            "module by ",
+            "records: prompt capital-de layer 0 pos 0 entropy: ",
         ],
     ),
     "wrong-norm-post-block": (
-        [
-            [
-                "lenscheck.norms",
-                "get_correct_norm_module",
-                'return getattr(blocks[layer_idx + 1], "ln1", None)',
-                'return getattr(blocks[layer_idx], "ln1", None)',
-                [],
-            ]
-        ],
-        SYNTHETIC_ALIASES,
-        {m: {"test_trajectory", "test_golden_file"} for m in PRE_NORM & set(SYNTHETIC_ALIASES)},
-        ["trajectory: layer 1 "],
+        SYN,
+        each(PRE_NORM, {"test_records", "test_trajectory", "test_decoding"}),
+        ["trajectory: prompt capital-de layer 1 "],
     ),
     "entropy-in-nats": (
-        [
-            [
-                "lenscheck.numerics",
-                "entropy_bits",
-                "return (nats / LN2).abs()",
-                "return nats.abs()",
-                ["lenscheck.lens:entropy_bits"],
-            ]
-        ],
-        SYNTHETIC_ALIASES,
-        {
-            m: {"test_trajectory", "test_final_prediction", "test_golden_file"}
-            for m in SYNTHETIC_ALIASES
-        },
-        ["trajectory: layer 0 entropy: ", "final_prediction: entropy: "],
+        SYN,
+        each(SYN, ENTROPY_TESTS),
+        ["trajectory: prompt capital-de layer 0 entropy: ", "final_prediction: prompt capital-de"],
     ),
     "layer-off-by-one": (
-        [
-            [
-                "lenscheck.lens",
-                "_pure_records",
-                '"layer": layer,',
-                '"layer": layer + 1,',
-                [],
-            ]
-        ],
-        SYNTHETIC_ALIASES,
+        SYN,
         {
-            "synthetic-gpt2": {"test_collapse", "test_trajectory", "test_golden_file"},
-            "synthetic-gemma3": {"test_collapse", "test_trajectory", "test_golden_file"},
-            "synthetic-opt-postnorm": {"test_collapse", "test_trajectory", "test_golden_file"},
-            "synthetic-llama": {"test_trajectory", "test_golden_file"},
-            "synthetic-neox": {"test_trajectory", "test_golden_file"},
+            **each(SYN, {"test_trajectory"}),
+            **each(WITH_COLLAPSE, {"test_collapse", "test_trajectory"}),
         },
         [
-            "trajectory: layer 0 layer index: golden 0 vs run 1",
-            "collapse: L_copy: golden 0 vs run 1",
+            "trajectory: prompt capital-de layer 0 layer index: golden 0 vs run 1",
+            "collapse: prompt capital-de L_copy: golden 0 vs run 1",
         ],
     ),
+    "probe-read-at-the-first-position": (
+        SYN,
+        each(SYN, {"test_probes"}),
+        ["probes: prompt capital-de probe 'Berlin is the capital of' "],
+    ),
+    "temperature-multiplies": (
+        SYN,
+        each(SYN, {"test_final_prediction"}),
+        ["final_prediction: prompt capital-de T=0.1 entropy: "],
+    ),
+    "records-show-the-last-position": (
+        SYN,
+        each(SYN, {"test_records", "test_invariants"}),
+        ["records: prompt capital-de layer 0 pos 0 "],
+    ),
+    "consistency-diagnostic-lies": (
+        SYN,
+        each(PRE_NORM, {"test_invariants"}),
+        ["capital-de: the JSON's last_layer_consistency (kl_bits_max "],
+    ),
+    "last-layer-unnormed-and-hidden": (
+        SYN,
+        {
+            **each(
+                PRE_NORM, {"test_records", "test_trajectory", "test_decoding", "test_invariants"}
+            ),
+            "synthetic-gpt2": {
+                "test_records",
+                "test_trajectory",
+                "test_decoding",
+                "test_invariants",
+                "test_collapse",
+            },
+        },
+        ["capital-de: records CSV, last layer, pos 0: entropy "],
+    ),
+    "ablation-decodes-every-point-alike": (
+        SYN,
+        each(SYN, {"test_decoding"}),
+        ["decoding: prompt capital-de layer 0 final "],
+    ),
+    "rest-mass-halved": (
+        SYN,
+        each(SYN, {"test_invariants"}),
+        ["capital-de: records layer 0 pos 0: listed probabilities "],
+    ),
 }
+#: The embedded model's share (slow: a 135M model per run).
+EMBEDDED: dict[str, tuple[set[str], list[str]]] = {
+    "eps-outside-sqrt": (
+        {"test_invariants"},
+        ["embedded: capital-de: layer 0: re-applied LlamaRMSNorm differs from the module by "],
+    ),
+    "consistency-diagnostic-lies": ({"test_invariants"}, []),
+    "last-layer-unnormed-and-hidden": (
+        {"test_records", "test_trajectory", "test_decoding", "test_invariants", "test_collapse"},
+        ["capital-de: records CSV, last layer, pos "],
+    ),
+}
+GOLDEN_TESTS = ENTROPY_TESTS | {"test_collapse", "test_schema", "test_tokenization"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -187,7 +175,7 @@ def _warm_lens_modules() -> None:
     from lenscheck.config import LensConfig
     from lenscheck.runner import run_model
 
-    for alias in SYNTHETIC_ALIASES:
+    for alias in SYN:
         run_model(alias, LensConfig(device="cpu", dtype="float32", heatmap=False))
 
 
@@ -205,26 +193,28 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Itera
     assert not list(pytester.path.glob(".cache/lenscheck/*")), "an inner run rebuilt a model"
 
 
-def run_with(pytester: pytest.Pytester, patches: list[list[object]], models: tuple[str, ...]):  # type: ignore[no-untyped-def]
-    import lenscheck.lens
-    import lenscheck.norms
-    import lenscheck.numerics
+def _patched_objects(patches: list[object]) -> dict[str, object]:
+    import importlib
 
-    before = {
-        "apply_norm": lenscheck.norms.apply_norm,
-        "get_correct_norm_module": lenscheck.norms.get_correct_norm_module,
-        "entropy_bits": lenscheck.numerics.entropy_bits,
-        "lens.entropy_bits": lenscheck.lens.entropy_bits,
-        "_pure_records": lenscheck.lens._pure_records,
-    }
-    pytester.makeconftest(CONFTEST.format(patches=json.dumps(patches)))
-    result = pytester.runpytest(*BASE_ARGS, f"--lens-models={','.join(models)}", "-m", "lens")
-    # The fault lived only for the inner run.
-    assert lenscheck.norms.apply_norm is before["apply_norm"]
-    assert lenscheck.norms.get_correct_norm_module is before["get_correct_norm_module"]
-    assert lenscheck.numerics.entropy_bits is before["entropy_bits"]
-    assert lenscheck.lens.entropy_bits is before["lens.entropy_bits"]
-    assert lenscheck.lens._pure_records is before["_pure_records"]
+    out = {}
+    for module_name, qualname, _edits, also in patches:  # type: ignore[misc]
+        out[f"{module_name}.{qualname}"] = getattr(importlib.import_module(module_name), qualname)
+        for target in also:
+            mod, attr = target.split(":")
+            out[target] = getattr(importlib.import_module(mod), attr)
+    return out
+
+
+def run_with(
+    pytester: pytest.Pytester, patches: list[object], models: tuple[str, ...], *args: str
+) -> pytest.RunResult:
+    """Only the plugin's generated tests, with ``patches`` applied for the inner run."""
+    before = _patched_objects(patches)
+    pytester.makeconftest(fault_conftest(patches))  # type: ignore[arg-type]
+    result = pytester.runpytest(
+        *BASE_ARGS, f"--lens-models={','.join(models)}", "-m", "lens", *args
+    )
+    assert _patched_objects(patches) == before  # the fault lived only for the inner run
     return result
 
 
@@ -237,11 +227,23 @@ def failed_by_model(result: pytest.RunResult) -> dict[str, set[str]]:
     return out
 
 
+def check(result: pytest.RunResult, caught: dict[str, set[str]], texts: list[str]) -> None:
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out
+    assert failed_by_model(result) == caught
+    for text in texts:
+        assert text in out, f"{text!r} not in the output"
+    # Every drift report offers the re-bless command (the fix when the change is intended).
+    for model, tests in caught.items():
+        if tests & GOLDEN_TESTS:
+            assert f"pytest --lens-models={model}" in out and "--snapshot-update" in out
+
+
 @pytest.mark.parametrize(
     "models",
     [
-        pytest.param(SYNTHETIC_ALIASES, id="synthetic"),
-        pytest.param(ALL, id="embedded,synthetic", marks=pytest.mark.slow),
+        pytest.param(SYN, id="synthetic"),
+        pytest.param(("embedded",), id="embedded", marks=pytest.mark.slow),
     ],
 )
 def test_control_no_fault_passes(
@@ -250,37 +252,39 @@ def test_control_no_fault_passes(
     """The same conftest machinery with no fault: everything passes on the same models."""
     result = run_with(pytester, [], models)
     assert result.ret == pytest.ExitCode.OK
-    result.assert_outcomes(passed=6 * len(models))
-    assert f"{len(models)} snapshots passed." in result.stdout.str()
+    result.assert_outcomes(passed=10 * len(models))
+    assert f"{len(models)} snapshot" in result.stdout.str()
     assert "drift" not in result.stdout.str()
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(f, marks=[pytest.mark.slow] if "embedded" in FAULTS[f][1] else [])
-        for f in FAULTS
-    ],
-)
-def test_fault_fails_the_golden_suite(project: Path, pytester: pytest.Pytester, fault: str) -> None:
-    patches, models, caught, texts = FAULTS[fault]
-    result = run_with(pytester, patches, models)
-    out = result.stdout.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, out
-    assert failed_by_model(result) == caught
-    for text in texts:
-        assert text in out, f"{text!r} not in the output of the {fault} run"
-    # Every drift report offers the re-bless command (the fix when the change is intended).
-    for model, tests in caught.items():
-        if tests - {"test_invariants"}:
-            assert f"pytest --lens-models={model} --snapshot-update" in out
+def test_every_fault_has_an_expectation() -> None:
+    assert set(EXPECTED) == set(FAULTS)
+    assert set(EMBEDDED) <= set(FAULTS)
+
+
+@pytest.mark.parametrize("fault", list(EXPECTED))
+def test_fault_fails_the_generated_tests(
+    project: Path, pytester: pytest.Pytester, fault: str
+) -> None:
+    models, caught, texts = EXPECTED[fault]
+    check(run_with(pytester, FAULTS[fault], models), caught, texts)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", list(EMBEDDED))
+def test_fault_fails_the_embedded_models_tests(
+    project: Path, pytester: pytest.Pytester, fault: str
+) -> None:
+    tests, texts = EMBEDDED[fault]
+    result = run_with(pytester, FAULTS[fault], ("embedded",))  # type: ignore[arg-type]
+    check(result, {"embedded": tests}, texts)
 
 
 def test_a_missing_fault_line_is_an_error_not_a_pass(
     project: Path, pytester: pytest.Pytester
 ) -> None:
     """The injection itself cannot silently do nothing."""
-    patch = [["lenscheck.numerics", "entropy_bits", "return nats_in_bits", "return 0", []]]
+    patch = [["lenscheck.numerics", "entropy_bits", [["return nats_in_bits", "return 0"]], []]]
     result = run_with(pytester, patch, ("synthetic-llama",))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(

@@ -1,49 +1,58 @@
-"""lenscheck.golden.compare and .report: drift detection and the report, no model needed.
+"""lenscheck.golden.compare: every value class, its tolerance rule, and prompt identity.
 
-The documents are the committed synthetic-llama golden (real structure) edited by hand.
+The documents are the committed synthetic-llama golden (the shared ``golden``/``run``
+fixtures of conftest.py: real structure, 4 layers x 17 positions, one prompt) edited by
+hand. Where a test sits exactly at a tolerance, values and tolerances are dyadic so the
+boundary is exact in binary.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
+import math
 from typing import Any
 
 import pytest
 
-from lenscheck.golden.compare import Drift, DriftReport, compare_golden
-from lenscheck.golden.report import rebless_command, render_report
+from lenscheck.golden.compare import (
+    SECTIONS,
+    Drift,
+    DriftReport,
+    _key_paths,
+    compare_golden,
+    pair_prompts,
+)
 from lenscheck.golden.tolerances import DEFAULT_TOLERANCES, Tolerances
 
-GOLDEN_PATH = (
-    Path(__file__).resolve().parents[1] / "golden" / "synthetic-llama" / "cpu-float32.json"
-)
 FP32 = DEFAULT_TOLERANCES["cpu-float32"]
+#: Dyadic tolerances: "at the tolerance" is exact.
+TOL = Tolerances(
+    entropy=0.25, p_top1=0.125, final_prob=0.0625, near_tie=0.5, kl_consistency=1e-6, rank_rel=0.5
+)
+PID = "capital-de"
 
 
-@pytest.fixture(scope="module")
-def committed() -> dict[str, Any]:
-    return dict(json.loads(GOLDEN_PATH.read_text(encoding="utf-8")))
+def entry(doc: dict[str, Any]) -> dict[str, Any]:
+    """The one prompt's entry of a document."""
+    return doc["prompts"][PID]  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def golden(committed: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(committed)
+def where(report: DriftReport) -> list[tuple[str, str, int | None, int | None]]:
+    return [(d.section, d.metric, d.layer, d.pos) for d in report.drifts]
 
 
-@pytest.fixture
-def run(committed: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(committed)
+def cmp(golden: dict[str, Any], run: dict[str, Any], **kw: Any) -> DriftReport:
+    return compare_golden(golden, run, kw.pop("tol", TOL), **kw)
 
 
-def where(report: DriftReport) -> list[tuple[str, str, int | None]]:
-    return [(d.section, d.metric, d.layer) for d in report.drifts]
+# ----------------------------------------------------------------------- the basics
 
 
-def test_equal_documents_are_ok(golden: dict[str, Any], run: dict[str, Any]) -> None:
+def test_equal_documents_are_ok_and_count_what_they_compared(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
     report = compare_golden(golden, run, FP32, tolerance_note="cpu-float32 tolerances")
-    assert report.ok
+    assert report.ok and report.identity_ok
     assert report.drifts == [] and report.near_ties == []
     assert report.first_divergence() is None
     assert (report.model, report.golden_class, report.run_class) == (
@@ -51,73 +60,139 @@ def test_equal_documents_are_ok(golden: dict[str, Any], run: dict[str, Any]) -> 
         "cpu-float32",
         "cpu-float32",
     )
+    assert report.golden is golden and report.observed is run
+    # 4 layers x 17 positions x (top1, entropy, p_top1); 4 layers x 4 (index + 3 metrics).
+    assert report.compared["records"] == 4 * 17 * 3
+    assert report.compared["trajectory"] == 4 * 4
+    assert report.compared["probes"] == 14 * 3
+    assert report.compared["collapse"] == 4 + 3 * 4
+    # final: entropy, top5 tokens, 5 probabilities; 2 temperatures x 3.
+    assert report.compared["final_prediction"] == 7 + 6
+    # onset flag; per point L_semantic + 4 layers x (top1, entropy, p_top1, p_answer, rank).
+    assert report.compared["decoding"] == 1 + 3 * (1 + 4 * 5)
+    assert set(report.compared) == set(SECTIONS)
+
+
+def test_drift_delta_and_where() -> None:
+    assert Drift("s", "m", 1, 3.5).delta == 2.5
+    assert Drift("s", "m", 3.5, 1).delta == 2.5
+    assert Drift("s", "m", "a", "b").delta is None
+    assert Drift("s", "m", None, 3).delta is None
+    assert Drift("s", "m", True, False).delta is None  # flags are not numbers
+    d = Drift("s", "m", 1, 2)
+    assert (d.tolerance, d.layer, d.prompt, d.pos, d.where) == (0, None, None, None, "")
+    assert Drift("s", "m", 1, 2, 0, 4, "p", 7).where == "prompt p layer 4 pos 7"
+    assert Drift("s", "m", 1, 2, 0, None, "p").where == "prompt p"
+
+
+def test_first_divergence_is_the_lowest_layer_then_position() -> None:
+    flat = Drift("collapse", "L_copy", 1, 2)
+    late = Drift("records", "entropy", 1.0, 2.0, 0.1, 3, "p", 0)
+    early_far = Drift("records", "entropy", 1.0, 2.0, 0.1, 1, "p", 9)
+    early_near = Drift("records", "p_top1", 0.1, 0.5, 0.1, 1, "p", 2)
+    row = Drift("trajectory", "entropy", 1.0, 2.0, 0.1, 1, "p")  # a row comes before cells
+    report = DriftReport("m", "a", "b", "", drifts=[flat, late, early_far, early_near, row])
+    assert report.first_divergence() is row
+    assert report.first_divergence([flat, late, early_far]) is early_far
+    assert report.section("records") == [late, early_far, early_near]
+    assert report.section("schema") == []
+    assert DriftReport("m", "a", "b", "", drifts=[flat]).first_divergence() is flat
+
+
+# ------------------------------------------------------------------------- records
 
 
 @pytest.mark.parametrize(
     ("delta", "drifts"),
-    [(0.5, [("trajectory", "entropy", 2)]), (-2e-4, [("trajectory", "entropy", 2)]), (1e-6, [])],
-    ids=["far", "just-beyond", "within"],
+    [(0.5, [("records", "entropy", 2, 5)]), (-0.375, [("records", "entropy", 2, 5)]), (0.25, [])],
+    ids=["far", "just-beyond", "at-the-tolerance"],
 )
-def test_trajectory_entropy_tolerance(
+def test_every_records_cell_entropy_has_a_tolerance(
     golden: dict[str, Any], run: dict[str, Any], delta: float, drifts: list[Any]
 ) -> None:
-    run["trajectory"][2]["entropy"] += delta
-    report = compare_golden(golden, run, FP32)
+    entry(golden)["records"]["entropy"][2][5] = 4.0
+    entry(run)["records"]["entropy"][2][5] = 4.0 + delta
+    report = cmp(golden, run)
     assert where(report) == drifts
-    assert report.ok is (not drifts)
     if drifts:
         (drift,) = report.drifts
-        assert drift.golden == golden["trajectory"][2]["entropy"]
-        assert drift.observed == run["trajectory"][2]["entropy"]
-        assert drift.delta == pytest.approx(abs(delta))
-        assert drift.tolerance == FP32.entropy
+        assert (drift.golden, drift.observed, drift.tolerance, drift.prompt) == (
+            4.0,
+            4.0 + delta,
+            0.25,
+            PID,
+        )
 
 
-def test_tolerance_boundary_is_inclusive(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    golden["trajectory"][1]["p_top1"] = 0.5
-    run["trajectory"][1]["p_top1"] = 0.75
-    assert compare_golden(golden, run, Tolerances(1, 0.25, 1, 0, 1)).ok
-    assert where(compare_golden(golden, run, Tolerances(1, 0.2499, 1, 0, 1))) == [
-        ("trajectory", "p_top1", 1)
+def test_records_top1_change_is_a_near_tie_or_drift_by_the_goldens_gap(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    cells = entry(golden)["records"]
+    cells["p_top1"][1][3], cells["p_top2"][1][3] = 0.5, 0.125  # gap 0.375 < 0.5: near-tie
+    cells["p_top1"][1][4], cells["p_top2"][1][4] = 0.75, 0.25  # gap 0.5, not below: drift
+    obs = entry(run)["records"]
+    obs["p_top1"][1][3], obs["p_top1"][1][4] = 0.5, 0.75
+    obs["top1"][1][3] = obs["top1"][1][4] = " other"
+    obs["p_top2"][1][4] = 0.0  # the run's own gap does not matter
+    report = cmp(golden, run)
+    assert [(d.metric, d.layer, d.pos, d.observed) for d in report.near_ties] == [
+        ("top1", 1, 3, " other")
     ]
+    assert where(report) == [("records", "top1", 1, 4)]
+
+
+def test_records_shape_change_is_one_drift(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    for metric in ("top1", "p_top1", "p_top2", "entropy"):
+        entry(run)["records"][metric].append(entry(run)["records"][metric][-1])
+    report = cmp(golden, run, sections=("records",))
+    assert [(d.metric, d.golden, d.observed) for d in report.drifts] == [
+        ("layers x positions", (4, 17), (5, 17))
+    ]
+
+
+def test_records_missing_on_one_side(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    entry(run)["records"] = None
+    assert where(cmp(golden, run, sections=("records",))) == [
+        ("records", "records CSV present", None, None)
+    ]
+    assert cmp(golden, run, sections=("records",), lenient=True).ok
+
+
+# ------------------------------------------------------------------------ trajectory
+
+
+def test_trajectory_metrics_tolerances_and_layer_index(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    g, o = entry(golden)["next_token"], entry(run)["next_token"]
+    g["entropy"][0], o["entropy"][0] = 2.0, 2.25  # at the tolerance: fine
+    g["p_top1"][0], o["p_top1"][0] = 0.5, 0.625  # at the tolerance: fine
+    g["entropy"][1], o["entropy"][1] = 1.5, 1.0
+    g["p_top1"][2], o["p_top1"][2] = 0.75, 1.0
+    o["layer"][3] = 5
+    report = cmp(golden, run, sections=("trajectory",))
+    assert report.drifts == [
+        Drift("trajectory", "layer index", 3, 5, 0, 3, PID),
+        Drift("trajectory", "entropy", 1.5, 1.0, 0.25, 1, PID),
+        Drift("trajectory", "p_top1", 0.75, 1.0, 0.125, 2, PID),
+    ]
+
+
+def test_trajectory_layer_count(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    for values in entry(run)["next_token"].values():
+        values.pop()
+    report = cmp(golden, run, sections=("trajectory",))
+    assert report.drifts == [Drift("trajectory", "layer count", 4, 3, 0, None, PID)]
 
 
 def test_nan_is_always_drift(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    run["trajectory"][0]["entropy"] = float("nan")
-    assert where(compare_golden(golden, run, Tolerances(1e9, 1, 1, 1, 1))) == [
-        ("trajectory", "entropy", 0)
-    ]
+    entry(run)["next_token"]["entropy"][0] = math.nan
+    huge = Tolerances(1e9, 1, 1, 1, 1)
+    (drift,) = compare_golden(golden, run, huge, sections=("trajectory",)).drifts
+    assert (drift.metric, drift.layer) == ("entropy", 0) and math.isnan(drift.observed)
 
 
-def _top1_change(golden: dict[str, Any], run: dict[str, Any], gap: float) -> None:
-    row = golden["trajectory"][1]
-    row["p_top1"], row["p_top2"] = 0.30, 0.30 - gap
-    run["trajectory"][1].update(p_top1=0.30, top1=" other")
-
-
-def test_top1_change_under_near_tie_gap_is_reported_not_failed(
-    golden: dict[str, Any], run: dict[str, Any]
-) -> None:
-    _top1_change(golden, run, gap=FP32.near_tie / 2)
-    report = compare_golden(golden, run, FP32)
-    assert report.ok
-    assert report.drifts == []
-    assert [(d.metric, d.layer, d.golden, d.observed) for d in report.near_ties] == [
-        ("top1", 1, golden["trajectory"][1]["top1"], " other")
-    ]
-    text = render_report(report)
-    assert "near-tie (not a failure): trajectory: layer 1 top1:" in text
-    assert "no drift beyond tolerance" in text
-
-
-def test_top1_change_over_near_tie_gap_is_drift(
-    golden: dict[str, Any], run: dict[str, Any]
-) -> None:
-    _top1_change(golden, run, gap=FP32.near_tie * 2)
-    report = compare_golden(golden, run, FP32)
-    assert not report.ok
-    assert where(report) == [("trajectory", "top1", 1)]
-    assert report.near_ties == []
+# -------------------------------------------------------------------------- collapse
 
 
 @pytest.mark.parametrize(
@@ -141,167 +216,229 @@ def test_collapse_allowance(
     allowance: int,
     ok: bool,
 ) -> None:
-    golden["collapse"]["L_semantic"], run["collapse"]["L_semantic"] = golden_l, run_l
-    report = compare_golden(golden, run, FP32, collapse_allowance=allowance)
+    entry(golden)["collapse"]["L_semantic"] = golden_l
+    entry(run)["collapse"]["L_semantic"] = run_l
+    report = cmp(golden, run, collapse_allowance=allowance)
     assert report.ok is ok
-    assert where(report) == ([] if ok else [("collapse", "L_semantic", None)])
-    if not ok:
-        assert report.drifts[0].tolerance == allowance
+    assert report.drifts == (
+        [] if ok else [Drift("collapse", "L_semantic", golden_l, run_l, allowance, None, PID)]
+    )
 
 
-def test_layer_count_mismatch(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    run["trajectory"].append(dict(run["trajectory"][-1], layer=4))
-    report = compare_golden(golden, run, FP32)
-    assert [(d.metric, d.golden, d.observed) for d in report.drifts] == [("layer count", 4, 5)]
+def test_every_layers_flags_are_exact(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    flags = entry(run)["flags"]
+    flags["is_answer"][1] = True
+    flags["entropy_collapse"][3] = True
+    report = cmp(golden, run)
+    assert report.drifts == [
+        Drift("collapse", "entropy_collapse", False, True, 0, 3, PID),
+        Drift("collapse", "is_answer", False, True, 0, 1, PID),
+    ]
+    flags["copy_collapse"].pop()
+    assert ("collapse", "copy_collapse layer count", None, None) in where(cmp(golden, run))
 
 
-def test_layer_numbering_shift_is_drift(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    """Rows compare by position; a run that numbers them differently drifted."""
-    for row in run["trajectory"]:
-        row["layer"] += 1
-    report = compare_golden(golden, run, FP32)
-    assert where(report) == [("trajectory", "layer index", n) for n in range(4)]
-    assert report.drifts[0].observed == 1
+# ---------------------------------------------------------------- probes and final
 
 
-def test_model_stats_drift_names_each_field(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    golden["model_stats"].update(num_layers=5, d_vocab=32000)
-    report = compare_golden(golden, run, FP32)
-    assert sorted((d.metric, d.golden, d.observed) for d in report.drifts) == [
-        ("d_vocab", 32000, 49152),
-        ("num_layers", 5, 3),
+def test_each_probe_is_compared_and_named(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    probes = entry(run)["probes"]
+    probes["entropy"][3] += 1.0
+    probes["top1"][5] = " elsewhere"
+    gp = entry(golden)["probes"]
+    gp["p_top1"][5], gp["p_top2"][5] = 0.75, 0.0  # a clear winner: no near-tie
+    entry(run)["probes"]["p_top1"][5] = 0.75
+    report = cmp(golden, run, sections=("probes",))
+    names = golden["prompts"][PID]["probes"]["prompt"]
+    assert [d.metric for d in report.drifts] == [
+        f"probe {names[3]!r} entropy",
+        f"probe {names[5]!r} top1",
+    ]
+    assert all(d.layer is None and d.prompt == PID for d in report.drifts)
+
+
+def test_changed_probe_prompts_are_one_drift(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    entry(run)["probes"]["prompt"][0] = "Something else"
+    report = cmp(golden, run, sections=("probes",))
+    assert [(d.metric, d.observed[0]) for d in report.drifts] == [
+        ("probe prompts", "Something else")
     ]
 
 
-def test_json_key_path_drift_names_the_path(golden: dict[str, Any], run: dict[str, Any]) -> None:
+def test_final_prediction_entropy_probabilities_and_tokens(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    final = {"entropy": 1.0, "top5": [["x", 0.5], ["y", 0.25]]}
+    entry(golden)["final_prediction"] = copy.deepcopy(final)
+    entry(run)["final_prediction"] = {"entropy": 1.25, "top5": [["x", 0.5625], ["y", 0.1875]]}
+    assert cmp(golden, run, sections=("final_prediction",)).ok  # both at the tolerance
+    entry(run)["final_prediction"] = {"entropy": 1.5, "top5": [["x", 0.5], ["y", 0.375]]}
+    assert cmp(golden, run, sections=("final_prediction",)).drifts == [
+        Drift("final_prediction", "entropy", 1.0, 1.5, 0.25, None, PID),
+        Drift("final_prediction", "p(top2 'y')", 0.25, 0.375, 0.0625, None, PID),
+    ]
+    entry(run)["final_prediction"] = {"entropy": 1.0, "top5": [["y", 0.9], ["x", 0.01]]}
+    assert cmp(golden, run, sections=("final_prediction",)).drifts == [
+        Drift("final_prediction", "top5 tokens", ["x", "y"], ["y", "x"], 0, None, PID)
+    ]
+
+
+def test_temperature_rows_belong_to_the_final_prediction(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    entry(run)["temperature"]["entropy"][1] += 1.0
+    report = cmp(golden, run)
+    assert where(report) == [("final_prediction", "T=2.0 entropy", None, None)]
+    entry(run)["temperature"]["temperature"] = [0.5, 2.0]
+    assert [d.metric for d in cmp(golden, run).drifts] == ["temperatures"]
+
+
+# ------------------------------------------------------------------------- decoding
+
+
+def test_decoding_points_are_each_pinned(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    g, dec = entry(golden)["decoding"], entry(run)["decoding"]
+    g["final"]["entropy"][2], dec["final"]["entropy"][2] = 4.0, 5.0
+    g["raw"]["p_answer"][1], dec["raw"]["p_answer"][1] = 0.25, 0.5
+    dec["next-ln1"]["L_semantic"] = 3
+    dec["onset_disagreement"] = True
+    report = cmp(golden, run, sections=("decoding",))
+    assert report.drifts == [
+        Drift("decoding", "onset_disagreement", False, True, 0, None, PID),
+        Drift("decoding", "next-ln1 L_semantic", None, 3, 0, None, PID),
+        Drift("decoding", "final entropy", 4.0, 5.0, 0.25, 2, PID),
+        Drift("decoding", "raw p_answer", 0.25, 0.5, 0.125, 1, PID),
+    ]
+    dec["final"]["top1"].pop()
+    assert ("decoding", "final layer count", None, None) in where(cmp(golden, run))
+
+
+@pytest.mark.parametrize(
+    ("golden_rank", "run_rank", "ok"),
+    [(4, 5, True), (4, 7, False), (1, 2, False), (100, 150, True), (100, 151, False)],
+)
+def test_answer_rank_may_move_by_rank_rel(
+    golden: dict[str, Any], run: dict[str, Any], golden_rank: int, run_rank: int, ok: bool
+) -> None:
+    entry(golden)["decoding"]["raw"]["answer_rank"][0] = golden_rank
+    entry(run)["decoding"]["raw"]["answer_rank"][0] = run_rank
+    report = cmp(golden, run, sections=("decoding",))
+    assert report.ok is ok
+    if not ok:
+        assert report.drifts == [
+            Drift(
+                "decoding", "raw answer_rank", golden_rank, run_rank, int(0.5 * golden_rank), 0, PID
+            )
+        ]
+
+
+# --------------------------------------------------------- schema and tokenization
+
+
+def test_key_paths_flatten_dicts_and_lists() -> None:
+    tree = {"a": {"b": "int"}, "c": [{"d": "str"}], "e": [], "f": "null"}
+    assert _key_paths(tree) == {"a.b": "int", "c[].d": "str", "e": "[]", "f": "null"}
+    assert _key_paths("int") == {"": "int"}
+    assert _key_paths([]) == {"": "[]"}
+    assert _key_paths(["float"], "p") == {"p[]": "float"}
+
+
+def test_json_key_paths_headers_stats_and_facts(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
     keys = run["schema"]["json_keys"]
     del keys["diagnostics"]["copy_threshold"]
     keys["diagnostics"]["new_flag"] = "bool"
     keys["model_stats"]["d_model"] = "float"
-    keys["test_prompts"][0]["rank"] = "int"
-    report = compare_golden(golden, run, FP32)
+    keys["diagnostics"]["versions"]["transformer-lens"] = "str"  # environment: ignored
+    keys["diagnostics"]["self_test"]["passed"] = "bool"  # whether --self-test ran: ignored
+    run["schema"]["records_header"] = run["schema"]["records_header"].replace("rest_mass", "rest")
+    run["model_stats"]["d_vocab"] = 32000
+    run["facts"]["final_ln_type"] = "RMSNorm"
+    report = cmp(golden, run, sections=("schema",))
     assert [(d.metric, d.golden, d.observed) for d in report.drifts] == [
+        ("records_header", golden["schema"]["records_header"], run["schema"]["records_header"]),
         ("json key diagnostics.copy_threshold", "float", "absent"),
         ("json key diagnostics.new_flag", "absent", "bool"),
         ("json key model_stats.d_model", "int", "float"),
-        ("json key test_prompts[].rank", "absent", "int"),
+        ("model_stats d_vocab", 49152, 32000),
+        ("fact final_ln_type", "LlamaRMSNorm", "RMSNorm"),
     ]
-    assert {d.section for d in report.drifts} == {"schema"}
-    assert "schema: json key diagnostics.copy_threshold: golden 'float' vs " in render_report(
-        report
-    )
+    lenient = cmp(golden, run, sections=("schema",), lenient=True)
+    assert "json key diagnostics.new_flag" not in [d.metric for d in lenient.drifts]
 
 
-def test_library_versions_are_environment_not_schema(
+def test_class_dependent_facts_only_compare_within_a_class(
     golden: dict[str, Any], run: dict[str, Any]
 ) -> None:
-    """A transformer-lens run lists one more library; the same golden must serve it."""
-    run["schema"]["json_keys"]["diagnostics"]["versions"]["transformer-lens"] = "str"
-    assert compare_golden(golden, run, FP32).ok
-    del run["schema"]["json_keys"]["diagnostics"]["versions"]
-    assert compare_golden(golden, run, FP32).ok
-    run["schema"]["json_keys"]["diagnostics"]["versionz"] = "str"  # but nothing else
-    assert where(compare_golden(golden, run, FP32)) == [
-        ("schema", "json key diagnostics.versionz", None)
+    run["facts"]["unembed_dtype"] = "torch.bfloat16"
+    run["facts"]["use_fp32_unembed"] = False
+    assert [d.metric for d in cmp(golden, run).drifts] == [
+        "fact unembed_dtype",
+        "fact use_fp32_unembed",
     ]
+    run["class"] = "cpu-bfloat16"
+    assert cmp(golden, run).ok
 
 
-def test_csv_header_drift(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    run["schema"]["records_header"] = run["schema"]["records_header"].replace("rest_mass", "rest")
-    assert where(compare_golden(golden, run, FP32)) == [("schema", "records_header", None)]
+def test_tokenization_compares_every_key(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    tok = entry(run)["tokenization"]
+    tok["input_ids"][2] += 1
+    tok["answer_ids"] = [1, 2]
+    report = cmp(golden, run, sections=("tokenization",))
+    assert [d.metric for d in report.drifts] == ["answer_ids", "input_ids"]
 
 
-def test_final_top5_token_change(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    top5 = run["final_prediction"]["top5"]
-    top5[3], top5[4] = top5[4], top5[3]
-    report = compare_golden(golden, run, FP32)
-    assert [(d.section, d.metric) for d in report.drifts] == [("final_prediction", "top5 tokens")]
-    assert report.drifts[0].golden == [t for t, _ in golden["final_prediction"]["top5"]]
-    assert report.drifts[0].observed == [t for t, _ in top5]
+def test_sections_select_what_is_compared(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    e = entry(run)
+    run["schema"]["pure_header"] = "x"
+    e["tokenization"]["prepend_bos"] = False
+    e["collapse"]["L_copy"] = 2
+    e["next_token"]["entropy"][0] += 9
+    e["records"]["entropy"][0][0] += 9
+    e["probes"]["entropy"][0] += 9
+    e["final_prediction"]["entropy"] += 9
+    e["decoding"]["raw"]["entropy"][0] += 9
+    everything = cmp(golden, run)
+    assert [d.section for d in everything.drifts] == list(SECTIONS)
+    for name in SECTIONS:
+        assert [d.section for d in cmp(golden, run, sections=(name,)).drifts] == [name]
 
 
-def test_final_probability_drift_names_rank_and_token(
+# ------------------------------------------------------------------- prompt identity
+
+
+def test_a_changed_prompt_is_an_identity_change_not_drift(
     golden: dict[str, Any], run: dict[str, Any]
 ) -> None:
-    token = run["final_prediction"]["top5"][1][0]
-    run["final_prediction"]["top5"][1][1] += 0.01
-    run["final_prediction"]["entropy"] += 1e-5  # within
-    report = compare_golden(golden, run, FP32)
-    assert [d.metric for d in report.drifts] == [f"p(top2 {token!r})"]
+    e = entry(run)
+    e["answer"] = "Paris"
+    e["sha256"] = "0" * 64
+    e["records"]["entropy"][0][0] += 9  # would drift, but the prompt is not the same one
+    report = cmp(golden, run)
+    assert report.ok and not report.identity_ok
+    assert report.changed_prompts == {PID: ["answer"]}
+    entry(golden)["sha256"] = "1" * 64  # probes changed (text and answer the same)
+    e["answer"] = entry(golden)["answer"]
+    assert cmp(golden, run).changed_prompts == {PID: ["probes"]}
 
 
-def test_sections_limit_the_comparison(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    run["trajectory"][0]["entropy"] += 1
-    run["collapse"]["L_copy"] = 2
-    assert where(compare_golden(golden, run, FP32, sections=("collapse",))) == [
-        ("collapse", "L_copy", None)
-    ]
-    assert compare_golden(golden, run, FP32, sections=("schema", "tokenization")).ok
+def test_missing_and_removed_prompts(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    run["prompts"]["new-one"] = dict(entry(run), sha256="2" * 64)
+    golden["prompts"]["old-one"] = dict(entry(golden), sha256="3" * 64)
+    report = cmp(golden, run)
+    assert report.ok and not report.identity_ok
+    assert (report.missing_prompts, report.removed_prompts) == (["new-one"], ["old-one"])
 
 
-def test_first_divergence_is_the_lowest_layer(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    run["trajectory"][3]["entropy"] += 1
-    run["trajectory"][1]["p_top1"] += 0.1
-    run["collapse"]["L_copy"] = 2
-    report = compare_golden(golden, run, FP32)
-    first = report.first_divergence()
-    assert first is not None and (first.metric, first.layer) == ("p_top1", 1)
-    assert report.section("collapse") == [report.drifts[0]]
-
-
-def test_drift_delta() -> None:
-    assert Drift("s", "m", 1.0, 1.5).delta == 0.5
-    assert Drift("s", "m", "a", "b").delta is None
-    assert Drift("s", "m", None, 3).delta is None
-
-
-# ------------------------------------------------------------------------ the report
-
-
-def test_report_names_metric_layer_values_and_the_rebless_command(
-    golden: dict[str, Any], run: dict[str, Any]
-) -> None:
-    run["trajectory"][2]["entropy"] += 0.5
-    report = compare_golden(golden, run, FP32, tolerance_note="cpu-float32 tolerances")
-    text = render_report(report, golden_path="golden/synthetic-llama/cpu-float32.json")
-    lines = text.splitlines()
-    assert lines[0] == (
-        "lenscheck drift: synthetic-llama (cpu-float32 run vs cpu-float32 golden "
-        "golden/synthetic-llama/cpu-float32.json)"
-    )
-    assert lines[1] == "  compared with cpu-float32 tolerances"
-    assert "1 drift(s) (trajectory 1); first: trajectory: layer 2 entropy: golden " in lines[2]
-    assert lines[2].endswith("|Δ| 0.5 > tol 0.0001")
-    assert any(line.startswith("  >> 2 ") for line in lines)  # the marked table row
-    assert lines[-1] == (
-        "  if this change is intended, re-bless: "
-        "pytest --lens-models=synthetic-llama --snapshot-update"
-    )
-    assert rebless_command("org/m") == "pytest --lens-models=org/m --snapshot-update"
-
-
-def test_report_is_bounded(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    """Hundreds of drifts: 12 listed, then "... and N more"; table of 7 layers at most."""
-    rows = [dict(golden["trajectory"][0], layer=n) for n in range(200)]
-    golden["trajectory"] = rows
-    run["trajectory"] = [dict(r, entropy=r["entropy"] + 1, p_top1=r["p_top1"] + 0.5) for r in rows]
-    report = compare_golden(golden, run, FP32)
-    assert len(report.drifts) == 400
-    text = render_report(report)
-    lines = text.splitlines()
-    assert "  ... and 388 more" in lines
-    assert sum(line.startswith("  trajectory: layer ") for line in lines) == 12
-    assert sum(line.startswith(("  >> ", "     ")) for line in lines) <= 7  # context rows
-    assert len(lines) < 40
-    assert len(text) < 5000
-    assert lines[-1].endswith("pytest --lens-models=synthetic-llama --snapshot-update")
-
-
-def test_report_caps_near_ties_and_long_values(golden: dict[str, Any], run: dict[str, Any]) -> None:
-    rows = [dict(golden["trajectory"][0], layer=n, p_top1=0.3, p_top2=0.3) for n in range(50)]
-    golden["trajectory"] = rows
-    run["trajectory"] = [dict(r, top1="x" * 500) for r in rows]
-    text = render_report(compare_golden(golden, run, FP32))
-    assert text.count("near-tie (not a failure)") == 12
-    assert "x" * 100 not in text  # values are shortened
-    assert len(text) < 5000
+def test_prompts_pair_by_id_then_by_hash(golden: dict[str, Any]) -> None:
+    a, b = entry(golden), dict(entry(golden), sha256="b" * 64)
+    pairs, missing, removed = pair_prompts({"x": a, "y": b}, {"y": b, "renamed": a, "z": b})
+    assert pairs == [("y", "y"), ("x", "renamed")]
+    assert (missing, removed) == (["z"], [])
+    run = copy.deepcopy(golden)
+    run["prompts"] = {"output-file-name": run["prompts"].pop(PID)}
+    run["prompts"]["output-file-name"]["records"]["entropy"][1][1] += 1
+    report = cmp(golden, run)
+    assert where(report) == [("records", "entropy", 1, 1)]
+    assert report.drifts[0].prompt == "output-file-name"

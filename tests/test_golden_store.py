@@ -1,4 +1,4 @@
-"""lenscheck.golden.store: golden files on disk, and errors that name the file and the fix."""
+"""lenscheck.golden.store: golden files on disk, the layout, and errors that name the fix."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from lenscheck.golden.store import (
     GoldenFormatError,
     dumps_golden,
     find_golden,
+    golden_dir,
+    golden_stem,
     loads_golden,
     read_golden,
 )
@@ -21,61 +23,91 @@ COMMITTED = Path(__file__).resolve().parents[1] / "golden"
 REQUIRED = (
     "format_version",
     "model",
+    "suite",
     "class",
+    "decode_norm",
     "environment",
     "schema",
     "model_stats",
-    "tokenization",
-    "collapse",
-    "final_prediction",
-    "trajectory",
+    "facts",
+    "prompts",
 )
-FIX = "regenerate with: pytest --lens-models=synthetic-gpt2 --snapshot-update"
+FIX = "re-bless it with: pytest --lens-models=synthetic-gpt2 --snapshot-update"
+COMMITTED_FILES = sorted(COMMITTED.glob("**/*.json"))
 
 
-@pytest.fixture
-def doc() -> dict[str, Any]:
-    return dict(json.loads((COMMITTED / "synthetic-gpt2" / "cpu-float32.json").read_text()))
-
-
-@pytest.mark.parametrize("model", sorted(p.name for p in COMMITTED.iterdir() if p.is_dir()))
-def test_committed_goldens_load_and_round_trip_byte_for_byte(model: str) -> None:
-    path = COMMITTED / model / "cpu-float32.json"
-    data = read_golden(path, model=model)
-    assert (data["format_version"], data["model"], data["class"]) == (1, model, "cpu-float32")
+@pytest.mark.parametrize("path", COMMITTED_FILES, ids=lambda p: str(p.relative_to(COMMITTED)))
+def test_committed_goldens_load_and_round_trip_byte_for_byte(path: Path) -> None:
+    data = read_golden(path)
+    model = path.relative_to(COMMITTED).parts[0]
+    suite = "default" if path.parent.name == model else path.parent.name
+    assert (data["format_version"], data["model"], data["suite"], data["class"]) == (
+        FORMAT_VERSION,
+        model,
+        suite,
+        path.stem,
+    )
     assert dumps_golden(data) == path.read_text(encoding="utf-8")  # the committed form
 
 
-def test_round_trip(doc: dict[str, Any]) -> None:
-    doc["tokenization"]["tokens"].append("Ä ⟨NEXT⟩ ünïcode")
-    text = dumps_golden(doc)
-    assert text.endswith("}\n") and text.startswith('{\n "format_version": 1,\n')
-    assert "⟨NEXT⟩ ünïcode" in text  # readable, not \\u-escaped
-    assert loads_golden(text) == doc
-    assert dumps_golden(loads_golden(text)) == text
-    assert list(loads_golden(text)) == list(doc)  # key order kept: diff-friendly
+def test_committed_goldens_cover_the_default_and_the_example_suite() -> None:
+    models = {"embedded"} | {
+        f"synthetic-{f}" for f in ("gpt2", "llama", "gemma3", "neox", "opt-postnorm")
+    }
+    found = {str(p.relative_to(COMMITTED)) for p in COMMITTED_FILES}
+    assert {f"{m}/cpu-float32.json" for m in models} <= found
+    assert {f"{m}/capitals/cpu-float32.json" for m in models} <= found
+    capitals = read_golden(COMMITTED / "embedded" / "capitals" / "cpu-float32.json")
+    assert len(capitals["prompts"]) == 8
 
 
-def test_dumps_refuses_nan(doc: dict[str, Any]) -> None:
-    doc["trajectory"][0]["entropy"] = float("nan")
+def test_layout_default_suite_in_the_model_folder_others_below(tmp_path: Path) -> None:
+    assert golden_dir(tmp_path, "embedded", "default") == tmp_path / "embedded"
+    assert golden_dir(tmp_path, "embedded", "capitals") == tmp_path / "embedded" / "capitals"
+    assert golden_stem("cpu-float32", "next-ln1") == "cpu-float32"
+    assert golden_stem("cuda-bfloat16", "final") == "cuda-bfloat16.decode-final"
+
+
+def test_dumps_is_diff_friendly(golden: dict[str, Any]) -> None:
+    text = dumps_golden(golden)
+    assert text.startswith('{\n "format_version": 2,\n "model": "synthetic-llama",\n')
+    assert text.endswith("}\n")
+    lines = text.splitlines()
+    # One layer of a records metric per line: a change at one layer is a one-line diff.
+    entropy_rows = [line for line in lines if line.startswith("     [") and "]" in line]
+    assert len(entropy_rows) >= 4 * 4  # 4 metrics x 4 layers
+    assert '    "layer": [0, 1, 2, 3],' in lines
+    assert loads_golden(text) == golden
+    assert list(loads_golden(text)) == list(golden)  # key order kept
+
+
+def test_dumps_keeps_unicode_readable_and_escapes_controls(golden: dict[str, Any]) -> None:
+    golden["prompts"]["capital-de"]["tokenization"]["tokens"][0] = "Ä ⟨NEXT⟩ ünïcode \x00"
+    text = dumps_golden(golden)
+    assert "Ä ⟨NEXT⟩ ünïcode \\u0000" in text
+    assert loads_golden(text) == golden
+
+
+def test_dumps_refuses_nan(golden: dict[str, Any]) -> None:
+    golden["prompts"]["capital-de"]["next_token"]["entropy"][0] = float("nan")
     with pytest.raises(ValueError, match="not JSON compliant"):
-        dumps_golden(doc)
+        dumps_golden(golden)
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('{"format_version": 1, "model": ', "is not valid JSON (Expecting value: line 1"),
+        ('{"format_version": 2, "model": ', "is not valid JSON (Expecting value: line 1"),
         ("", "is not valid JSON"),
         ("[1, 2]", "holds list, not an object"),
         ('"golden"', "holds str, not an object"),
         ('{"model": "m"}', "has no integer format_version"),
-        ('{"format_version": "1"}', "has no integer format_version"),
+        ('{"format_version": "2"}', "has no integer format_version"),
     ],
 )
 def test_unreadable_documents(text: str, expected: str) -> None:
     with pytest.raises(GoldenFormatError) as info:
-        loads_golden(text, source="golden/synthetic-gpt2/cpu-float32.json", model="synthetic-gpt2")
+        loads_golden(text, source="golden/synthetic-gpt2/cpu-float32.json", fix=FIX)
     message = str(info.value)
     assert message.startswith("golden file golden/synthetic-gpt2/cpu-float32.json ")
     assert expected in message
@@ -83,37 +115,43 @@ def test_unreadable_documents(text: str, expected: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_newer_format_says_upgrade(doc: dict[str, Any]) -> None:
-    doc["format_version"] = FORMAT_VERSION + 98
+def test_newer_format_says_upgrade(golden: dict[str, Any]) -> None:
+    golden["format_version"] = FORMAT_VERSION + 97
     with pytest.raises(GoldenFormatError) as info:
-        loads_golden(json.dumps(doc), source="g.json", model="synthetic-gpt2")
+        loads_golden(json.dumps(golden), source="g.json", fix=FIX)
     assert str(info.value) == (
         f"golden file g.json has format 99, newer than this lenscheck reads ({FORMAT_VERSION}); "
         f"upgrade lenscheck (pip install -U lenscheck) or {FIX}"
     )
 
 
-def test_older_format_says_regenerate(doc: dict[str, Any]) -> None:
-    doc["format_version"] = 0
+def test_format_1_says_re_bless(golden: dict[str, Any]) -> None:
+    golden["format_version"] = 1
     with pytest.raises(GoldenFormatError) as info:
-        loads_golden(json.dumps(doc), source="g.json", model="synthetic-gpt2")
+        loads_golden(json.dumps(golden), source="g.json", fix=FIX)
     assert str(info.value) == (
-        f"golden file g.json has format 0, older than the current {FORMAT_VERSION}; {FIX}"
+        "golden file g.json has format 1, older than the current 2 (which pins every records "
+        f"cell, the probes and more); {FIX}"
     )
 
 
-def test_missing_keys_are_all_named(doc: dict[str, Any]) -> None:
-    del doc["trajectory"], doc["collapse"]
+def test_the_default_fix_names_the_flag() -> None:
+    with pytest.raises(GoldenFormatError, match="re-bless it with: pytest --lens-models=MODEL "):
+        loads_golden("{}")
+
+
+def test_missing_keys_are_all_named(golden: dict[str, Any]) -> None:
+    del golden["prompts"], golden["facts"]
     with pytest.raises(GoldenFormatError) as info:
-        loads_golden(json.dumps(doc), source="g.json", model="synthetic-gpt2")
-    assert str(info.value) == f"golden file g.json lacks collapse, trajectory; {FIX}"
+        loads_golden(json.dumps(golden), source="g.json", fix=FIX)
+    assert str(info.value) == f"golden file g.json lacks facts, prompts; {FIX}"
 
 
 @pytest.mark.parametrize("key", REQUIRED[1:])
-def test_each_required_key(doc: dict[str, Any], key: str) -> None:
-    del doc[key]
+def test_each_required_key(golden: dict[str, Any], key: str) -> None:
+    del golden[key]
     with pytest.raises(GoldenFormatError, match=f"lacks {key};"):
-        loads_golden(json.dumps(doc))
+        loads_golden(json.dumps(golden))
 
 
 def test_read_golden_names_the_path(tmp_path: Path) -> None:
@@ -121,13 +159,13 @@ def test_read_golden_names_the_path(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text("{oops", encoding="utf-8")
     with pytest.raises(GoldenFormatError, match=f"^golden file {path} is not valid JSON"):
-        read_golden(path, model="synthetic-gpt2")
+        read_golden(path, fix=FIX)
 
 
-def _touch(folder: Path, *classes: str) -> None:
+def _touch(folder: Path, *stems: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for cls in classes:
-        (folder / f"{cls}.json").write_text("{}", encoding="utf-8")
+    for stem in stems:
+        (folder / f"{stem}.json").write_text("{}", encoding="utf-8")
 
 
 def test_find_golden_prefers_own_class(tmp_path: Path) -> None:
@@ -141,6 +179,19 @@ def test_find_golden_falls_back_to_cpu_float32_then_by_name(tmp_path: Path) -> N
     assert find_golden(tmp_path, "mps-float16") == tmp_path / "cpu-float32.json"
     (tmp_path / "cpu-float32.json").unlink()
     assert find_golden(tmp_path, "mps-float16") == tmp_path / "a-float16.json"
+
+
+def test_find_golden_never_takes_an_obtained_file_or_another_decoding_point(
+    tmp_path: Path,
+) -> None:
+    _touch(tmp_path, "cpu-float32.obtained", "cpu-float32.decode-final", "cuda-float16.decode-raw")
+    assert find_golden(tmp_path, "cpu-float32") is None
+    assert find_golden(tmp_path, "cuda-float16", "final") == (
+        tmp_path / "cpu-float32.decode-final.json"
+    )
+    assert find_golden(tmp_path, "cpu-float32", "raw") == tmp_path / "cuda-float16.decode-raw.json"
+    _touch(tmp_path, "cuda-float16")
+    assert find_golden(tmp_path, "cpu-float32") == tmp_path / "cuda-float16.json"
 
 
 def test_find_golden_none(tmp_path: Path) -> None:

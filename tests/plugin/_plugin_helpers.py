@@ -46,7 +46,7 @@ class LensProject:
         return path
 
     def golden(self, model: str, golden_dir: str = "golden", cls: str = "cpu-float32") -> Path:
-        """Where ``model``'s golden of class ``cls`` lives in this project."""
+        """Where ``model``'s golden of class ``cls`` (default suite) lives in this project."""
         return self.path / golden_dir / model / f"{cls}.json"
 
     def copy_golden(self, *models: str, golden_dir: str = "golden") -> dict[str, Path]:
@@ -123,12 +123,16 @@ def header_models(result: pytest.RunResult) -> list[str]:
     return match[1].split(",")
 
 
-#: The six generated tests every model gets.
+#: The generated tests every model gets, one per value class of the output files.
 GENERATED = (
+    "test_golden_file",
     "test_schema",
+    "test_tokenization",
     "test_collapse",
     "test_trajectory",
+    "test_records",
+    "test_probes",
     "test_final_prediction",
-    "test_golden_file",
+    "test_decoding",
     "test_invariants",
 )

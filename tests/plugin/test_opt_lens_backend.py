@@ -24,7 +24,7 @@ def _warm_transformer_lens() -> None:
 
 
 PROBE = """
-def test_probe(lens_run):
+def test_seen(lens_run):
     print(f"PROBE backend={lens_run.diagnostics['backend']} class={lens_run.golden_class}")
 """
 
@@ -41,11 +41,11 @@ def test_both_backends_pass_against_the_same_golden(
     """
     golden = lens_project.copy_golden("synthetic-llama")["synthetic-llama"]
     before = golden.read_bytes()
-    lens_project.pytester.makepyfile(test_probe=PROBE)
+    lens_project.pytester.makepyfile(test_seen=PROBE)
     result = lens_project.run("-s", "--lens-models=synthetic-llama", f"--lens-backend={backend}")
     result.assert_outcomes(passed=len(GENERATED) + 1)
     out = result.stdout.str()
-    assert f"backend={backend} golden=" in out  # the header
+    assert f"backend={backend} suite=default (1 prompt)" in out  # the header
     assert re.findall(r"PROBE .*", out) == [f"PROBE backend={backend} class=cpu-float32"]
     assert "1 snapshot passed." in out
     assert golden.read_bytes() == before
@@ -53,8 +53,8 @@ def test_both_backends_pass_against_the_same_golden(
 
 def test_ini_lens_backend(lens_project: LensProject) -> None:
     lens_project.ini("lens_backend = transformer-lens")
-    lens_project.pytester.makepyfile(test_probe=PROBE)
-    result = lens_project.run("-s", "--lens-models=synthetic-llama", "-k", "probe")
+    lens_project.pytester.makepyfile(test_seen=PROBE)
+    result = lens_project.run("-s", "--lens-models=synthetic-llama", "-k", "seen")
     result.assert_outcomes(passed=1, deselected=len(GENERATED))
     assert re.findall(r"PROBE .*", result.stdout.str()) == [
         "PROBE backend=transformer-lens class=cpu-float32"

@@ -8,7 +8,7 @@ import pytest
 from _plugin_helpers import GENERATED, LensProject, failed_models
 
 PROBE = """
-def test_probe(lens_run):
+def test_seen(lens_run):
     print(f"PROBE {lens_run.model} class={lens_run.golden_class} "
           f"dtype={lens_run.payload['environment']['dtype']}")
 """
@@ -23,7 +23,7 @@ def probes(result: pytest.RunResult) -> list[str]:
 @pytest.mark.parametrize("value", ["auto", "float32"])
 def test_float32_on_cpu(lens_project: LensProject, value: str) -> None:
     lens_project.copy_golden("synthetic-llama")
-    lens_project.pytester.makepyfile(test_probe=PROBE)
+    lens_project.pytester.makepyfile(test_seen=PROBE)
     result = lens_project.run("-s", "--lens-models=synthetic-llama", f"--lens-dtype={value}")
     result.assert_outcomes(passed=len(GENERATED) + 1)
     assert probes(result) == ["PROBE synthetic-llama class=cpu-float32 dtype=torch.float32"]
@@ -44,7 +44,7 @@ def test_bfloat16_on_cpu_compares_with_the_float32_golden_and_says_so(
     """
     models = ["synthetic-opt-postnorm", "synthetic-llama"]
     lens_project.copy_golden(*models)
-    lens_project.pytester.makepyfile(test_probe=PROBE)
+    lens_project.pytester.makepyfile(test_seen=PROBE)
     result = lens_project.run("-s", f"--lens-models={','.join(models)}", "--lens-dtype=bfloat16")
     out = result.stdout.str()
     assert probes(result) == [
@@ -73,8 +73,8 @@ def test_bfloat16_on_cpu_compares_with_the_float32_golden_and_says_so(
 
 def test_ini_lens_dtype(lens_project: LensProject) -> None:
     lens_project.ini("lens_dtype = bf16")
-    lens_project.pytester.makepyfile(test_probe=PROBE)
-    result = lens_project.run("-s", "--lens-models=synthetic-gpt2", "-k", "probe")
+    lens_project.pytester.makepyfile(test_seen=PROBE)
+    result = lens_project.run("-s", "--lens-models=synthetic-gpt2", "-k", "seen")
     result.assert_outcomes(passed=1, deselected=len(GENERATED))
     assert probes(result) == ["PROBE synthetic-gpt2 class=cpu-bfloat16 dtype=torch.bfloat16"]
 

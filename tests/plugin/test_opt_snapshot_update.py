@@ -7,8 +7,10 @@ from pathlib import Path
 
 from _plugin_helpers import COMMITTED, GENERATED, LensProject, snapshot_summary
 
+from lenscheck.golden.compare import compare_golden
 from lenscheck.golden.payload import FORMAT_VERSION
 from lenscheck.golden.store import read_golden
+from lenscheck.golden.tolerances import DEFAULT_TOLERANCES
 
 ALL_COMMITTED = sorted(p.name for p in COMMITTED.iterdir() if (p / "cpu-float32.json").is_file())
 
@@ -27,7 +29,7 @@ def snapshot_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.json"))}
 
 
-def test_creates_the_golden_with_format_version_1(lens_project: LensProject) -> None:
+def test_creates_the_golden_with_format_version_2(lens_project: LensProject) -> None:
     result = lens_project.run("--lens-models=synthetic-llama", "--snapshot-update")
     result.assert_outcomes(passed=len(GENERATED))
     assert snapshot_summary(result) == "1 snapshot generated."
@@ -35,16 +37,21 @@ def test_creates_the_golden_with_format_version_1(lens_project: LensProject) -> 
     assert sorted(p.relative_to(lens_project.path) for p in lens_project.path.rglob("*.json")) == [
         Path("golden/synthetic-llama/cpu-float32.json")
     ]
-    golden = read_golden(path, model="synthetic-llama")
-    assert golden["format_version"] == FORMAT_VERSION == 1
-    assert (golden["model"], golden["class"]) == ("synthetic-llama", "cpu-float32")
+    golden = read_golden(path)
+    assert golden["format_version"] == FORMAT_VERSION == 2
+    assert (golden["model"], golden["suite"], golden["class"]) == (
+        "synthetic-llama",
+        "default",
+        "cpu-float32",
+    )
     assert golden["environment"]["device"] == "cpu"
-    assert [row["layer"] for row in golden["trajectory"]] == [0, 1, 2, 3]
+    rows = golden["prompts"]["capital-de"]["next_token"]
+    assert rows["layer"] == [0, 1, 2, 3]
     # Same numbers as the committed golden (same code, same model, same class).
     committed = json.loads((COMMITTED / "synthetic-llama" / "cpu-float32.json").read_text())
-    for new, old in zip(golden["trajectory"], committed["trajectory"]):
-        assert new["top1"] == old["top1"]
-        assert abs(new["entropy"] - old["entropy"]) < 1e-4
+    old = committed["prompts"]["capital-de"]["next_token"]
+    assert rows["top1"] == old["top1"]
+    assert max(abs(a - b) for a, b in zip(rows["entropy"], old["entropy"])) < 1e-4
 
 
 def test_other_models_goldens_are_kept_and_not_reported_unused(lens_project: LensProject) -> None:
@@ -62,9 +69,7 @@ def test_other_models_goldens_are_kept_and_not_reported_unused(lens_project: Len
     # And a user's own syrupy snapshot that becomes unused: the control that proves this
     # syrupy reports unused snapshots, and in which words.
     lens_project.pytester.makepyfile(test_user=USER_SNAPSHOTS + USER_ORPHAN)
-    lens_project.run("-k", "test_user", "--snapshot-update").assert_outcomes(
-        passed=2, deselected=len(GENERATED)
-    )
+    lens_project.run("-k", "test_user", "--snapshot-update").assert_outcomes(passed=2)
     lens_project.pytester.makepyfile(test_user=USER_SNAPSHOTS)
     before = snapshot_bytes(lens_project.path / "golden")
 
@@ -100,12 +105,30 @@ def test_rebless_restores_an_edited_golden(lens_project: LensProject) -> None:
     gpt2_before = lens_project.golden("synthetic-gpt2").read_bytes()
 
     def drift(data: dict) -> None:  # type: ignore[type-arg]
-        data["trajectory"][2]["entropy"] += 0.5
+        data["prompts"]["capital-de"]["next_token"]["entropy"][2] += 0.5
+        data["prompts"]["gone"] = data["prompts"]["capital-de"]
 
     lens_project.edit_golden("synthetic-llama", drift)
     result = lens_project.run("--lens-models=synthetic-llama", "--snapshot-update")
     result.assert_outcomes(passed=len(GENERATED))
     assert snapshot_summary(result) == "1 snapshot updated."
     restored = read_golden(lens_project.golden("synthetic-llama"))
-    assert abs(restored["trajectory"][2]["entropy"] - committed["trajectory"][2]["entropy"]) < 1e-4
+    assert list(restored["prompts"]) == ["capital-de"]  # the stray prompt is gone
+    report = compare_golden(committed, restored, DEFAULT_TOLERANCES["cpu-float32"])
+    assert report.ok and report.identity_ok  # and the drift too
     assert lens_project.golden("synthetic-gpt2").read_bytes() == gpt2_before
+
+
+def test_within_tolerance_rebless_leaves_the_file_alone(lens_project: LensProject) -> None:
+    """Re-blessing rewrites a golden only when it no longer says what the run says."""
+    path = lens_project.copy_golden("synthetic-llama")["synthetic-llama"]
+
+    def nudge(data: dict) -> None:  # type: ignore[type-arg]
+        data["prompts"]["capital-de"]["next_token"]["entropy"][2] += 1e-6
+
+    lens_project.edit_golden("synthetic-llama", nudge)
+    before = path.read_bytes()
+    result = lens_project.run("--lens-models=synthetic-llama", "--snapshot-update")
+    result.assert_outcomes(passed=len(GENERATED))
+    assert snapshot_summary(result) == "1 snapshot passed."
+    assert path.read_bytes() == before

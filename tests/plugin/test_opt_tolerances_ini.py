@@ -10,7 +10,7 @@ from _plugin_helpers import GENERATED, LensProject, failed_models
 
 def entropy_plus(delta: float):  # type: ignore[no-untyped-def]
     def edit(data: dict[str, Any]) -> None:
-        data["trajectory"][2]["entropy"] += delta
+        data["prompts"]["capital-de"]["next_token"]["entropy"][2] += delta
 
     return edit
 
@@ -20,13 +20,13 @@ def test_loosened_entropy_tolerance_accepts_a_drift(lens_project: LensProject) -
     lens_project.edit_golden("synthetic-llama", entropy_plus(0.5))
 
     default = lens_project.run("--lens-models=synthetic-llama")
-    assert failed_models(default) == {"synthetic-llama": {"test_trajectory", "test_golden_file"}}
+    assert failed_models(default) == {"synthetic-llama": {"test_trajectory"}}
     assert "|Δ| 0.5 > tol 0.0001" in default.stdout.str()
 
     # An override for another class does not apply to this run's class.
     lens_project.ini("lens_tolerances =", "    cuda-float16 entropy=1.0")
     assert failed_models(lens_project.run("--lens-models=synthetic-llama")) == {
-        "synthetic-llama": {"test_trajectory", "test_golden_file"}
+        "synthetic-llama": {"test_trajectory"}
     }
 
     lens_project.ini("lens_tolerances =", "    cpu-float32 entropy=0.6 p_top1=1e-3")
@@ -35,16 +35,18 @@ def test_loosened_entropy_tolerance_accepts_a_drift(lens_project: LensProject) -
 
 
 def test_tightened_entropy_tolerance_flags_a_tiny_drift(lens_project: LensProject) -> None:
+    """5e-5 bit is within the default 1e-4; an override of 1e-5 catches it (and is still
+    five times the largest difference between 1- and 2-thread runs, 2e-6, measured)."""
     lens_project.copy_golden("synthetic-llama")
-    lens_project.edit_golden("synthetic-llama", entropy_plus(1e-6))
+    lens_project.edit_golden("synthetic-llama", entropy_plus(5e-5))
     lens_project.run("--lens-models=synthetic-llama").assert_outcomes(passed=len(GENERATED))
 
-    lens_project.ini("lens_tolerances = cpu-float32 entropy=1e-9")
+    lens_project.ini("lens_tolerances = cpu-float32 entropy=1e-5")
     tight = lens_project.run("--lens-models=synthetic-llama")
-    assert failed_models(tight) == {"synthetic-llama": {"test_trajectory", "test_golden_file"}}
+    assert failed_models(tight) == {"synthetic-llama": {"test_trajectory"}}
     out = tight.stdout.str()
-    assert "trajectory: layer 2 entropy:" in out
-    assert "> tol 1e-09" in out
+    assert "trajectory: prompt capital-de layer 2 entropy:" in out
+    assert "> tol 1e-05" in out
     assert "compared with cpu-float32 tolerances" in out
 
 
@@ -64,13 +66,17 @@ def test_bad_tolerance_line_is_a_usage_error(lens_project: LensProject, line: st
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert "lens_tolerances: expected 'CLASS FIELD=VALUE' with FIELD one of " in err
-    assert "entropy, final_prob, kl_consistency, near_tie, p_top1" in err
+    assert (
+        "depth_gain, entropy, entropy_rel, final_prob, kl_consistency, near_tie, p_top1, rank_rel"
+        in err
+    )
     assert repr(line) in err
 
 
 def l_copy_plus_one(data: dict[str, Any]) -> None:
-    assert data["collapse"]["L_copy"] == 0  # the committed synthetic-gpt2 golden
-    data["collapse"]["L_copy"] = 1
+    collapse = data["prompts"]["capital-de"]["collapse"]
+    assert collapse["L_copy"] == 0  # the committed synthetic-gpt2 golden
+    collapse["L_copy"] = 1
 
 
 def test_collapse_allowance_per_model(lens_project: LensProject) -> None:
@@ -78,13 +84,16 @@ def test_collapse_allowance_per_model(lens_project: LensProject) -> None:
     lens_project.edit_golden("synthetic-gpt2", l_copy_plus_one)
 
     default = lens_project.run("--lens-models=synthetic-gpt2")
-    assert failed_models(default) == {"synthetic-gpt2": {"test_collapse", "test_golden_file"}}
-    assert "collapse: L_copy: golden 1 vs run 0 |Δ| 1 > tol 0" in default.stdout.str()
+    assert failed_models(default) == {"synthetic-gpt2": {"test_collapse"}}
+    assert (
+        "collapse: prompt capital-de L_copy: golden 1 vs run 0 |Δ| 1 > tol 0"
+        in default.stdout.str()
+    )
 
     # Another model's allowance does not apply.
     lens_project.ini("lens_collapse_allowance = synthetic-llama=3")
     assert failed_models(lens_project.run("--lens-models=synthetic-gpt2")) == {
-        "synthetic-gpt2": {"test_collapse", "test_golden_file"}
+        "synthetic-gpt2": {"test_collapse"}
     }
 
     lens_project.ini("lens_collapse_allowance =", "    synthetic-llama=3", "    synthetic-gpt2 = 1")
@@ -95,14 +104,16 @@ def test_collapse_allowance_is_a_bound_not_a_pass(lens_project: LensProject) -> 
     """Allowance 1 accepts |Δ| = 1, not 2."""
 
     def l_copy_plus_two(data: dict[str, Any]) -> None:
-        data["collapse"]["L_copy"] = 2
+        data["prompts"]["capital-de"]["collapse"]["L_copy"] = 2
 
     lens_project.copy_golden("synthetic-gpt2")
     lens_project.edit_golden("synthetic-gpt2", l_copy_plus_two)
     lens_project.ini("lens_collapse_allowance = synthetic-gpt2=1")
     result = lens_project.run("--lens-models=synthetic-gpt2")
-    assert failed_models(result) == {"synthetic-gpt2": {"test_collapse", "test_golden_file"}}
-    assert "collapse: L_copy: golden 2 vs run 0 |Δ| 2 > tol 1" in result.stdout.str()
+    assert failed_models(result) == {"synthetic-gpt2": {"test_collapse"}}
+    assert (
+        "collapse: prompt capital-de L_copy: golden 2 vs run 0 |Δ| 2 > tol 1" in result.stdout.str()
+    )
 
 
 @pytest.mark.parametrize("line", ["synthetic-gpt2", "synthetic-gpt2=one", "synthetic-gpt2=-1"])

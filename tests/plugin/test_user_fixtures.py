@@ -85,10 +85,12 @@ def test_users_tests_on_the_fixtures(lens_project: LensProject) -> None:
     lens_project.copy_golden(*MODELS)
 
     def tamper(data: dict[str, Any]) -> None:
-        data["trajectory"][1]["entropy"] += 0.25
+        data["prompts"]["capital-de"]["next_token"]["entropy"][1] += 0.25
 
     lens_project.edit_golden("synthetic-llama", tamper)
-    expected_l_copy = {m: committed(m)["collapse"]["L_copy"] for m in MODELS}
+    expected_l_copy = {
+        m: committed(m)["prompts"]["capital-de"]["collapse"]["L_copy"] for m in MODELS
+    }
     assert expected_l_copy == {"synthetic-gpt2": 0, "synthetic-llama": None}
     lens_project.pytester.makepyfile(
         test_users=USER_TESTS.format(expected_l_copy=expected_l_copy, models=MODELS)

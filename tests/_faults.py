@@ -1,0 +1,193 @@
+"""The faults of tests/test_fault_injection.py: real edits of lenscheck's source.
+
+Each patch is (module, function qualname, [(source text found exactly once, its
+replacement), ...], other modules that imported the function by name).
+``fault_conftest`` renders the inner project's conftest.py that applies them for one run.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["CONFTEST", "FAULTS", "Patch", "fault_conftest"]
+
+Patch = tuple[str, str, list[tuple[str, str]], list[str]]
+
+CONFTEST = '''
+"""Inject one fault into lenscheck for this run (see tests/test_fault_injection.py)."""
+import __future__
+import importlib
+import inspect
+import json
+import textwrap
+
+import pytest
+
+PATCHES = json.loads({patches!r})
+_mp = pytest.MonkeyPatch()
+
+
+def _mutant(module, qualname, edits):
+    owner = module
+    *path, name = qualname.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    source = textwrap.dedent(inspect.getsource(getattr(owner, name)))
+    for old, new in edits:
+        if source.count(old) != 1:
+            raise pytest.UsageError(
+                f"fault line not found once in {{module.__name__}}.{{qualname}}: {{old!r}}"
+            )
+        source = source.replace(old, new)
+    code = compile(
+        source,
+        f"<fault in {{module.__name__}}.{{qualname}}>",
+        "exec",
+        flags=__future__.annotations.compiler_flag,
+        dont_inherit=True,
+    )
+    namespace = dict(vars(module))
+    exec(code, namespace)
+    return owner, name, namespace[name]
+
+
+def pytest_configure(config):
+    for module_name, qualname, edits, also in PATCHES:
+        owner, name, mutant = _mutant(importlib.import_module(module_name), qualname, edits)
+        _mp.setattr(owner, name, mutant)
+        for target in also:  # modules that imported the name
+            module_name, attr = target.split(":")
+            _mp.setattr(importlib.import_module(module_name), attr, mutant)
+
+
+def pytest_unconfigure(config):
+    _mp.undo()
+'''
+
+
+def fault_conftest(patches: list[Patch]) -> str:
+    """The inner conftest.py that applies ``patches`` for one run."""
+    return CONFTEST.format(patches=json.dumps(patches))
+
+
+#: name -> the patches of one fault (each a real edit of the current source).
+FAULTS: dict[str, list[Patch]] = {
+    "eps-outside-sqrt": [
+        (
+            "lenscheck.norms",
+            "apply_norm",
+            [
+                (
+                    "y = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)",
+                    "y = x32 / (x32.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)",
+                )
+            ],
+            [],
+        )
+    ],
+    "wrong-norm-post-block": [
+        (
+            "lenscheck.norms",
+            "get_correct_norm_module",
+            [
+                (
+                    'return getattr(blocks[layer_idx + 1], "ln1", None)',
+                    'return getattr(blocks[layer_idx], "ln1", None)',
+                )
+            ],
+            [],
+        )
+    ],
+    "entropy-in-nats": [
+        (
+            "lenscheck.numerics",
+            "entropy_from_probs",
+            [("return (nats / LN2).abs()", "return nats.abs()")],
+            ["lenscheck.lens:entropy_from_probs"],
+        )
+    ],
+    "layer-off-by-one": [
+        ("lenscheck.lens", "_pure_records", [('"layer": layer,', '"layer": layer + 1,')], [])
+    ],
+    "probe-read-at-the-first-position": [
+        (
+            "lenscheck.lens",
+            "_run_suite",
+            [("next(probes).logits[-1]", "next(probes).logits[0]")],
+            [],
+        )
+    ],
+    "temperature-multiplies": [
+        ("lenscheck.lens", "_probes", [("(final / temp).float()", "(final * temp).float()")], [])
+    ],
+    "records-show-the-last-position": [
+        (
+            "lenscheck.lens",
+            "_records",
+            [
+                (
+                    '"topk": _topk_pairs(backend, layer_ids[pos][:k], layer_p[pos][:k]),',
+                    '"topk": _topk_pairs(backend, layer_ids[-1][:k], layer_p[-1][:k]),',
+                )
+            ],
+            [],
+        )
+    ],
+    "consistency-diagnostic-lies": [
+        (
+            "lenscheck.lens",
+            "_final_point_last_layer",
+            [("return st.last_layer", "return backend.unembed(capture.residuals[-1])")],
+            [],
+        )
+    ],
+    "last-layer-unnormed-and-hidden": [
+        (
+            "lenscheck.norms",
+            "decode_norm_modules",
+            [
+                (
+                    "return lens_norm_modules(model)",
+                    "return lens_norm_modules(model)[:-1] + [None]",
+                )
+            ],
+            ["lenscheck.lens:decode_norm_modules"],
+        ),
+        (
+            "lenscheck.lens",
+            "_consistency",
+            [
+                (
+                    "kl = kl_bits(model_logits, lens_last)",
+                    "kl = kl_bits(model_logits, model_logits)",
+                ),
+                (
+                    "agree = bool((lens_last.argmax(-1) == model_logits.argmax(-1)).all())",
+                    "agree = True",
+                ),
+            ],
+            [],
+        ),
+    ],
+    "ablation-decodes-every-point-alike": [
+        (
+            "lenscheck.lens",
+            "_run_suite",
+            [
+                (
+                    "by_point[point] = _point_logits(backend, mains, point)",
+                    'by_point[point] = _point_logits(backend, mains, "next-ln1")',
+                )
+            ],
+            [],
+        )
+    ],
+    "rest-mass-halved": [
+        (
+            "lenscheck.schema",
+            "rest_mass",
+            [("return max(0.0, 1.0 - total)", "return max(0.0, 1.0 - total) / 2")],
+            [],
+        )
+    ],
+}

@@ -1,0 +1,156 @@
+"""lenscheck.golden.report: what a drift report says, how long it gets, how it re-blesses.
+
+Reports of edited copies of the committed synthetic-llama golden (``golden``/``run``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lenscheck.golden.compare import Drift, DriftReport, compare_golden
+from lenscheck.golden.report import (
+    identity_problems,
+    rebless_command,
+    render_markdown,
+    render_report,
+    section_summaries,
+)
+from lenscheck.golden.tolerances import DEFAULT_TOLERANCES
+
+FP32 = DEFAULT_TOLERANCES["cpu-float32"]
+PID = "capital-de"
+PATH = "golden/synthetic-llama/cpu-float32.json"
+
+
+def entry(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["prompts"][PID]  # type: ignore[no-any-return]
+
+
+def test_rebless_command_names_every_option_that_chose_the_golden() -> None:
+    assert rebless_command("org/m") == "pytest --lens-models=org/m --snapshot-update"
+    options = {
+        "lens_device": "auto",
+        "lens_dtype": "bfloat16",
+        "lens_backend": "transformers",
+        "lens_prompts": "suites/capitals.toml",
+        "lens_decode_norm": "final",
+    }
+    assert rebless_command("embedded", options) == (
+        "pytest --lens-models=embedded --lens-dtype=bfloat16 "
+        "--lens-prompts=suites/capitals.toml --lens-decode-norm=final --snapshot-update"
+    )
+    cuda = {"lens_device": "cuda", "lens_backend": "transformer-lens", "lens_prompts": ""}
+    assert rebless_command("m", cuda) == (
+        "pytest --lens-models=m --lens-device=cuda --lens-backend=transformer-lens "
+        "--snapshot-update"
+    )
+
+
+def test_report_names_prompt_layer_position_metric_and_counts(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    entry(run)["records"]["entropy"][2][5] += 0.5
+    entry(run)["next_token"]["entropy"][3] += 0.25
+    report = compare_golden(golden, run, FP32, tolerance_note="cpu-float32 tolerances")
+    text = render_report(report, golden_path=PATH, rebless=rebless_command("synthetic-llama"))
+    lines = text.splitlines()
+    assert lines[0] == (
+        "lenscheck drift: synthetic-llama, suite default (cpu-float32 run vs cpu-float32 "
+        f"golden {PATH})"
+    )
+    assert lines[1] == "  compared with cpu-float32 tolerances"
+    assert lines[2].startswith("  2 drift(s); first: records: prompt capital-de layer 2 pos 5 ")
+    assert lines[2].endswith("|Δ| 0.5 > tol 0.0001")
+    assert lines[3] == (
+        "  trajectory: 1 of 16 values drifted, max |Δ| 0.25 (entropy, prompt capital-de "
+        "layer 3); first: prompt capital-de layer 3 entropy"
+    )
+    assert lines[4] == (
+        "  records: 1 of 204 values drifted, max |Δ| 0.5 (entropy, prompt capital-de "
+        "layer 2 pos 5); first: prompt capital-de layer 2 pos 5 entropy"
+    )
+    assert "  next-token rows of prompt capital-de:" in lines
+    assert any(line.startswith("  >> 3 ") for line in lines)  # the marked row
+    assert lines[-1] == (
+        "  if this change is intended, re-bless: "
+        "pytest --lens-models=synthetic-llama --snapshot-update"
+    )
+
+
+def test_sections_limit_the_report(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    entry(run)["records"]["entropy"][2][5] += 0.5
+    entry(run)["collapse"]["L_copy"] = 1
+    report = compare_golden(golden, run, FP32)
+    text = render_report(report, sections=("collapse",))
+    assert "collapse: 1 of 16 values drifted" in text
+    assert "records" not in text
+    assert render_report(report, sections=("probes",)).splitlines()[2] == (
+        "  no drift beyond tolerance"
+    )
+
+
+def test_report_is_bounded(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    """Hundreds of drifts: 12 listed, then "... and N more"; 7 table rows at most."""
+    cells = entry(run)["records"]
+    for layer in range(4):
+        cells["entropy"][layer] = [e + 1 for e in cells["entropy"][layer]]
+        cells["p_top1"][layer] = [p + 0.5 for p in cells["p_top1"][layer]]
+    report = compare_golden(golden, run, FP32)
+    assert len(report.drifts) == 4 * 17 * 2
+    lines = render_report(report).splitlines()
+    assert "  ... and 124 more" in lines
+    assert sum(line.startswith("  records: prompt") for line in lines) == 12
+    assert "  records: 136 of 204 values drifted" in "\n".join(lines)
+    assert len(lines) < 40
+
+
+def test_report_caps_near_ties_and_long_values(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    g, o = entry(golden)["records"], entry(run)["records"]
+    for layer in range(4):
+        g["p_top1"][layer] = [0.3] * 17
+        g["p_top2"][layer] = [0.3] * 17
+        o["p_top1"][layer] = [0.3] * 17
+        o["top1"][layer] = ["x" * 500] * 17
+    text = render_report(compare_golden(golden, run, FP32))
+    assert text.count("near-tie (not a failure)") == 12
+    assert "x" * 100 not in text
+    assert len(text) < 6000
+
+
+def test_identity_problems_are_listed_before_drift(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    entry(run)["prompt"] = "Another prompt"
+    entry(run)["sha256"] = "0" * 64
+    run["prompts"]["extra"] = dict(entry(golden), sha256="1" * 64)
+    golden["prompts"]["gone"] = dict(entry(golden), sha256="2" * 64)
+    report = compare_golden(golden, run, FP32)
+    assert identity_problems(report) == [
+        "prompt 'capital-de' changed (prompt differ from the golden's): prompt changed, "
+        "re-bless with --snapshot-update",
+        "prompt 'extra' has no golden entry",
+    ]
+    text = render_report(report)
+    assert "  not in this run (the golden has them): gone" in text
+
+
+def test_section_summaries_without_numbers() -> None:
+    report = DriftReport("m", "a", "b", "", drifts=[Drift("collapse", "L_copy", None, 3)])
+    report.compared["collapse"] = 16
+    assert section_summaries(report) == ["collapse: 1 of 16 values drifted; first: L_copy"]
+
+
+def test_markdown_summary(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    ok = compare_golden(golden, golden, FP32, tolerance_note="same")
+    entry(run)["probes"]["top1"][0] = "a|b"
+    entry(golden)["probes"]["p_top2"][0] = 0.0
+    drifted = compare_golden(golden, run, FP32, tolerance_note="cpu-float32 tolerances")
+    text = render_markdown([ok, drifted])
+    lines = text.splitlines()
+    assert lines[0] == "## lenscheck drift report"
+    assert lines[2] == "| model | classes | result | drifted values | first divergence |"
+    assert lines[4] == "| synthetic-llama | cpu-float32 → cpu-float32 | ok | 0 |  |"
+    assert lines[5].startswith("| synthetic-llama | cpu-float32 → cpu-float32 | **drift** | 1 |")
+    assert "### synthetic-llama" in lines
+    assert any("'a\\|b'" in line for line in lines)  # a | inside a cell is escaped
+    assert text.endswith("\n")

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +45,6 @@ __all__ = [
 LOGGER_NAME = "lenscheck.progress"
 log = logging.getLogger(LOGGER_NAME)
 
-_TQDM_ENV = "TQDM_DISABLE"
 _GGUF_MODULE = "transformers.modeling_gguf_pytorch_utils"
 
 
@@ -86,29 +85,29 @@ def install_log_handler() -> None:
 def quiet_library_progress(verbose: bool = False) -> Iterator[None]:
     """Switch transformers' progress bars off inside the block, then restore them.
 
-    Three switches, because transformers draws bars two ways: its own
-    ``disable_progress_bar()`` (``Loading weights`` and friends); ``TQDM_DISABLE=1``,
-    which tqdm reads when it is first imported, so it silences the bars transformers draws
-    with plain tqdm (``Converting and de-quantizing GGUF tensors``) in a process that had
-    not imported tqdm yet, as the console script has not; and, where transformers' GGUF
-    module is loaded already, its ``tqdm`` replaced by a disabled one. ``verbose`` keeps
-    every bar. Without transformers installed only the variable is set.
+    transformers draws bars two ways: through its own logging helpers (``Loading weights``
+    and friends), which ``disable_progress_bar()`` switches off, and with plain tqdm in its
+    GGUF reader (``Converting and de-quantizing GGUF tensors``, the embedded model's
+    one-time conversion), whose ``tqdm`` is swapped for a disabled one here. ``verbose``
+    keeps every bar. Without transformers installed this does nothing.
     """
     if verbose:
         yield
         return
-    previous_env = os.environ.get(_TQDM_ENV)
-    os.environ[_TQDM_ENV] = "1"
     restore: list[Callable[[], None]] = []
     try:
         hf_logging: Any = None
-        # transformers absent or broken: nothing of its to silence.
+        gguf: Any = None
+        # transformers absent or broken: nothing of its to silence. The GGUF reader is
+        # imported here (0.1 s once transformers' modelling code is loaded, which any
+        # model load needs) so that its bar is off however it gets loaded later.
         with contextlib.suppress(Exception):
             from transformers.utils import logging as hf_logging
+        with contextlib.suppress(Exception):
+            gguf = importlib.import_module(_GGUF_MODULE)
         if hf_logging is not None and hf_logging.is_progress_bar_enabled():
             hf_logging.disable_progress_bar()
             restore.append(hf_logging.enable_progress_bar)
-        gguf: Any = sys.modules.get(_GGUF_MODULE)
         bar = getattr(gguf, "tqdm", None)
         if bar is not None and not isinstance(bar, functools.partial):
             gguf.tqdm = functools.partial(bar, disable=True)
@@ -117,10 +116,6 @@ def quiet_library_progress(verbose: bool = False) -> Iterator[None]:
     finally:
         for undo in reversed(restore):
             undo()
-        if previous_env is None:
-            os.environ.pop(_TQDM_ENV, None)
-        else:
-            os.environ[_TQDM_ENV] = previous_env
 
 
 class StageProgress:

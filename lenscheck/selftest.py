@@ -28,10 +28,11 @@ class SelfTestError(AssertionError):
 
 
 def kl_tolerance_bits(dtype: torch.dtype) -> float:
-    """KL allowed between two computations of the same distribution in ``dtype``."""
-    import torch
+    """KL allowed between two computations of the same distribution in ``dtype`` (the
+    golden tolerances' ``kl_consistency`` of its class)."""
+    from lenscheck.golden.tolerances import kl_tolerance
 
-    return 1e-6 if dtype in (torch.float32, torch.float64) else 1e-2
+    return kl_tolerance(str(dtype))
 
 
 def _norm_scaling_kl(backend: LensBackend, residuals: list[Any]) -> dict[str, float]:

@@ -8,6 +8,7 @@ is an identity change, reported apart from numeric drift.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,8 @@ class DriftReport:
     tolerance_note: str
     drifts: list[Drift] = field(default_factory=list)
     near_ties: list[Drift] = field(default_factory=list)
+    #: Values beyond tolerance that the tolerances' outlier allowance let pass.
+    outliers: list[Drift] = field(default_factory=list)
     compared: Counter[str] = field(default_factory=Counter)
     changed_prompts: dict[str, list[str]] = field(default_factory=dict)
     missing_prompts: list[str] = field(default_factory=list)
@@ -111,8 +114,16 @@ class DriftReport:
 class _Comparer:
     """Appends drifts to a report and counts every value it compares."""
 
-    def __init__(self, report: DriftReport, tol: Tolerances, lenient: bool, allowance: int) -> None:
+    def __init__(
+        self,
+        report: DriftReport,
+        tol: Tolerances,
+        lenient: bool,
+        allowance: int,
+        facts: dict[str, Any] | None = None,
+    ) -> None:
         self.report, self.tol, self.lenient, self.allowance = report, tol, lenient, allowance
+        self.facts = facts or {}
 
     def unknown(self, g: Any, o: Any) -> bool:
         """In lenient mode (``lenscheck diff``), a value one side lacks is not drift."""
@@ -121,19 +132,51 @@ class _Comparer:
     def add(self, drift: Drift) -> None:
         self.report.drifts.append(drift)
 
+    def beyond(self, drift: Drift, cap: float | None) -> None:
+        """A value beyond its tolerance: an outlier when the tolerances allow some and it is
+        within ``cap`` (None: a changed top-1, always an outlier candidate), else drift."""
+        delta = drift.delta
+        if self.tol.outlier_fraction > 0 and (cap is None or (delta is not None and delta <= cap)):
+            self.report.outliers.append(drift)
+        else:
+            self.add(drift)
+
+    def settle(self) -> None:
+        """Sections with more outliers than allowed: every outlier of them is drift."""
+        report = self.report
+        counts: Counter[str] = Counter(d.section for d in report.outliers)
+        over = {
+            section
+            for section, n in counts.items()
+            if n > self.tol.outlier_fraction * report.compared[section]
+        }
+        report.drifts.extend(d for d in report.outliers if d.section in over)
+        report.outliers = [d for d in report.outliers if d.section not in over]
+
     def equal(self, section: str, metric: str, g: Any, o: Any, **where: Any) -> None:
         self.report.compared[section] += 1
         if g != o and not self.unknown(g, o):
             self.add(Drift(section, metric, g, o, 0, **where))
 
     def close(
-        self, section: str, metric: str, g: Any, o: Any, tolerance: float, **where: Any
+        self,
+        section: str,
+        metric: str,
+        g: Any,
+        o: Any,
+        tolerance: float,
+        cap: float = 0.0,
+        **where: Any,
     ) -> None:
+        """|o - g| <= tolerance; up to ``cap`` it may be an outlier (see Tolerances)."""
         self.report.compared[section] += 1
         if self.unknown(g, o):
             return
-        if g is None or o is None or not abs(float(o) - float(g)) <= tolerance:
-            self.add(Drift(section, metric, g, o, tolerance, **where))
+        drift = Drift(section, metric, g, o, tolerance, **where)
+        if g is None or o is None or math.isnan(float(g)) or math.isnan(float(o)):
+            self.add(drift)
+        elif not abs(float(o) - float(g)) <= tolerance:
+            self.beyond(drift, cap)
 
     def top1(
         self, section: str, g: Any, o: Any, gap: float | None, metric: str = "top1", **where: Any
@@ -142,9 +185,11 @@ class _Comparer:
         self.report.compared[section] += 1
         if g == o or self.unknown(g, o):
             return
-        tie = gap is not None and gap < self.tol.near_tie
-        target = self.report.near_ties if tie else self.report.drifts
-        target.append(Drift(section, metric, g, o, self.tol.near_tie, **where))
+        drift = Drift(section, metric, g, o, self.tol.near_tie, **where)
+        if gap is not None and gap < self.tol.near_tie:
+            self.report.near_ties.append(drift)
+        else:
+            self.beyond(drift, None)
 
     def layer_index(self, section: str, g: Any, o: Any, **where: Any) -> None:
         """L_copy and friends: equal within the model's collapse allowance."""
@@ -195,10 +240,6 @@ def _schema(c: _Comparer, golden: Mapping[str, Any], observed: Mapping[str, Any]
         c.equal("schema", f"fact {key}", g_facts.get(key), o_facts.get(key))
 
 
-def _depth(layer: int, n_layers: int) -> float:
-    return layer / max(n_layers - 1, 1)
-
-
 def _gap(p1: Sequence[Any] | None, p2: Sequence[Any] | None, i: int) -> float | None:
     if p1 is None or p2 is None or p1[i] is None or p2[i] is None:
         return None
@@ -207,11 +248,10 @@ def _gap(p1: Sequence[Any] | None, p2: Sequence[Any] | None, i: int) -> float | 
 
 @dataclass(frozen=True)
 class _Place:
-    """Where row i of parallel arrays sits: report location, depth, metric-name prefix."""
+    """Where row i of parallel arrays sits: report location and metric-name prefix."""
 
     layer: int | None = None
     pos: int | None = None
-    depth: float | None = None
     prefix: str = ""
 
     def name(self, metric: str) -> str:
@@ -236,14 +276,14 @@ def _rows(
         gap = _gap(g["p_top1"], g["p_top2"], i)
         c.top1(section, g["top1"][i], o["top1"][i], gap, at.name("top1"), **where)
         ge, oe = g["entropy"][i], o["entropy"][i]
-        tol = c.tol.entropy_at(ge if ge is not None else 0.0, at.depth)
-        c.close(section, at.name("entropy"), ge, oe, tol, **where)
-        tol = c.tol.prob_at(at.depth)
-        c.close(section, at.name("p_top1"), g["p_top1"][i], o["p_top1"][i], tol, **where)
+        t = c.tol
+        c.close(section, at.name("entropy"), ge, oe, t.entropy, t.entropy_cap, **where)
+        gp, op = g["p_top1"][i], o["p_top1"][i]
+        c.close(section, at.name("p_top1"), gp, op, t.p_top1, t.p_cap, **where)
 
 
 def _layers(n: int, prefix: str = "") -> list[_Place]:
-    return [_Place(layer=i, depth=_depth(i, n), prefix=prefix) for i in range(n)]
+    return [_Place(layer=i, prefix=prefix) for i in range(n)]
 
 
 def _trajectory(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
@@ -271,24 +311,68 @@ def _records(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> None:
     n_layers, n_pos = shape_g
     metrics = ("top1", "p_top1", "p_top2", "entropy")
     for layer in range(n_layers):
-        depth = _depth(layer, n_layers)
-        places = [_Place(layer=layer, pos=pos, depth=depth) for pos in range(n_pos)]
+        places = [_Place(layer=layer, pos=pos) for pos in range(n_pos)]
         row = {m: g[m][layer] for m in metrics}
         _rows(c, "records", row, {m: o[m][layer] for m in metrics}, prompt, places)
 
 
+#: Which flag each collapse layer is the first layer of.
+_LAYER_FLAGS = {
+    "L_copy": ("copy_collapse",),
+    "L_copy_H": ("entropy_collapse",),
+    "L_semantic": ("is_answer",),
+    "delta_layers": ("copy_collapse", "is_answer"),
+}
+
+
+def _near_threshold(c: _Comparer, flag: str, rows: Any, layer: int) -> bool:
+    """Whether the golden's values at ``layer`` sit within tolerance of the flag's rule, so
+    that rounding alone may flip it (copy: p1 > threshold and p1 - p2 > margin, or entropy
+    < 1 bit; entropy collapse: entropy <= 1 bit; is_answer: the top-1 itself, a near-tie)."""
+    from lenscheck.collapse import ENTROPY_COLLAPSE_BITS
+
+    t = c.tol
+    p1, p2, h = rows["p_top1"][layer], rows["p_top2"][layer], rows["entropy"][layer]
+    if None in (p1, p2, h):
+        return False
+    near_h = abs(h - ENTROPY_COLLAPSE_BITS) <= t.entropy
+    if flag == "entropy_collapse":
+        return near_h
+    if flag == "is_answer":
+        return p1 - p2 < t.near_tie
+    threshold, margin = c.facts.get("copy_threshold"), c.facts.get("copy_margin")
+    near_p = threshold is not None and abs(p1 - threshold) <= t.p_top1
+    near_m = margin is not None and abs((p1 - p2) - margin) <= t.p_top1
+    return near_h or near_p or near_m
+
+
 def _collapse(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
-    for key in ("L_copy", "L_copy_H", "L_semantic", "delta_layers"):
-        c.layer_index(
-            "collapse", g["collapse"].get(key), o["collapse"].get(key), prompt=prompt, metric=key
-        )
+    """Every layer's flags (a flip where the golden sat at the rule's threshold is a near-tie)
+    and the collapse layers (a move caused by such a flip is one too)."""
+    ties: dict[str, set[int]] = {}
     for flag in ("copy_collapse", "entropy_collapse", "is_answer"):
         gf, of = g["flags"][flag], o["flags"][flag]
+        ties[flag] = set()
         if len(gf) != len(of):
             c.add(Drift("collapse", f"{flag} layer count", len(gf), len(of), 0, prompt=prompt))
             continue
         for layer, (a, b) in enumerate(zip(gf, of)):
-            c.equal("collapse", flag, a, b, prompt=prompt, layer=layer)
+            if a != b and not c.unknown(a, b) and _near_threshold(c, flag, g["next_token"], layer):
+                c.report.compared["collapse"] += 1
+                ties[flag].add(layer)
+                c.report.near_ties.append(Drift("collapse", flag, a, b, 0, layer, prompt))
+            else:
+                c.equal("collapse", flag, a, b, prompt=prompt, layer=layer)
+    for key, flags in _LAYER_FLAGS.items():
+        ga, oa = g["collapse"].get(key), o["collapse"].get(key)
+        moved_by_a_tie = ga != oa and any(
+            layer in ties[f] for f in flags for layer in (ga, oa) if isinstance(layer, int)
+        )
+        if moved_by_a_tie:
+            c.report.compared["collapse"] += 1
+            c.report.near_ties.append(Drift("collapse", key, ga, oa, c.allowance, None, prompt))
+        else:
+            c.layer_index("collapse", ga, oa, prompt=prompt, metric=key)
 
 
 def _tokenization(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
@@ -310,17 +394,45 @@ def _probes(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     _rows(c, "probes", gp, op, prompt, [_Place(prefix=f"probe {t!r}") for t in gp["prompt"]])
 
 
+def _top5(
+    c: _Comparer, section: str, golden: list[list[Any]], observed: list[list[Any]], prompt: str
+) -> None:
+    """The model's own top-5: the order (a swap of two tokens whose golden probabilities
+    were within the near-tie gap is reported, not failed) and each token's probability."""
+    g_tokens, o_tokens = [t for t, _ in golden], [t for t, _ in observed]
+    probs = [float(p) for _, p in golden]
+    mismatch = [i for i, (a, b) in enumerate(zip(g_tokens, o_tokens)) if a != b]
+    gaps = [
+        min(
+            probs[i - 1] - probs[i] if i else 1.0,
+            probs[i] - probs[i + 1] if i + 1 < len(probs) else probs[i],
+        )
+        for i in mismatch
+    ]
+    c.top1(section, g_tokens, o_tokens, max(gaps, default=0.0), "top5 tokens", prompt=prompt)
+    seen = dict((t, p) for t, p in observed)
+    for rank, (tok, gp) in enumerate(golden, start=1):
+        if tok in seen:
+            c.close(
+                section, f"p(top{rank} {tok!r})", gp, seen[tok], c.tol.final_prob, prompt=prompt
+            )
+
+
 def _final(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     """The model's own final distribution: entropy, top-5, and the temperature rows."""
     section = "final_prediction"
     gf, of = g["final_prediction"], o["final_prediction"]
-    tol = c.tol.entropy_at(gf["entropy"])
-    c.close(section, "entropy", gf["entropy"], of["entropy"], tol, prompt=prompt)
-    g_tokens, o_tokens = [t for t, _ in gf["top5"]], [t for t, _ in of["top5"]]
-    c.equal(section, "top5 tokens", g_tokens, o_tokens, prompt=prompt)
-    if g_tokens == o_tokens:
-        for rank, ((tok, gp), (_, op)) in enumerate(zip(gf["top5"], of["top5"]), start=1):
-            c.close(section, f"p(top{rank} {tok!r})", gp, op, c.tol.final_prob, prompt=prompt)
+    tol = c.tol
+    c.close(
+        section,
+        "entropy",
+        gf["entropy"],
+        of["entropy"],
+        tol.entropy,
+        tol.entropy_cap,
+        prompt=prompt,
+    )
+    _top5(c, section, gf["top5"], of["top5"], prompt)
     gt, ot = g["temperature"], o["temperature"]
     if gt["temperature"] != ot["temperature"]:
         c.add(Drift(section, "temperatures", gt["temperature"], ot["temperature"], prompt=prompt))
@@ -353,14 +465,9 @@ def _decoding(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
         _rows(c, section, gp, op, prompt, places)
         for i, at in enumerate(places):
             ga, oa = gp["p_answer"][i], op["p_answer"][i]
+            tol = c.tol
             c.close(
-                section,
-                at.name("p_answer"),
-                ga,
-                oa,
-                c.tol.prob_at(at.depth),
-                prompt=prompt,
-                layer=i,
+                section, at.name("p_answer"), ga, oa, tol.p_top1, tol.p_cap, prompt=prompt, layer=i
             )
             ga, oa = gp["answer_rank"][i], op["answer_rank"][i]
             slack = c.tol.rank_slack(ga) if isinstance(ga, int) else 0
@@ -419,7 +526,7 @@ def compare_golden(
         golden=golden,
         observed=observed,
     )
-    c = _Comparer(report, tol, lenient, collapse_allowance)
+    c = _Comparer(report, tol, lenient, collapse_allowance, golden.get("facts"))
     if "schema" in sections:
         _schema(c, golden, observed)
     pairs, report.missing_prompts, report.removed_prompts = pair_prompts(
@@ -437,4 +544,5 @@ def compare_golden(
                 _trajectory(c, g["next_token"], o["next_token"], oid)
             elif name in _PROMPT_SECTIONS:
                 _PROMPT_SECTIONS[name](c, g, o, oid)
+    c.settle()
     return report

@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_CACHE = cache_root()
 BASE_ARGS = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
 SYN = SYNTHETIC_ALIASES
+HALF = ("bfloat16", "float16")
 PRE_NORM = tuple(m for m in SYN if m != "synthetic-opt-postnorm")
 WITH_COLLAPSE = ("synthetic-gpt2", "synthetic-gemma3", "synthetic-opt-postnorm")
 ENTROPY_TESTS = {
@@ -278,6 +279,32 @@ def test_fault_fails_the_embedded_models_tests(
     tests, texts = EMBEDDED[fault]
     result = run_with(pytester, FAULTS[fault], ("embedded",))  # type: ignore[arg-type]
     check(result, {"embedded": tests}, texts)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_control_in_half_precision_passes_against_the_float32_goldens(
+    project: Path, pytester: pytest.Pytester, dtype: str
+) -> None:
+    """Correct half-precision runs meet the committed float32 goldens: no false alarm
+    (cross-class tolerances measured in docs/tolerances.md)."""
+    result = run_with(pytester, [], SYN, f"--lens-dtype={dtype}")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.assert_outcomes(passed=10 * len(SYN))
+    note = f"cross-class tolerances (golden cpu-float32, run cpu-{dtype}: the looser of both)"
+    assert result.stdout.str().count(note) == len(SYN)  # one end-of-run line per model
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("fault", list(EXPECTED))
+def test_fault_is_still_caught_in_half_precision(
+    project: Path, pytester: pytest.Pytester, fault: str, dtype: str
+) -> None:
+    """What float32 catches, a half-precision run against the float32 goldens catches on the
+    same models (by the same or other generated tests: the looser tolerances move some)."""
+    models, caught, _ = EXPECTED[fault]
+    result = run_with(pytester, FAULTS[fault], models, f"--lens-dtype={dtype}")  # type: ignore[arg-type]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    assert set(failed_by_model(result)) == set(caught)
 
 
 def test_a_missing_fault_line_is_an_error_not_a_pass(

@@ -117,7 +117,8 @@ def test_provisioning_runs_the_conversion_once(
     monkeypatch.setattr(embedded, "_convert_gguf", fake_convert)
     first = ensure_embedded_checkpoint(tmp_path)
     second = ensure_embedded_checkpoint(tmp_path)
-    assert first == second == tmp_path / f"embedded-{EMBEDDED_SHA256[:12]}"
+    assert first == second == embedded.embedded_checkpoint_dir(tmp_path)
+    assert first.name.startswith(f"embedded-{EMBEDDED_SHA256[:12]}-transformers")
     assert len(calls) == 1
     assert (first / COMPLETE_MARKER).is_file()
 

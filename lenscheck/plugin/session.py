@@ -120,6 +120,7 @@ class LensSession:
         from lenscheck.config import LensConfig
         from lenscheck.device import resolve_device
         from lenscheck.golden.payload import PromptFiles, golden_payload
+        from lenscheck.progress import quiet_library_progress
         from lenscheck.runner import output_bytes, run_model
 
         s = self.settings
@@ -134,7 +135,10 @@ class LensSession:
             decode_norm=s.decode_norm,  # type: ignore[arg-type]
             suite=s.suite,
         )
-        run = run_model(s.spec(model), cfg)
+        # transformers' own progress bars ("Loading weights") would interleave with pytest's
+        # output; they come back after the run.
+        with quiet_library_progress():
+            run = run_model(s.spec(model), cfg)
         # The golden is built from the bytes the CLI would write: the writers are pinned too.
         files = {
             case.id: PromptFiles.from_bytes(

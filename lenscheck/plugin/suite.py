@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lenscheck.plugin.options import LensSettings
 from lenscheck.plugin.session import GoldenHelper, LensRun
 
 __all__: list[str] = []
@@ -64,12 +65,15 @@ def test_decoding(lens_golden: GoldenHelper) -> None:
     lens_golden.check("decoding")
 
 
-def test_invariants(lens_run: LensRun) -> None:
+def test_invariants(lens_run: LensRun, lens_settings: LensSettings) -> None:
     """Recomputed from tensors, not read from what the lens wrote: the lens at the last
     layer reproduces the model's own logits, each re-applied norm equals its module, listed
     probabilities + rest_mass == 1, and the JSON's consistency diagnostic is the truth."""
     __tracebackhide__ = True
+    from lenscheck.golden.tolerances import tolerances_for
     from lenscheck.plugin.invariants import check_invariants
 
-    problems = check_invariants(lens_run)
+    cls = lens_run.golden_class
+    tol, _ = tolerances_for(cls, cls, lens_settings.tolerance_overrides)
+    problems = check_invariants(lens_run, kl_tolerance=tol.kl_consistency)
     assert not problems, f"{lens_run.model}: " + "; ".join(problems)

@@ -95,17 +95,47 @@ class LensResult:
         return self.json_data["diagnostics"]  # type: ignore[no-any-return,unused-ignore]
 
 
-def _check_finite(residuals: list[torch.Tensor], where: str = "") -> None:
+_OVERFLOW_FIX = (
+    "fp16 overflow is the usual cause: rerun with --dtype bfloat16 or float32 "
+    "(pytest: --lens-dtype)"
+)
+
+
+def _check_finite(capture: Capture, where: str = "", dtype: Any = None) -> None:
+    """The residuals first (naming the first bad layer), then the model's own logits."""
     import torch
 
-    for layer, resid in enumerate(residuals):
+    for layer, resid in enumerate(capture.residuals):
         if not bool(torch.isfinite(resid).all()):
             kind = "NaN" if bool(torch.isnan(resid).any()) else "inf"
             raise NonFiniteResidualError(
                 f"{where}residual at lens layer {layer} contains {kind} (dtype {resid.dtype}); "
-                "fp16 overflow is the usual cause: rerun with --dtype bfloat16 or float32 "
-                "(pytest: --lens-dtype)"
+                + _OVERFLOW_FIX
             )
+    if bool(torch.isnan(capture.logits).any() | torch.isposinf(capture.logits).any()):
+        raise NonFiniteResidualError(
+            f"{where}the model's own logits are not finite though every residual is (dtype "
+            f"{dtype or capture.residuals[-1].dtype}): the overflow is in its final norm or "
+            f"unembedding; {_OVERFLOW_FIX}"
+        )
+
+
+def _check_finite_logits(
+    logits: torch.Tensor, start: int, width: int, point: str, dtype: torch.dtype
+) -> None:
+    """Name the layer whose lens logits overflowed (a raw residual in half precision)."""
+    import torch
+
+    finite = torch.isfinite(logits) | (logits == float("-inf"))
+    if bool(finite.all()):
+        check_finite_logits(logits)  # -inf rows and the like: the general message
+        return
+    row = int((~finite).any(-1).nonzero()[0])
+    raise NonFiniteResidualError(
+        f"the lens logits of layer {(start + row) // width} are not finite (decoding point "
+        f"{point}, unembedding in {dtype}): the residual overflows it; rerun with "
+        "--fp32-unembed, or --dtype bfloat16 or float32 (pytest: --lens-dtype)"
+    )
 
 
 def normalized_residuals(
@@ -163,7 +193,7 @@ def lens_stats_batch(
     ent, ids, probs, kept, last = [], [], [], {}, []
     for start in range(0, rows.shape[0], chunk):
         logits = backend.unembed(rows[start : start + chunk])
-        check_finite_logits(logits)
+        _check_finite_logits(logits, start, width, point, backend.unembed.dtype)
         dist = torch.softmax(logits.float(), dim=-1)
         ent.append(entropy_from_probs(dist))
         top = topk_probs(logits, k, probs=dist)
@@ -378,7 +408,8 @@ def _point_logits(backend: LensBackend, mains: Sequence[Capture], point: str) ->
             for c in mains
         ]
     )
-    return list(backend.unembed(rows).split(len(norms)))
+    # In float32: these are a few rows, and a raw residual overflows half precision's range.
+    return list(backend.unembed(rows, fp32=True).split(len(norms)))
 
 
 def onset_tolerance(num_layers: int) -> int:
@@ -461,6 +492,8 @@ def run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dict
 
 
 def _run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dict[str, LensResult]:
+    import torch
+
     jobs = _jobs(backend, cfg, suite)
     captures = backend.run_batch([j.ids for j in jobs] + [p for j in jobs for p in j.probe_ids])
     if len(captures) != len(jobs) + sum(len(j.probe_ids) for j in jobs):
@@ -470,8 +503,14 @@ def _run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dic
         )
     mains, probes = captures[: len(jobs)], iter(captures[len(jobs) :])
     probe_rows = [[next(probes).logits[-1] for _ in job.probe_ids] for job in jobs]
-    for job, capture in zip(jobs, mains):
-        _check_finite(capture.residuals, suite.where(job.case))
+    for job, capture, rows in zip(jobs, mains, probe_rows):
+        _check_finite(capture, suite.where(job.case), backend.dtype)
+        for text, row in zip(job.case.probes, rows):
+            if not bool(torch.isfinite(row).all()):
+                raise NonFiniteResidualError(
+                    f"{suite.where(job.case)}probe {text!r}: the model's own logits are not "
+                    f"finite (dtype {backend.dtype}); {_OVERFLOW_FIX}"
+                )
     stats = lens_stats_batch(
         backend, [c.residuals for c in mains], cfg.top_k_verbose, cfg.decode_norm
     )

@@ -144,6 +144,57 @@ def test_fp16_overflow_in_a_residual_names_the_layer() -> None:
         _lens(fb)
 
 
+def _scaled_llama(folder: Path, scale: float) -> Path:
+    """synthetic-llama with its second block's MLP output scaled: fp16 overflows there."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lenscheck.models import resolve_model
+
+    shutil.copytree(resolve_model(LLAMA).path, folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.mul_(scale)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        (
+            1e6,
+            "residual at lens layer 2 contains NaN (dtype torch.float16); fp16 overflow is the "
+            "usual cause: rerun with --dtype bfloat16 or float32 (pytest: --lens-dtype)",
+        ),
+        (
+            3e4,
+            "probe 'Germany has its capital at the city called simply': the model's own logits "
+            "are not finite (dtype torch.float16); fp16 overflow is the usual cause: rerun with "
+            "--dtype bfloat16 or float32 (pytest: --lens-dtype)",
+        ),
+    ],
+    ids=["in-a-residual", "in-a-probe"],
+)
+def test_fp16_overflow_of_a_real_model_names_where_and_writes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, scale: float, message: str
+) -> None:
+    """A real model (synthetic-llama, its weights scaled) in float16 on the CPU."""
+    from lenscheck.cli import main
+
+    ckpt = _scaled_llama(tmp_path / "llama-scaled", scale)
+    out = tmp_path / "out"
+    args = ["run", str(ckpt), "--device", "cpu", "--dtype", "float16", "--no-heatmap"]
+    with caplog.at_level(logging.ERROR, logger="lenscheck"):
+        assert main([*args, "--out-dir", str(out)]) == 2
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [message]
+    assert list(out.iterdir()) == []  # no file, not even a part of one
+    # The same weights in float32 run through: the overflow is the dtype's.
+    assert main(["run", str(ckpt), "--device", "cpu", "--no-heatmap", "--out-dir", str(out)]) == 0
+
+
 @pytest.mark.parametrize("prompt", ["", "  \n"])
 def test_empty_prompt(prompt: str) -> None:
     from _lens_fixtures import FakeTokenizer

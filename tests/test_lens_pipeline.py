@@ -1146,3 +1146,27 @@ def test_suite_results_are_each_prompts_own(tmp_path: Path) -> None:
         assert [t["prompt"] for t in got.json_data["test_prompts"]] == list(probes)
         assert got.json_data["prompt"]["context_prompt"] == prompt
         assert got.diagnostics["L_semantic"] == alone.diagnostics["L_semantic"]
+
+
+def test_lens_logits_that_overflow_name_the_layer_and_the_fix() -> None:
+    """A raw (un-normalized) residual through a float16 unembedding overflows: the layer,
+    the decoding point and the way out are named, not a bare 'logits contains +inf'."""
+    import torch
+
+    from lenscheck.config import LensConfig
+    from lenscheck.lens import NonFiniteResidualError, run_lens
+
+    fb = make_fake_backend(weight_dtype=torch.float16, promote=False)
+
+    def huge(residuals: list[Any]) -> None:
+        residuals[2] = residuals[2] * 1e5  # finite in float32, past 65504 in float16
+
+    fb.corrupt = huge
+    cfg = LensConfig(test_prompts=(), decode_norm="raw")
+    with pytest.raises(NonFiniteResidualError) as info:
+        run_lens(fb, cfg)
+    assert str(info.value) == (
+        "the lens logits of layer 2 are not finite (decoding point raw, unembedding in "
+        "torch.float16): the residual overflows it; rerun with --fp32-unembed, or --dtype "
+        "bfloat16 or float32 (pytest: --lens-dtype)"
+    )

@@ -428,7 +428,7 @@ def test_unverified_transformers_norm_is_refused() -> None:
 
 def test_non_norm_transformer_lens_module_is_refused() -> None:
     hook_points = pytest.importorskip("transformer_lens.hook_points")  # the 'tl' extra
-    HookPoint = hook_points.HookPoint  # noqa: N806
+    HookPoint = hook_points.HookPoint
 
     with pytest.raises(UnsupportedNormError, match="HookPoint"):
         apply_norm_or_skip(torch.randn(2, 4), HookPoint())

@@ -112,18 +112,23 @@ class Unembedder:
 
         return torch.float32 if self._w32 is not None else self.weight.dtype
 
-    def __call__(self, resid: torch.Tensor) -> torch.Tensor:
+    def __call__(self, resid: torch.Tensor, *, fp32: bool = False) -> torch.Tensor:
+        """Logits of ``resid``; ``fp32`` computes in float32 whatever the weight's dtype (a
+        few rows of a raw, un-normalized residual would overflow half precision)."""
         import torch
 
         from lenscheck.numerics import safe_cast_for_unembed
 
         if self._w32 is not None:
             w, b = self._w32
-        elif torch.is_floating_point(self.weight):
-            w, b = self.weight, self.bias
-        else:
+        elif not torch.is_floating_point(self.weight):
             return self._cap(self.module(resid).float())
-        x = safe_cast_for_unembed(resid, w, force_fp32_unembed=self._w32 is not None)
+        elif fp32:
+            w, b = self.weight.float(), None if self.bias is None else self.bias.float()
+        else:
+            w, b = self.weight, self.bias
+        force = self._w32 is not None or fp32
+        x = safe_cast_for_unembed(resid, w, force_fp32_unembed=force)
         return self._cap(torch.nn.functional.linear(x, w, b).float())
 
     def _cap(self, logits: torch.Tensor) -> torch.Tensor:

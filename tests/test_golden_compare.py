@@ -71,6 +71,16 @@ def test_equal_documents_are_ok_and_count_what_they_compared(
     # onset flag; per point L_semantic + 4 layers x (top1, entropy, p_top1, p_answer, rank).
     assert report.compared["decoding"] == 1 + 3 * (1 + 4 * 5)
     assert set(report.compared) == set(SECTIONS)
+    assert set(report.max_delta.values()) == {0.0}  # every number compared was equal
+
+
+def test_max_delta_per_section(golden: dict[str, Any], run: dict[str, Any]) -> None:
+    entry(run)["records"]["entropy"][1][2] += 0.125
+    entry(run)["probes"]["p_top1"][0] += 0.0625
+    report = cmp(golden, run)
+    assert report.max_delta["records"] == pytest.approx(0.125)
+    assert report.max_delta["probes"] == pytest.approx(0.0625)
+    assert report.max_delta["trajectory"] == 0.0
 
 
 def test_drift_delta_and_where() -> None:

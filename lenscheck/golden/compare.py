@@ -82,6 +82,8 @@ class DriftReport:
     #: Values beyond tolerance that the tolerances' outlier allowance let pass.
     outliers: list[Drift] = field(default_factory=list)
     compared: Counter[str] = field(default_factory=Counter)
+    #: Largest |delta| of an entropy or probability, per section (0: all equal).
+    max_delta: dict[str, float] = field(default_factory=dict)
     changed_prompts: dict[str, list[str]] = field(default_factory=dict)
     missing_prompts: list[str] = field(default_factory=list)
     removed_prompts: list[str] = field(default_factory=list)
@@ -166,16 +168,23 @@ class _Comparer:
         o: Any,
         tolerance: float,
         cap: float = 0.0,
+        *,
+        track: bool = True,
         **where: Any,
     ) -> None:
-        """|o - g| <= tolerance; up to ``cap`` it may be an outlier (see Tolerances)."""
+        """|o - g| <= tolerance; up to ``cap`` it may be an outlier (see Tolerances).
+        ``track``: count the |delta| in the section's max_delta (not for answer ranks)."""
         self.report.compared[section] += 1
         if self.unknown(g, o):
             return
         drift = Drift(section, metric, g, o, tolerance, **where)
         if g is None or o is None or math.isnan(float(g)) or math.isnan(float(o)):
             self.add(drift)
-        elif not abs(float(o) - float(g)) <= tolerance:
+            return
+        delta = abs(float(o) - float(g))
+        if track:
+            self.report.max_delta[section] = max(self.report.max_delta.get(section, 0.0), delta)
+        if not delta <= tolerance:
             self.beyond(drift, cap)
 
     def top1(
@@ -471,7 +480,8 @@ def _decoding(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
             )
             ga, oa = gp["answer_rank"][i], op["answer_rank"][i]
             slack = c.tol.rank_slack(ga) if isinstance(ga, int) else 0
-            c.close(section, at.name("answer_rank"), ga, oa, slack, prompt=prompt, layer=i)
+            name = at.name("answer_rank")
+            c.close(section, name, ga, oa, slack, track=False, prompt=prompt, layer=i)
 
 
 _PROMPT_SECTIONS: dict[str, Callable[[_Comparer, Any, Any, str], None]] = {

@@ -64,6 +64,13 @@ _OPTIONS = (
         "rootdir; default: the built-in suite (the original pipeline's prompt)",
     ),
     (
+        "--lens-report",
+        "lens_report",
+        "",
+        "append one JSON line per model to this file (relative to the rootdir): classes, "
+        "drifts and the largest |delta| per section, for CI summaries",
+    ),
+    (
         "--lens-decode-norm",
         "lens_decode_norm",
         "next-ln1",
@@ -132,6 +139,7 @@ class LensSettings:
     decode_norm: str = "next-ln1"
     #: Whether --lens-models was given on the command line (not only in an ini).
     asked_on_command_line: bool = False
+    report_path: Path | None = None
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -239,6 +247,7 @@ def read_settings(config: pytest.Config) -> LensSettings:
     decode_norm = _value(config, "lens_decode_norm")
     golden = Path(_value(config, "lens_golden_dir"))
     prompts = _value(config, "lens_prompts")
+    report = _value(config, "lens_report")
     settings = LensSettings(
         entries=entries,
         device=device,
@@ -252,6 +261,7 @@ def read_settings(config: pytest.Config) -> LensSettings:
         prompts_option=prompts,
         decode_norm=decode_norm,
         asked_on_command_line=bool(config.getoption("lens_models")),
+        report_path=None if not report else rootdir / report,
     )
     if not entries:
         return settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,23 +228,62 @@ class GoldenHelper:
 
         path = self.golden_path()
         if path is None:
-            return _GoldenState(
-                None,
+            problem = (
                 f"no golden for {self.lens_run.model} ({self.lens_run.golden_class}, suite "
-                f"{self.settings.suite.name}) in {self.folder}; create it with: {self.rebless()}",
+                f"{self.settings.suite.name}) in {self.folder}; create it with: {self.rebless()}"
             )
+            self._log_line({"ok": False, "problem": problem})
+            return _GoldenState(None, problem)
         try:
             golden = read_golden(path, fix=f"re-bless it with: {self.rebless()}")
         except GoldenFormatError as exc:
+            self._log_line({"golden": str(path), "ok": False, "problem": str(exc)})
             return _GoldenState(path, str(exc))
         report = self._compare(golden, path)
         state = _GoldenState(path, report=report)
+        self._log_report(report, path)
         if not report.ok:
             state.obtained = self._write_obtained()
         elif (self.folder / f"{self.stem}.obtained.json").exists():
             # A run without drift: an obtained file of an earlier failure is stale.
             (self.folder / f"{self.stem}.obtained.json").unlink(missing_ok=True)
         return state
+
+    def _log_report(self, report: DriftReport, path: Path) -> None:
+        """The comparison's line for --lens-report."""
+        self._log_line(
+            {
+                "golden": str(path),
+                "golden_class": report.golden_class,
+                "ok": report.ok and report.identity_ok,
+                "tolerance_note": report.tolerance_note,
+                "drifts": dict(Counter(d.section for d in report.drifts)),
+                "outliers": len(report.outliers),
+                "near_ties": len(report.near_ties),
+                "compared": dict(report.compared),
+                "max_delta": report.max_delta,
+            }
+        )
+
+    def _log_line(self, fields: dict[str, Any]) -> None:
+        """One JSON line per model for --lens-report (short appends: safe across workers)."""
+        import json
+
+        target = self.settings.report_path
+        if target is None:
+            return
+        run = self.lens_run
+        line = {
+            "model": run.model,
+            "suite": self.settings.suite.name,
+            "class": run.golden_class,
+            "decode_norm": self.settings.decode_norm,
+            "backend": run.payload["environment"].get("backend"),
+            **fields,
+        }
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
 
     def _compare(self, golden: dict[str, Any], path: Path, *, notes: bool = True) -> DriftReport:
         from lenscheck.golden.compare import compare_golden

@@ -25,12 +25,14 @@ def main(root: str) -> int:
     rows = []
     for (a, ra), (b, rb) in itertools.combinations(stacks.items(), 2):
         keys = ra.keys() & rb.keys()
-        rows.append({
-            "stacks": f"{a} vs {b}",
-            "cells": len(keys),
-            "max_entropy_diff_bits": max(abs(ra[k][0] - rb[k][0]) for k in keys),
-            "top1_agree_everywhere": all(ra[k][1] == rb[k][1] for k in keys),
-        })
+        rows.append(
+            {
+                "stacks": f"{a} vs {b}",
+                "cells": len(keys),
+                "max_entropy_diff_bits": max(abs(ra[k][0] - rb[k][0]) for k in keys),
+                "top1_agree_everywhere": all(ra[k][1] == rb[k][1] for k in keys),
+            }
+        )
     print(json.dumps(rows, indent=2))
     return 0 if all(r["top1_agree_everywhere"] for r in rows) else 1
 

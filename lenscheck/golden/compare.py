@@ -281,7 +281,7 @@ def _rows(
         c.add(Drift(section, "row count", n, len(o["top1"]), 0, prompt=prompt))
         return
     for i, at in enumerate(places):
-        where = {"prompt": prompt, "layer": at.layer, "pos": at.pos}
+        where: dict[str, Any] = {"prompt": prompt, "layer": at.layer, "pos": at.pos}
         gap = _gap(g["p_top1"], g["p_top2"], i)
         c.top1(section, g["top1"][i], o["top1"][i], gap, at.name("top1"), **where)
         ge, oe = g["entropy"][i], o["entropy"][i]

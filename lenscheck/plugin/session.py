@@ -387,7 +387,7 @@ class GoldenHelper:
         from lenscheck.golden.report import identity_problems
 
         if self.updating:
-            self._bless(snapshot, self.path, self._unchanged)
+            self._bless(snapshot, self.path, self._unchanged())
             # The golden now says what this run says: an obtained file would be stale.
             (self.folder / f"{self.stem}.obtained.json").unlink(missing_ok=True)
             return
@@ -412,9 +412,35 @@ class GoldenHelper:
         ext = LensGoldenExtension.for_golden(path, unchanged)
         assert snapshot(extension_class=ext) == self.lens_run.payload
 
-    def _unchanged(self, stored: dict[str, Any]) -> bool:
-        """Whether a stored golden already says what this run would write (no rewrite)."""
-        if stored.get("class") != self.lens_run.golden_class:
-            return False
-        report = self._compare(stored, self.path, notes=False)
-        return report.ok and report.identity_ok and not report.removed_prompts
+    def _unchanged(self) -> Any:
+        """Whether a stored golden already says what this run would write (no rewrite).
+
+        A function of the payload and the settings only: syrupy keeps it until the session
+        ends, and it must not keep the run (and the model's weights) alive with it.
+        """
+        from functools import partial
+
+        s = self.settings
+        return partial(
+            _says_the_same,
+            self.lens_run.payload,
+            s.tolerance_overrides,
+            s.allowance(self.lens_run.model),
+        )
+
+
+def _says_the_same(
+    payload: dict[str, Any],
+    overrides: dict[str, dict[str, float]],
+    allowance: int,
+    stored: dict[str, Any],
+) -> bool:
+    """A stored golden of the run's class that the run matches, prompts and all."""
+    from lenscheck.golden.compare import compare_golden
+    from lenscheck.golden.tolerances import tolerances_for
+
+    if stored.get("class") != payload["class"]:
+        return False
+    tol, _ = tolerances_for(stored["class"], payload["class"], overrides)
+    report = compare_golden(stored, payload, tol, collapse_allowance=allowance)
+    return report.ok and report.identity_ok and not report.removed_prompts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from _plugin_helpers import GENERATED, LensProject
 
 MODELS = ("synthetic-gpt2", "synthetic-llama")
@@ -29,8 +30,12 @@ def test_b_check(lens_run, lens_model):
 """
 
 
-def test_a_model_is_released_after_its_last_test(lens_project: LensProject) -> None:
+@pytest.mark.parametrize("update", [False, True], ids=["check", "rebless-unchanged"])
+def test_a_model_is_released_after_its_last_test(lens_project: LensProject, update: bool) -> None:
+    """Also when --snapshot-update finds the golden unchanged: syrupy keeps its assertion
+    (and the extension's comparison) until the session ends, which must not keep the run."""
     lens_project.copy_golden(*MODELS)
     lens_project.pytester.makepyfile(test_users=USER_TESTS)
-    result = lens_project.run(f"--lens-models={','.join(MODELS)}", "-p", "no:randomly")
+    args = ["--snapshot-update"] if update else []
+    result = lens_project.run(f"--lens-models={','.join(MODELS)}", "-p", "no:randomly", *args)
     result.assert_outcomes(passed=len(MODELS) * (len(GENERATED) + 2))

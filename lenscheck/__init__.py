@@ -8,10 +8,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from lenscheck.artifacts import setup_run_latest_directory
+from lenscheck.backends.hooks import attach_residual_hooks, build_cache_hook, detach_hooks
 from lenscheck.collapse import detect_copy_collapse, is_semantic_top1, summarize_collapse
 from lenscheck.config import LensConfig
 from lenscheck.device import choose_dtype, should_auto_promote_unembed
-from lenscheck.hooks import attach_residual_hooks, build_cache_hook, detach_hooks
 from lenscheck.norms import (
     UnsupportedNormError,
     apply_norm_or_skip,

@@ -5,12 +5,32 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from lenscheck import __version__
+from lenscheck.artifacts import setup_run_latest_directory
+from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
+from lenscheck.config import BACKENDS, LensConfig
+from lenscheck.device import DEVICES, resolve_device
+from lenscheck.diff import DiffInputError, diff_paths, render_all, reports_json, reports_markdown
+from lenscheck.golden.tolerances import parse_overrides
+from lenscheck.norms import DECODE_NORMS, UnsupportedNormError
+from lenscheck.progress import install_log_handler, model_progress
+from lenscheck.schema import validate_csv
+from lenscheck.selftest import SelfTestError
+from lenscheck.suites import PromptSuite, load_suite
+
+# Imported inside the commands that need them, so that `lenscheck --help`, `validate` and
+# `diff` stay fast: lenscheck.runner (torch; tests also replace its run_model), rich (the run
+# summary table), lenscheck.models and lenscheck.env (the model cache: platformdirs, filelock).
 
 __all__ = ["build_parser", "main"]
 
@@ -28,11 +48,6 @@ def _unit_float(text: str) -> float:
 
 
 def _add_run(sub: Any) -> None:
-    from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
-    from lenscheck.config import BACKENDS
-    from lenscheck.device import DEVICES
-    from lenscheck.norms import DECODE_NORMS
-
     p = sub.add_parser(
         "run",
         help="run the logit lens on one or more models",
@@ -123,12 +138,10 @@ def _add_run(sub: Any) -> None:
 def _version_text() -> str:
     """``lenscheck --version``: the installed distribution's version (the package's own
     ``__version__`` when run from a source tree that is not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         number = version("lenscheck")
     except PackageNotFoundError:
-        from lenscheck import __version__ as number
+        number = __version__
     return f"lenscheck {number}"
 
 
@@ -173,8 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _suite(args: argparse.Namespace) -> Any:
     """The prompts of this run: --prompts FILE, --prompt/--answer, or the built-in suite."""
-    from lenscheck.suites import PromptSuite, load_suite
-
     if args.prompts is not None and (args.prompt is not None or args.answer is not None):
         raise ValueError("give either --prompts FILE or --prompt TEXT --answer TEXT, not both")
     if args.prompts is not None:
@@ -190,8 +201,6 @@ def _suite(args: argparse.Namespace) -> Any:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from lenscheck.config import LensConfig
-
     return LensConfig(
         suite=_suite(args),
         decode_norm=args.decode_norm,
@@ -210,7 +219,6 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
-    from lenscheck.artifacts import setup_run_latest_directory
     from lenscheck.runner import check_out_dir
 
     if args.out_dir is not None:
@@ -220,7 +228,6 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 
 def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
-    from lenscheck.progress import model_progress
     from lenscheck.runner import run_model
 
     cfg = _config(args)
@@ -314,9 +321,6 @@ def _summary(rows: list[dict[str, Any]], out_dir: Path) -> None:
 def _run_child(spec: str, args: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
     """One model in its own process (memory isolation, as the original did); its summary
     rows come back through a JSON file."""
-    import json
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="lenscheck-summary-") as tmp:
         summary = Path(tmp) / "rows.json"
         code = subprocess.run(_subprocess_cmd(spec, args, out_dir, summary), check=False).returncode
@@ -327,9 +331,6 @@ def _run_child(spec: str, args: argparse.Namespace, out_dir: Path) -> list[dict[
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import json
-
-    from lenscheck.device import resolve_device
     from lenscheck.models import expand_model_list
 
     specs = expand_model_list(",".join(args.models)) if args.models else ["embedded"]
@@ -349,8 +350,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from lenscheck.schema import validate_csv
-
     bad = 0
     for path in args.files:
         violations = validate_csv(path)
@@ -362,15 +361,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from lenscheck.diff import (
-        DiffInputError,
-        diff_paths,
-        render_all,
-        reports_json,
-        reports_markdown,
-    )
-    from lenscheck.golden.tolerances import parse_overrides
-
     try:
         reports = diff_paths(args.old, args.new, overrides=parse_overrides(args.tolerance))
     except (DiffInputError, ValueError) as exc:
@@ -402,12 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("transformers", "transformer_lens", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    from lenscheck.progress import install_log_handler
-
     install_log_handler()
-    from lenscheck.norms import UnsupportedNormError
-    from lenscheck.selftest import SelfTestError
-
     expected = (
         ValueError,
         LookupError,

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lenscheck._validate import check_unit_interval, describe
+from lenscheck.numerics import check_finite_logits, topk_probs
 
 if TYPE_CHECKING:
     import torch
@@ -70,8 +71,6 @@ def detect_copy_collapse(
     ``logits`` is the 1-D vocabulary vector of one position. ``entropy_bits`` enables
     the entropy fallback; pass ``entropy_fallback_threshold=None`` to disable it.
     """
-    from lenscheck.numerics import check_finite_logits, topk_probs
-
     if getattr(logits, "ndim", None) != 1 or logits.shape[0] < 2:
         raise ValueError(f"logits must be a 1-D tensor with >= 2 entries, got {describe(logits)}")
     threshold = check_unit_interval("copy_threshold", copy_threshold)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from lenscheck._validate import check_positive_int, check_unit_interval
 from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
+from lenscheck.device import DEVICES, parse_dtype
 from lenscheck.norms import DECODE_NORMS, DecodeNorm
 from lenscheck.prompts import CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS
 from lenscheck.schema import TOP_K_RECORD, TOP_K_VERBOSE
-
-if TYPE_CHECKING:
-    from lenscheck.suites import PromptSuite
+from lenscheck.suites import DEFAULT_SUITE, PromptCase, PromptSuite
 
 __all__ = ["BACKENDS", "Backend", "LensConfig"]
 
@@ -69,8 +68,6 @@ class LensConfig:
             raise ValueError("prompt is empty; expected the text the lens reads the model on")
         if not self.ground_truth.strip():
             raise ValueError("ground_truth is empty; expected the answer token text, e.g. 'Berlin'")
-        from lenscheck.device import DEVICES, parse_dtype
-
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         parse_dtype(self.dtype)
@@ -81,8 +78,6 @@ class LensConfig:
 
     def prompt_suite(self) -> PromptSuite:
         """The suite this configuration runs: ``suite``, else the single prompt above."""
-        from lenscheck.suites import DEFAULT_SUITE, PromptCase, PromptSuite
-
         if self.suite is not None:
             return self.suite
         (default,) = DEFAULT_SUITE.cases

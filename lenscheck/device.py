@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
+# torch is imported inside the functions that need it: `import lenscheck` imports this
+# module and must stay free of torch.
 if TYPE_CHECKING:
     import torch
 
@@ -90,8 +93,6 @@ class DeviceUnavailableError(RuntimeError):
 
 def torch_sees() -> str:
     """What torch sees: its CUDA build, CUDA devices, CUDA_VISIBLE_DEVICES and MPS."""
-    import os
-
     import torch
 
     cuda = torch.version.cuda or "none (a CPU-only build of torch)"

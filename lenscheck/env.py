@@ -12,7 +12,15 @@ import json
 import os
 import platform
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+from lenscheck.models.cache import CACHE_ENV_VAR, cache_format, cache_root, is_complete
+from lenscheck.models.embedded import (
+    EmbeddedModelUnavailable,
+    embedded_checkpoint_dir,
+    locate_embedded_gguf,
+)
 
 __all__ = ["LIBRARIES", "collect", "render_json", "render_text"]
 
@@ -33,8 +41,6 @@ NOT_INSTALLED = "not installed"
 
 
 def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -44,7 +50,7 @@ def _version(dist: str) -> str:
 def _devices() -> dict[str, Any]:
     """What torch sees; ``error`` instead of a crash when torch cannot be imported."""
     info: dict[str, Any] = {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    try:
+    try:  # imported here: a broken torch is reported, and must not break this module's import
         import torch
     except Exception as exc:  # a broken torch install is exactly what env should show
         info["error"] = f"torch cannot be imported: {exc}"
@@ -62,8 +68,6 @@ def _devices() -> dict[str, Any]:
 
 def _cache() -> dict[str, Any]:
     """The model cache: folder, where its location comes from, format, provisioned models."""
-    from lenscheck.models.cache import CACHE_ENV_VAR, cache_format, cache_root, is_complete
-
     root = cache_root()
     override = os.environ.get(CACHE_ENV_VAR, "").strip()
     info: dict[str, Any] = {
@@ -77,12 +81,6 @@ def _cache() -> dict[str, Any]:
         info["format"] = None
         info["error"] = str(exc)
         return info
-    from lenscheck.models.embedded import (
-        EmbeddedModelUnavailable,
-        embedded_checkpoint_dir,
-        locate_embedded_gguf,
-    )
-
     embedded = embedded_checkpoint_dir()
     info["embedded_checkpoint"] = str(embedded)
     info["embedded_provisioned"] = is_complete(embedded)

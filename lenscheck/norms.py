@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+# torch is imported inside the functions that need it: `import lenscheck` imports this
+# module and must stay free of torch.
 if TYPE_CHECKING:
     import torch
     from torch import nn

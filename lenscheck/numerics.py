@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from lenscheck._validate import describe
 
+# torch is imported inside the functions that need it: `import lenscheck` imports this
+# module and must stay free of torch.
 if TYPE_CHECKING:
     import torch
 

@@ -47,6 +47,10 @@ log = logging.getLogger(LOGGER_NAME)
 
 _GGUF_MODULE = "transformers.modeling_gguf_pytorch_utils"
 
+# transformers and rich are imported inside the functions that use them: the console script
+# imports this module for every command (and the plugin with every session), and
+# quiet_library_progress must work without transformers.
+
 
 def stderr_is_terminal() -> bool:
     """True when stderr is an interactive terminal (a spinner can be drawn there)."""

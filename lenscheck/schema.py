@@ -9,6 +9,7 @@ delimiter, ``"`` quoting (QUOTE_MINIMAL, quotes doubled), backslash escapechar,
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lenscheck._validate import check_positive_int
+from lenscheck.artifacts import atomic_write_bytes
 
 __all__ = [
     "CSV_DIALECT",
@@ -160,8 +162,6 @@ def dump_csv_bytes(
     kind: CsvKind, rows: Iterable[CsvRow], top_k_verbose: int = TOP_K_VERBOSE
 ) -> bytes:
     """The exact bytes of a CSV file of ``kind`` holding ``rows``."""
-    import io
-
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, dialect=_RowWriterDialect)
     lines: list[str] = []
@@ -186,8 +186,6 @@ def write_csv(
     top_k_verbose: int = TOP_K_VERBOSE,
 ) -> None:
     """Write a CSV atomically: a temporary sibling renamed into place when complete."""
-    from lenscheck.artifacts import atomic_write_bytes
-
     atomic_write_bytes(Path(path), dump_csv_bytes(kind, rows, top_k_verbose))
 
 
@@ -345,8 +343,6 @@ def read_csv(path: str | os.PathLike[str], *, strict: bool = True) -> CsvTable:
 
 def parse_csv_bytes(data: bytes, source: str, *, strict: bool = True) -> CsvTable:
     """:func:`read_csv` on the bytes of a file (``source`` names it in messages)."""
-    import io
-
     return _parse(io.StringIO(data.decode("utf-8"), newline=""), source, strict=strict)
 
 

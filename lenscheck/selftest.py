@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lenscheck.golden.tolerances import kl_tolerance
 from lenscheck.norms import apply_norm_or_skip, lens_norm_modules, unwrap_norm
 from lenscheck.numerics import kl_bits
 
+# torch is imported inside run_self_test: the console script imports SelfTestError for every
+# command, and `lenscheck validate`/`diff` must not import torch.
 if TYPE_CHECKING:
     import torch
 
@@ -30,8 +33,6 @@ class SelfTestError(AssertionError):
 def kl_tolerance_bits(dtype: torch.dtype) -> float:
     """KL allowed between two computations of the same distribution in ``dtype`` (the
     golden tolerances' ``kl_consistency`` of its class)."""
-    from lenscheck.golden.tolerances import kl_tolerance
-
     return kl_tolerance(str(dtype))
 
 

@@ -22,6 +22,7 @@ its kind, width, dtype and epsilon, so a falsifying example reads well.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import types
 from collections.abc import Callable, Sequence
@@ -316,8 +317,6 @@ def _bridge(
 
 
 def _transformers_kinds() -> list[NormKind]:
-    import importlib
-
     kinds: list[NormKind] = []
     wanted = [
         ("llama", "LlamaRMSNorm", False),
@@ -340,6 +339,8 @@ def _transformers_kinds() -> list[NormKind]:
 
 
 def _bridge_kinds() -> list[NormKind]:
+    # transformer-lens is an optional extra, and its versions differ in what they ship: the
+    # norm classes of each family are imported where they are tried.
     try:
         from transformer_lens.model_bridge.generalized_components.normalization import (
             NormalizationBridge,

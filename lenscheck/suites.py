@@ -134,6 +134,8 @@ DEFAULT_SUITE = PromptSuite(
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
+    # Imported here: only a suite file needs a TOML parser (tomli, a third-party package, on
+    # Python 3.10), and `import lenscheck` imports this module.
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10

@@ -1,4 +1,4 @@
-"""lenscheck.hooks: attach only the residual hooks, cache detached tensors, always clean up."""
+"""Residual hooks (lenscheck.backends.hooks, public from lenscheck): attach, cache, clean up."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from lenscheck.hooks import attach_residual_hooks, build_cache_hook, detach_hooks
+from lenscheck.backends.hooks import attach_residual_hooks, build_cache_hook, detach_hooks
 
 Hook = Callable[[Any, Any], Any]
 

@@ -45,6 +45,8 @@ def load_backend(
     device_map: str | None = None,
 ) -> LensBackend:
     """Load ``path`` (local dir or hub id) through ``backend`` on ``device`` in ``dtype``."""
+    # The adapters are imported here: they import torch and transformers (transformer_lens
+    # when loading), and `import lenscheck` imports this package.
     from lenscheck.backends.hf import TransformersBackend, load_hf_model
 
     if backend not in UNSUPPORTED:  # before loading: a typo should not cost a model load

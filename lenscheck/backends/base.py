@@ -13,6 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from lenscheck.numerics import safe_cast_for_unembed
+
+# torch is imported inside the functions that need it: `import lenscheck` imports this
+# module (through lenscheck.backends.hooks) and must stay free of torch.
 if TYPE_CHECKING:
     import torch
 
@@ -116,8 +120,6 @@ class Unembedder:
         """Logits of ``resid``; ``fp32`` computes in float32 whatever the weight's dtype (a
         few rows of a raw, un-normalized residual would overflow half precision)."""
         import torch
-
-        from lenscheck.numerics import safe_cast_for_unembed
 
         if self._w32 is not None:
             w, b = self._w32

@@ -11,7 +11,9 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from lenscheck.backends.base import (
     Capture,
@@ -21,10 +23,9 @@ from lenscheck.backends.base import (
     tl_layer_stack,
 )
 from lenscheck.backends.hf import find_structure, model_facts
+from lenscheck.backends.hooks import attach_residual_hooks, build_cache_hook, detach_hooks
+from lenscheck.backends.tl import missing_transformer_lens
 from lenscheck.backends.tokens import CodecBacked, TokenCodec
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["HookedTransformerBackend", "build_hooked_transformer"]
 
@@ -42,12 +43,10 @@ def build_hooked_transformer(
     path: str, hf_model: Any, tokenizer: Any, *, device: str, dtype: torch.dtype
 ) -> Any:
     """A HookedTransformer with the transformers model's weights, unprocessed."""
-    try:
+    try:  # imported here: transformer-lens (3.x) is an optional extra
         from transformer_lens import HookedTransformer, HookedTransformerConfig
         from transformer_lens import loading_from_pretrained as loading
     except ImportError as exc:
-        from lenscheck.backends.tl import missing_transformer_lens
-
         raise ImportError(missing_transformer_lens("hooked-transformer", exc)) from exc
     local = path if Path(path).is_dir() else None
     if local is None:
@@ -105,14 +104,10 @@ class HookedTransformerBackend(CodecBacked):
         )
 
     def _logits(self, ids: list[int]) -> torch.Tensor:
-        import torch
-
         with torch.no_grad():
             return self.model(torch.tensor([ids], device=self.device))[0].float()
 
     def run(self, ids: list[int]) -> Capture:
-        from lenscheck.hooks import attach_residual_hooks, build_cache_hook, detach_hooks
-
         cache: dict[str, Any] = {}
         handles, has_pos_embed = attach_residual_hooks(self.model, build_cache_hook(cache))
         try:

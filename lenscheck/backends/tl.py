@@ -8,8 +8,11 @@ and ``blocks.{i}.hook_out``.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from lenscheck.backends.base import (
     Capture,
@@ -20,10 +23,8 @@ from lenscheck.backends.base import (
     tl_layer_stack,
 )
 from lenscheck.backends.hf import find_structure, model_facts, unembedder_for
+from lenscheck.backends.hooks import detach_hooks
 from lenscheck.backends.tokens import CodecBacked, TokenCodec
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["INSTALL_TL", "TransformerLensBackend", "boot_bridge", "missing_transformer_lens"]
 
@@ -35,8 +36,6 @@ def missing_transformer_lens(backend: str, exc: ImportError) -> str:
     """The message for a TransformerLens backend whose import failed: transformer-lens not
     installed at all (it is the optional ``tl`` extra), or installed in a version without
     what ``backend`` needs."""
-    import importlib.util
-
     try:
         absent = importlib.util.find_spec("transformer_lens") is None
     except (ImportError, ValueError):
@@ -66,7 +65,7 @@ def boot_bridge(
     trust_remote_code: bool,
 ) -> Any:
     """Boot a TransformerBridge around an already loaded transformers model."""
-    try:
+    try:  # imported here: transformer-lens is an optional extra
         from transformer_lens.model_bridge import TransformerBridge
     except ImportError as exc:
         raise ImportError(missing_transformer_lens("transformer-lens", exc)) from exc
@@ -115,10 +114,6 @@ class TransformerLensBackend(CodecBacked):
 
     def _forward(self, batch: list[list[int]]) -> list[Capture]:
         """One right-padded forward pass (see :func:`right_pad`) through the bridge's hooks."""
-        import torch
-
-        from lenscheck.hooks import detach_hooks
-
         n = len(self.stack.blocks)
         names = ["blocks.0.hook_in"] + [f"blocks.{i}.hook_out" for i in range(n)]
         cache: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lenscheck.collapse import ENTROPY_COLLAPSE_BITS
 from lenscheck.golden.payload import CLASS_DEPENDENT_FACTS
 from lenscheck.golden.tolerances import Tolerances
 
@@ -338,8 +339,6 @@ def _near_threshold(c: _Comparer, flag: str, rows: Any, layer: int) -> bool:
     """Whether the golden's values at ``layer`` sit within tolerance of the flag's rule, so
     that rounding alone may flip it (copy: p1 > threshold and p1 - p2 > margin, or entropy
     < 1 bit; entropy collapse: entropy <= 1 bit; is_answer: the top-1 itself, a near-tie)."""
-    from lenscheck.collapse import ENTROPY_COLLAPSE_BITS
-
     t = c.tol
     p1, p2, h = rows["p_top1"][layer], rows["p_top2"][layer], rows["entropy"][layer]
     if None in (p1, p2, h):

@@ -8,12 +8,14 @@ not string equality, whether a stored golden still says what the run would write
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
+from lenscheck.artifacts import atomic_write_bytes
 from lenscheck.golden.store import GoldenFormatError, dumps_golden, loads_golden
 
 __all__ = ["LensGoldenExtension"]
@@ -66,16 +68,12 @@ class LensGoldenExtension(SingleFileSnapshotExtension):
         """syrupy's write, minus its warning that ``<class>.json`` does not name the test:
         a golden is named by its class on purpose. Scoped to this extension's writes, not
         a filter on the user's whole session."""
-        import warnings
-
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"\s*Can not relate snapshot")
             super().write_snapshot(**kwargs)
 
     @classmethod
     def write_snapshot_collection(cls, *, snapshot_collection: Any, name_order: Any = None) -> None:
-        from lenscheck.artifacts import atomic_write_bytes
-
         data = next(iter(snapshot_collection)).data
         path = Path(snapshot_collection.location)
         path.parent.mkdir(parents=True, exist_ok=True)

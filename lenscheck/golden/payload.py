@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lenscheck.schema import CSV_DIALECT, CsvTable
+from lenscheck.schema import CSV_DIALECT, CsvTable, parse_csv_bytes
 
 __all__ = [
     "CLASS_DEPENDENT_FACTS",
@@ -290,8 +290,6 @@ class PromptFiles:
         cls, json_bytes: bytes, records_csv: bytes | None, pure_csv: bytes, *, source: str
     ) -> PromptFiles:
         """Parse the bytes a run writes (``source`` names the files in messages)."""
-        from lenscheck.schema import parse_csv_bytes
-
         records = (
             None if records_csv is None else parse_csv_bytes(records_csv, f"{source}-records.csv")
         )

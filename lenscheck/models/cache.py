@@ -18,6 +18,7 @@ whose marker names another format (a copied or renamed folder) is refused with
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -26,6 +27,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import platformdirs
+from filelock import FileLock
+
+from lenscheck import __version__
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -54,8 +60,6 @@ def cache_root() -> Path:
     override = os.environ.get(CACHE_ENV_VAR, "").strip()
     if override:
         return Path(override).expanduser()
-    import platformdirs  # cheap, but only needed here
-
     return Path(platformdirs.user_cache_dir("lenscheck"))
 
 
@@ -64,11 +68,9 @@ class IncompatibleCacheEntry(RuntimeError):
 
 
 def _transformers_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
-        return version("transformers")
-    except PackageNotFoundError:
+        return importlib.metadata.version("transformers")
+    except importlib.metadata.PackageNotFoundError:
         raise RuntimeError(
             "lenscheck's model cache needs transformers, which is not installed"
         ) from None
@@ -122,8 +124,6 @@ def is_ready(path: Path) -> bool:
 
 
 def _marker_text() -> str:
-    from lenscheck import __version__
-
     info = {
         "format": cache_format(),
         "transformers": _transformers_version(),
@@ -145,8 +145,6 @@ def atomic_build_dir(final: Path, build: Callable[[Path], None]) -> Path:
     if is_ready(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
-
     with FileLock(str(final.with_name(final.name + ".lock"))):
         # Recheck: another process may have finished while we waited for the lock.
         if is_ready(final):

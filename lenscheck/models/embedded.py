@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from lenscheck.models.cache import atomic_build_dir, entry_dir, is_ready
 
+# torch and transformers are imported inside the functions that convert the model:
+# lenscheck.models imports this module, and reading model specs (the plugin's options,
+# `lenscheck env`) must not import them.
 if TYPE_CHECKING:
     import torch
 

@@ -131,6 +131,8 @@ def _local_checkpoint(spec: str) -> Path | None:
 
 def _resolve_hub(repo_id: str, offline: bool | None) -> ResolvedModel:
     """Resolve a hub id, failing early when it cannot possibly be loaded."""
+    # huggingface_hub is imported in the functions for hub ids only: lenscheck.models imports
+    # this module to read model specs, most of which (aliases, directories) never need it.
     from huggingface_hub.utils import validate_repo_id
 
     try:

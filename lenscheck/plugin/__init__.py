@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from lenscheck.device import DeviceUnavailableError, resolve_device
+from lenscheck.plugin.header import header_lines
 from lenscheck.plugin.options import LensSettings, add_options, read_settings
 from lenscheck.plugin.session import LENSCHECK_NOTE, GoldenHelper, LensRun, LensSession
+from lenscheck.plugin.xdist_groups import lens_group_scheduler
 
 __all__ = ["GENERATED_NODEID", "lens_golden", "lens_model", "lens_run", "lens_settings"]
 
@@ -44,8 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_device(settings: LensSettings) -> None:
     """An explicit device that is not there stops the session before collection."""
-    from lenscheck.device import DeviceUnavailableError, resolve_device
-
     try:
         resolve_device(settings.device, "--lens-device (ini: lens_device)")
     except DeviceUnavailableError as exc:
@@ -58,8 +59,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     models = config.stash[_SESSION].settings.models
     if not models or config.getvalue("dist") != "loadgroup":
         return None
-    from lenscheck.plugin.xdist_groups import lens_group_scheduler
-
     return lens_group_scheduler(config, log, models)
 
 
@@ -97,6 +96,7 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     """Add the generated lens tests (once) before -k/-m selection runs."""
+    # The generated tests' module is imported for collection only, not with the plugin.
     from lenscheck.plugin import suite
 
     if not _wants_generated_tests(config, config.stash[_SESSION].settings):
@@ -166,6 +166,4 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings: LensSettings = config.stash[_SESSION].settings
     if not settings.entries:
         return []
-    from lenscheck.plugin.header import header_lines
-
     return header_lines(settings, config)

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lenscheck import __version__
+from lenscheck.backends.base import library_versions
+from lenscheck.device import choose_dtype, parse_dtype, resolve_device, torch_sees
+from lenscheck.golden.payload import golden_class
+from lenscheck.plugin.gpus import assign_cuda_device
+
+# torch is imported inside header_lines: `import lenscheck.plugin` imports this module and
+# must stay free of torch.
 if TYPE_CHECKING:
     import pytest
 
@@ -18,9 +26,6 @@ __all__ = ["header_lines", "resolved_class"]
 
 def resolved_class(settings: LensSettings, spec: str, device: str) -> str:
     """The golden class a model runs in: ``cuda-bfloat16`` and friends."""
-    from lenscheck.device import choose_dtype, parse_dtype
-    from lenscheck.golden.payload import golden_class
-
     dtype = parse_dtype(settings.dtype) or choose_dtype(device, spec)
     return golden_class(device, str(dtype))
 
@@ -32,10 +37,6 @@ def _workers(config: pytest.Config) -> int:
 
 def header_lines(settings: LensSettings, config: pytest.Config) -> list[str]:
     """Settings, classes per model, the GPU of each xdist worker, and library versions."""
-    from lenscheck.backends.base import library_versions
-    from lenscheck.device import resolve_device, torch_sees
-    from lenscheck.plugin.gpus import assign_cuda_device
-
     device = resolve_device(settings.device, "--lens-device")
     trust = " trust_remote_code=on" if settings.trust_remote_code else ""
     suite = settings.suite
@@ -59,8 +60,6 @@ def header_lines(settings: LensSettings, config: pytest.Config) -> list[str]:
             + ", ".join(f"gw{k} {assign_cuda_device(f'gw{k}', count)}" for k in range(workers))
         )
     versions = library_versions("torch", "transformers", "transformer-lens", "syrupy")
-    from lenscheck import __version__
-
     lines.append(
         f"lenscheck: versions: lenscheck {__version__}, "
         + ", ".join(f"{k} {v}" for k, v in versions.items())

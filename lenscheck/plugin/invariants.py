@@ -9,11 +9,17 @@ recomputation, and the records CSV's last layer against the model's own distribu
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
+from lenscheck.golden.tolerances import CROSS_DTYPE
+from lenscheck.norms import apply_norm_or_skip, decode_norm_modules, final_norm_module, unwrap_norm
+from lenscheck.numerics import entropy_bits, kl_bits
+from lenscheck.selftest import kl_tolerance_bits
+
+if TYPE_CHECKING:
     from lenscheck.backends.base import LensBackend
     from lenscheck.golden.payload import PromptFiles
     from lenscheck.plugin.session import LensRun
@@ -48,12 +54,6 @@ def _norm_problems(
     """Each re-applied norm against its module, both in float32 whatever the run's dtype:
     a formula slip (epsilon outside the square root, a lost bias) is far below half
     precision's rounding, but not below float32's."""
-    import copy
-
-    import torch
-
-    from lenscheck.norms import apply_norm_or_skip, decode_norm_modules, unwrap_norm
-
     problems = []
     for layer, (resid, module) in enumerate(
         zip(residuals, decode_norm_modules(backend.stack, point))
@@ -80,9 +80,6 @@ def _consistency_problems(
     diag: Any,
     tol: float,
 ) -> list[str]:
-    from lenscheck.norms import apply_norm_or_skip, final_norm_module
-    from lenscheck.numerics import kl_bits
-
     lens = backend.unembed(apply_norm_or_skip(residual, final_norm_module(backend.stack)))
     kl_max = float(kl_bits(logits, lens).max())
     agree = bool((lens.argmax(-1) == logits.argmax(-1)).all())
@@ -106,17 +103,11 @@ def _files_problems(
 ) -> list[str]:
     """The records CSV's last layer, as written, against the model's own distribution: what
     the lens wrote for the last layer must be what the model predicts there."""
-    import torch
-
-    from lenscheck.numerics import entropy_bits
-
     if files.records is None:
         return []
     rows = [r for r in files.records.rows if r.layer == max(x.layer for x in files.records.rows)]
     tol = _ENTROPY_TOL
     if backend.dtype not in (torch.float32, torch.float64):
-        from lenscheck.golden.tolerances import CROSS_DTYPE
-
         # The lens and the model round differently in half precision (norm statistics in
         # fp32, then cast; the model's own kernels): the measured half-precision spread.
         tol = CROSS_DTYPE.get(
@@ -143,10 +134,6 @@ def check_invariants(lens_run: LensRun, kl_tolerance: float | None = None) -> li
 
     ``kl_tolerance``: the last-layer KL bound (default: its class's, lens_tolerances aside).
     """
-    import torch
-
-    from lenscheck.selftest import kl_tolerance_bits
-
     backend = lens_run.run.backend
     tol = kl_tolerance_bits(backend.dtype) if kl_tolerance is None else kl_tolerance
     problems: list[str] = []

@@ -6,12 +6,14 @@ a usage error before collection), the device is checked only when models are con
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from lenscheck.suites import DEFAULT_SUITE, PromptSuite
+from lenscheck.config import LensConfig
+from lenscheck.golden.tolerances import parse_overrides
+from lenscheck.suites import DEFAULT_SUITE, PromptSuite, SuiteError, load_suite
 
 __all__ = ["LensSettings", "ModelEntry", "add_options", "read_settings"]
 
@@ -209,6 +211,8 @@ def _entry(text: str, rootdir: Path) -> ModelEntry:
 def _entries(text: str, rootdir: Path) -> tuple[ModelEntry, ...]:
     if not text:
         return ()
+    # Imported here: lenscheck.models imports the model cache (platformdirs, filelock), which
+    # a session without lens models never needs.
     from lenscheck.models import expand_model_list
 
     try:
@@ -225,8 +229,6 @@ def _entries(text: str, rootdir: Path) -> tuple[ModelEntry, ...]:
 def _suite(text: str, rootdir: Path) -> PromptSuite:
     if not text:
         return DEFAULT_SUITE
-    from lenscheck.suites import SuiteError, load_suite
-
     path = Path(text)
     try:
         return load_suite(path if path.is_absolute() else rootdir / path)
@@ -265,11 +267,6 @@ def read_settings(config: pytest.Config) -> LensSettings:
     )
     if not entries:
         return settings
-    from dataclasses import replace
-
-    from lenscheck.config import LensConfig
-    from lenscheck.golden.tolerances import parse_overrides
-
     try:
         LensConfig(device=device, dtype=dtype, backend=backend, decode_norm=decode_norm)  # type: ignore[arg-type]
         overrides = parse_overrides(list(config.getini("lens_tolerances")))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lenscheck.golden.tolerances import tolerances_for
 from lenscheck.plugin.options import LensSettings
 from lenscheck.plugin.session import GoldenHelper, LensRun
 
@@ -70,7 +71,8 @@ def test_invariants(lens_run: LensRun, lens_settings: LensSettings) -> None:
     layer reproduces the model's own logits, each re-applied norm equals its module, listed
     probabilities + rest_mass == 1, and the JSON's consistency diagnostic is the truth."""
     __tracebackhide__ = True
-    from lenscheck.golden.tolerances import tolerances_for
+    # Imported here: invariants imports torch, and every pytest session that has the plugin
+    # imports this module (to find out whether it collects it).
     from lenscheck.plugin.invariants import check_invariants
 
     cls = lens_run.golden_class

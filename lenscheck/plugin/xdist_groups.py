@@ -37,6 +37,7 @@ def model_of(nodeid: str, models: Iterable[str]) -> str | None:
 
 def lens_group_scheduler(config: Any, log: Any, models: tuple[str, ...]) -> Any:
     """A LoadGroupScheduling whose groups are the lens models."""
+    # Imported here: pytest-xdist is optional, and the plugin imports this module.
     from xdist.scheduler import LoadGroupScheduling
 
     class LensGroupScheduling(LoadGroupScheduling):

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from lenscheck import __version__
 from lenscheck.collapse import (
     ENTROPY_COLLAPSE_BITS,
     collapse_flags,
@@ -40,8 +43,6 @@ from lenscheck.prompts import TARGET_PREDICTION, TEMPERATURES, is_verbose_positi
 from lenscheck.suites import PromptCase, PromptSuite
 
 if TYPE_CHECKING:
-    import torch
-
     from lenscheck.backends.base import Capture, LensBackend
 
 __all__ = [
@@ -103,8 +104,6 @@ _OVERFLOW_FIX = (
 
 def _check_finite(capture: Capture, where: str = "", dtype: Any = None) -> None:
     """The residuals first (naming the first bad layer), then the model's own logits."""
-    import torch
-
     for layer, resid in enumerate(capture.residuals):
         if not bool(torch.isfinite(resid).all()):
             kind = "NaN" if bool(torch.isnan(resid).any()) else "inf"
@@ -124,8 +123,6 @@ def _check_finite_logits(
     logits: torch.Tensor, start: int, width: int, point: str, dtype: torch.dtype
 ) -> None:
     """Name the layer whose lens logits overflowed (a raw residual in half precision)."""
-    import torch
-
     finite = torch.isfinite(logits) | (logits == float("-inf"))
     if bool(finite.all()):
         check_finite_logits(logits)  # -inf rows and the like: the general message
@@ -142,8 +139,6 @@ def normalized_residuals(
     backend: LensBackend, residuals: list[torch.Tensor], point: str = "next-ln1"
 ) -> torch.Tensor:
     """Each layer's residual through the norm of decoding ``point``: [L+1, T, d]."""
-    import torch
-
     norms = decode_norm_modules(backend.stack, point)
     return torch.stack([apply_norm_or_skip(r, m) for r, m in zip(residuals, norms)])
 
@@ -181,8 +176,6 @@ def lens_stats_batch(
     Rows are layer-major over the prompts' positions laid end to end; chunking bounds the
     peak memory to a few [rows, V] fp32 buffers at the same arithmetic cost.
     """
-    import torch
-
     lengths = [p[0].shape[0] for p in prompts]
     normed = torch.cat([normalized_residuals(backend, p, point) for p in prompts], dim=1)
     n_layers, width = normed.shape[0], normed.shape[1]
@@ -193,9 +186,14 @@ def lens_stats_batch(
     ent, ids, probs, kept, last = [], [], [], {}, []
     for start in range(0, rows.shape[0], chunk):
         logits = backend.unembed(rows[start : start + chunk])
-        _check_finite_logits(logits, start, width, point, backend.unembed.dtype)
         dist = torch.softmax(logits.float(), dim=-1)
         ent.append(entropy_from_probs(dist))
+        # A row holding NaN or +inf, or only -inf, has a NaN softmax and so a NaN entropy;
+        # masked (-inf) ids alone do not. Checking the [rows] entropies instead of the
+        # [rows, V] logits saves five passes over the logits; the diagnosis runs on failure.
+        if not bool(torch.isfinite(ent[-1]).all()):
+            _check_finite_logits(logits, start, width, point, backend.unembed.dtype)
+            raise NonFiniteResidualError(f"NaN lens entropy at decoding point {point}")
         top = topk_probs(logits, k, probs=dist)
         ids.append(top.ids)
         probs.append(top.probs)
@@ -397,19 +395,27 @@ def _jobs(backend: LensBackend, cfg: LensConfig, suite: PromptSuite) -> list[_Jo
     return jobs
 
 
-def _point_logits(backend: LensBackend, mains: Sequence[Capture], point: str) -> list[torch.Tensor]:
-    """Per prompt, lens logits [L+1, V] at its last position under decoding ``point``."""
-    import torch
+def _point_logits(
+    backend: LensBackend, mains: Sequence[Capture], points: Sequence[str]
+) -> dict[str, list[torch.Tensor]]:
+    """Per decoding point and prompt, lens logits [L+1, V] at the prompt's last position.
 
-    norms = decode_norm_modules(backend.stack, point)
-    rows = torch.cat(
-        [
-            torch.cat([apply_norm_or_skip(r[-1:], m) for r, m in zip(c.residuals, norms)])
-            for c in mains
-        ]
-    )
+    One unembedding for every point: each call streams all of W_U for a few dozen rows.
+    """
+    rows = []
+    for point in points:
+        norms = decode_norm_modules(backend.stack, point)
+        for c in mains:
+            rows += [apply_norm_or_skip(r[-1:], m) for r, m in zip(c.residuals, norms)]
+    if not rows:
+        return {}
     # In float32: these are a few rows, and a raw residual overflows half precision's range.
-    return list(backend.unembed(rows, fp32=True).split(len(norms)))
+    logits = backend.unembed(torch.cat(rows), fp32=True)
+    n_layers = len(mains[0].residuals)
+    per_prompt = list(logits.split(n_layers))
+    return {
+        point: per_prompt[i * len(mains) : (i + 1) * len(mains)] for i, point in enumerate(points)
+    }
 
 
 def onset_tolerance(num_layers: int) -> int:
@@ -421,8 +427,6 @@ def _ablation(
     backend: LensBackend, job: _Job, by_point: dict[str, torch.Tensor]
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """The decoding-point block of the diagnostics, and p(answer) per layer per point."""
-    import torch
-
     pieces = job.answer["ground_truth_token_ids"]
     block: dict[str, Any] = {"chosen": job.cfg.decode_norm, "rule": ABLATION_RULE}
     p_answer: dict[str, list[float]] = {}
@@ -485,15 +489,11 @@ def run_lens(backend: LensBackend, cfg: LensConfig) -> LensResult:
 
 def run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dict[str, LensResult]:
     """Run the lens on every prompt of ``suite`` through ``backend``; results by prompt id."""
-    import torch
-
     with torch.no_grad():
         return _run_suite(backend, suite, cfg)
 
 
 def _run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dict[str, LensResult]:
-    import torch
-
     jobs = _jobs(backend, cfg, suite)
     captures = backend.run_batch([j.ids for j in jobs] + [p for j in jobs for p in j.probe_ids])
     if len(captures) != len(jobs) + sum(len(j.probe_ids) for j in jobs):
@@ -515,9 +515,7 @@ def _run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dic
         backend, [c.residuals for c in mains], cfg.top_k_verbose, cfg.decode_norm
     )
     by_point: dict[str, list[torch.Tensor]] = {cfg.decode_norm: [s.next_token for s in stats]}
-    for point in DECODE_NORMS:
-        if point not in by_point:
-            by_point[point] = _point_logits(backend, mains, point)
+    by_point.update(_point_logits(backend, mains, [p for p in DECODE_NORMS if p not in by_point]))
     results = {}
     for n, (job, capture, st, rows) in enumerate(zip(jobs, mains, stats, probe_rows)):
         points = {point: logits[n] for point, logits in by_point.items()}
@@ -606,8 +604,6 @@ def _extra_diagnostics(
     lens_last: torch.Tensor,
     model_logits: torch.Tensor,
 ) -> dict[str, Any]:
-    from lenscheck import __version__
-
     return {
         "last_layer_consistency": _consistency(lens_last, model_logits),
         "backend": backend.name,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -12,15 +14,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lenscheck.artifacts import OutputPaths, dump_json_bytes, output_paths
+import numpy as np
+import safetensors.torch
+import torch
+
+# lens and selftest as modules: run_suite and run_self_test are looked up when called (tests
+# replace them).
+from lenscheck import lens, selftest
+from lenscheck.artifacts import OutputPaths, dump_json_bytes, output_paths, write_files_atomically
+from lenscheck.backends import load_backend
 from lenscheck.config import LensConfig
+from lenscheck.device import choose_dtype, parse_dtype, resolve_device, should_auto_promote_unembed
+from lenscheck.models import (
+    EMBEDDED_MODEL_ID,
+    GEMMA3_ALIAS,
+    GEMMA3_MODEL_ID,
+    ResolvedModel,
+    resolve_model,
+)
+from lenscheck.schema import dump_csv_bytes, pure_row, record_row
 
 if TYPE_CHECKING:
-    import torch
-
     from lenscheck.backends.base import LensBackend
     from lenscheck.lens import LensResult
-    from lenscheck.models import ResolvedModel
     from lenscheck.suites import PromptSuite
 
 __all__ = [
@@ -64,11 +80,6 @@ def seeded(seed: int) -> Iterator[None]:
     """Seed every RNG and ask torch for deterministic kernels (byte-identical CSVs) inside
     the block; the caller's RNG states, torch's deterministic mode and the environment are
     restored afterwards, so a test session or a library caller is left as it was."""
-    import random
-
-    import numpy as np
-    import torch
-
     saved = (
         random.getstate(),
         np.random.get_state(),
@@ -81,16 +92,30 @@ def seeded(seed: int) -> Iterator[None]:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _deterministic_kernels(True, warn_only=True)
     try:
         yield
     finally:
         random.setstate(saved[0])
         np.random.set_state(saved[1])
         torch.random.set_rng_state(saved[2])
-        torch.use_deterministic_algorithms(saved[3], warn_only=saved[4])
+        _deterministic_kernels(saved[3], warn_only=saved[4])
         if saved[5] is None:
             os.environ.pop(_DETERMINISM_ENV[0], None)
+
+
+def _deterministic_kernels(mode: bool, *, warn_only: bool) -> None:
+    """torch's deterministic-kernel switch, without importing torch._inductor.
+
+    ``torch.use_deterministic_algorithms`` also imports the inductor compiler to set its
+    config flag: ~1 s of a 4 s warm run, for compiled graphs lenscheck never builds. Where the
+    process has loaded inductor already (the caller compiles), keep its flag in step too.
+    """
+    switch = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if switch is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        switch(mode, warn_only=warn_only)
 
 
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
@@ -109,8 +134,6 @@ def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def _compute_dtype(cfg: LensConfig, device: str, model_id: str) -> torch.dtype:
-    from lenscheck.device import choose_dtype, parse_dtype
-
     return parse_dtype(cfg.dtype) or choose_dtype(device, model_id)
 
 
@@ -118,16 +141,10 @@ def load_model(
     spec: str, cfg: LensConfig, *, cache_dir: Path | None = None
 ) -> tuple[ResolvedModel, LensBackend]:
     """Resolve ``spec`` (alias, local dir or hub id) and load it through ``cfg.backend``."""
-    from lenscheck.backends import load_backend
-    from lenscheck.device import resolve_device, should_auto_promote_unembed
-    from lenscheck.models import resolve_model
-
     resolved = resolve_model(spec, cache_dir=cache_dir)
     device = resolve_device(cfg.device)
     dtype = _compute_dtype(cfg, device, resolved.requested)
     promote = cfg.fp32_unembed or should_auto_promote_unembed(dtype)
-    from lenscheck.models import EMBEDDED_MODEL_ID, GEMMA3_ALIAS, GEMMA3_MODEL_ID
-
     # Embedded aliases report the id their weights come from, as a hub run would.
     model_id = resolved.requested
     if resolved.source == "embedded":
@@ -170,8 +187,6 @@ def _run_model(
     cache_dir: Path | None,
     name: str | None,
 ) -> ModelRun:
-    from lenscheck.lens import run_suite
-
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     note("load")
@@ -182,7 +197,7 @@ def _run_model(
     lens_cfg = cfg.evolve(
         keep_residuals=cfg.keep_residuals or cfg.self_test, model_source=resolved.source
     )
-    results = run_suite(backend, suite, lens_cfg)
+    results = lens.run_suite(backend, suite, lens_cfg)
     timings["lens_s"] = time.perf_counter() - t0 - timings["load_s"]
     if cfg.self_test:
         note("self-test")
@@ -213,10 +228,8 @@ def _run_model(
 
 def _self_test(backend: LensBackend, results: dict[str, LensResult], *, keep: bool) -> None:
     """Check every prompt before anything is written; record the numbers in its JSON."""
-    from lenscheck.selftest import run_self_test
-
     for case_id, result in results.items():
-        report = run_self_test(backend, result, result.residuals or [])
+        report = selftest.run_self_test(backend, result, result.residuals or [])
         result.diagnostics["self_test"] = {"ran": True, "passed": True, **report}
         log.info("self-test passed for %s (%s): %s", backend.model_id, case_id, report)
         if not keep:
@@ -225,8 +238,6 @@ def _self_test(backend: LensBackend, results: dict[str, LensResult], *, keep: bo
 
 def output_bytes(result: LensResult, cfg: LensConfig) -> tuple[bytes, bytes, bytes]:
     """The JSON, records CSV and pure next-token CSV of one prompt, as written to disk."""
-    from lenscheck.schema import dump_csv_bytes, pure_row, record_row
-
     return (
         dump_json_bytes(result.json_data),
         dump_csv_bytes("records", (record_row(r) for r in result.records), cfg.top_k_verbose),
@@ -240,6 +251,7 @@ def _file_bytes(
     json_bytes, records, pure = output_bytes(result, cfg)
     files = {paths.records_csv: records, paths.pure_csv: pure, paths.json: json_bytes}
     if cfg.heatmap:
+        # Imported here: matplotlib and Pillow only for a heatmap (the plugin draws none).
         from lenscheck.plot import render_heatmap_png
 
         files[paths.heatmap] = render_heatmap_png(result, title)
@@ -249,14 +261,12 @@ def _file_bytes(
 
 
 def _residual_bytes(residuals: list[Any]) -> bytes:
-    from safetensors.torch import save
-
     tensors = {f"layer_{i:02d}": r.detach().cpu().contiguous() for i, r in enumerate(residuals)}
-    return save(tensors, metadata={"format": "lenscheck-residuals", "layers": str(len(residuals))})
+    return safetensors.torch.save(
+        tensors, metadata={"format": "lenscheck-residuals", "layers": str(len(residuals))}
+    )
 
 
 def write_outputs(result: LensResult, paths: OutputPaths, cfg: LensConfig, *, title: str) -> None:
     """Write every output file of one model as a set: all of them or none."""
-    from lenscheck.artifacts import write_files_atomically
-
     write_files_atomically(_file_bytes(result, paths, cfg, title))

@@ -151,7 +151,10 @@ FAULTS: dict[str, list[Patch]] = {
                     "return lens_norm_modules(model)[:-1] + [None]",
                 )
             ],
-            ["lenscheck.lens:decode_norm_modules"],
+            [
+                "lenscheck.lens:decode_norm_modules",
+                "lenscheck.plugin.invariants:decode_norm_modules",
+            ],
         ),
         (
             "lenscheck.lens",
@@ -172,11 +175,11 @@ FAULTS: dict[str, list[Patch]] = {
     "ablation-decodes-every-point-alike": [
         (
             "lenscheck.lens",
-            "_run_suite",
+            "_point_logits",
             [
                 (
-                    "by_point[point] = _point_logits(backend, mains, point)",
-                    'by_point[point] = _point_logits(backend, mains, "next-ln1")',
+                    "norms = decode_norm_modules(backend.stack, point)",
+                    'norms = decode_norm_modules(backend.stack, "next-ln1")',
                 )
             ],
             [],

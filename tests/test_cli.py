@@ -368,8 +368,10 @@ def test_trust_remote_code_is_off_unless_asked(
 ) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lenscheck.backends import hf
     from lenscheck.config import LensConfig
 
+    monkeypatch.setattr(hf, "_TOKENIZERS", type(hf._TOKENIZERS)())  # a cached one loads no more
     assert LensConfig().trust_remote_code is False
     assert build_parser().parse_args(["run"]).trust_remote_code is False
     seen: list[tuple[str, Any]] = []

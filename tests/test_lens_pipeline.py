@@ -1170,3 +1170,38 @@ def test_lens_logits_that_overflow_name_the_layer_and_the_fix() -> None:
         "torch.float16): the residual overflows it; rerun with --fp32-unembed, or --dtype "
         "bfloat16 or float32 (pytest: --lens-dtype)"
     )
+
+
+@pytest.mark.parametrize(
+    ("bias_value", "masked", "error"),
+    [
+        (float("nan"), 1, "the lens logits of layer 0 are not finite"),
+        (float("inf"), 1, "the lens logits of layer 0 are not finite"),
+        (float("-inf"), "all", "has a row where every value is -inf"),
+        (float("-inf"), 1, None),  # a masked id is legitimate: p = 0, entropy finite
+    ],
+    ids=["nan", "+inf", "all-masked", "one-masked"],
+)
+def test_non_finite_lens_logits_are_caught_by_kind(
+    bias_value: float, masked: Any, error: Any
+) -> None:
+    """The lens checks its per-row entropies, not every logit: each kind of bad logit must
+    still reach the diagnosis, and a -inf mask must not."""
+    import torch
+
+    from lenscheck.backends.base import Unembedder
+    from lenscheck.config import LensConfig
+    from lenscheck.lens import NonFiniteResidualError, run_lens
+
+    fb = make_fake_backend()
+    bias = torch.zeros(fb.facts.d_vocab)
+    bias[: None if masked == "all" else masked] = bias_value
+    fb.unembed = Unembedder(weight=fb.lm_weight, bias=bias, softcap=None, promote=True)
+    cfg = LensConfig(test_prompts=())
+    if error is None:
+        result = run_lens(fb, cfg)
+        assert bool(torch.isfinite(result.entropies).all())
+        assert 0 not in result.top1_ids.flatten().tolist()  # the masked id is never top-1
+        return
+    with pytest.raises((NonFiniteResidualError, ValueError), match=error):
+        run_lens(fb, cfg)

@@ -137,3 +137,43 @@ def test_embedded_heatmap(tmp_path: Any) -> None:
     top1_p = run.result.pure_records[30]["topk"][0][1]
     assert max(p["next-ln1"][:30]) < 0.01 and p["next-ln1"][30] == pytest.approx(top1_p, rel=1e-5)
     assert p["final"][30] == pytest.approx(top1_p, rel=1e-5)
+
+
+def test_cells_are_coloured_by_their_own_entropy() -> None:
+    """Each cell's fill is viridis_r at its entropy scaled to the grid's range: the most
+    uncertain cell is the dark end, the most certain the yellow end, and no cell is shifted
+    by a row or a column (layer 0 is the bottom row)."""
+    import matplotlib
+    import numpy as np
+
+    from lenscheck.plot import _Frame, render_heatmap_png
+
+    result = _fake_result(3, SHORT)
+    ent = result.entropies.double().numpy()
+    img = np.asarray(_image(render_heatmap_png(result, "fake"))).astype(int)
+    frame = _Frame(*ent.shape)
+    lo, hi = ent.min(), ent.max()
+    for layer in range(ent.shape[0]):
+        for pos in range(ent.shape[1]):
+            # A corner pixel of the cell: the centre holds the top-1 token's text.
+            x, y = frame.x(pos) + 3, frame.y(layer + 1) + 3
+            want = matplotlib.colormaps["viridis_r"]((ent[layer, pos] - lo) / (hi - lo), bytes=True)
+            assert np.abs(img[y, x] - np.array(want[:3])).max() <= 1, (layer, pos)
+
+
+def test_rendering_imports_neither_pyplot_nor_a_layout_engine() -> None:
+    """The picture is drawn with Pillow: pyplot and the figure machinery were most of a warm
+    run's time. A fresh interpreter renders without importing them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_plot import _fake_result, SHORT\n"
+        "from lenscheck.plot import render_heatmap_png\n"
+        "render_heatmap_png(_fake_result(3, SHORT), 'fake')\n"
+        "print(sorted(m for m in ('matplotlib.pyplot', 'matplotlib.figure') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,32 @@ def test_seeded_seeds_inside_and_restores_everything_after(
         assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     finally:
         torch.use_deterministic_algorithms(prior[0], warn_only=prior[1])
+
+
+def test_seeded_does_not_import_the_inductor_compiler() -> None:
+    """torch.use_deterministic_algorithms imports torch._inductor (~1 s of a warm run) to set
+    a flag only compiled graphs read; seeded() sets the kernel switch alone."""
+    code = (
+        "import sys, torch\n"
+        "from lenscheck.runner import seeded\n"
+        "with seeded(1):\n"
+        "    on = torch.are_deterministic_algorithms_enabled()\n"
+        "print(on, torch.are_deterministic_algorithms_enabled(), 'torch._inductor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_seeded_keeps_inductors_flag_in_step_where_the_caller_loaded_it() -> None:
+    code = (
+        "import torch, torch._inductor.config as ic\n"
+        "from lenscheck.runner import seeded\n"
+        "with seeded(1):\n"
+        "    inside = ic.deterministic\n"
+        "print(inside, ic.deterministic)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
 
 
 def test_seeded_keeps_a_cublas_workspace_the_caller_set(monkeypatch: pytest.MonkeyPatch) -> None:

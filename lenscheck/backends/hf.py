@@ -7,10 +7,18 @@ scale included) and a forward hook on every layer's output.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lenscheck.backends.base import (
     BlockNorms,
@@ -24,11 +32,15 @@ from lenscheck.backends.base import (
     split_rows,
 )
 from lenscheck.backends.tokens import CodecBacked, TokenCodec
+from lenscheck.norms import UnsupportedNormError, lens_norm_modules
 
-if TYPE_CHECKING:
-    import torch
-
-__all__ = ["HFStructure", "TransformersBackend", "find_structure", "load_hf_model"]
+__all__ = [
+    "HFStructure",
+    "TransformersBackend",
+    "find_structure",
+    "load_hf_model",
+    "load_tokenizer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +80,6 @@ def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
 
 def find_structure(model: Any) -> HFStructure:
     """Locate the decoder layers (the ModuleList with ``num_hidden_layers`` entries)."""
-    from torch import nn
-
     n_layers = int(model.config.num_hidden_layers)
     for name, module in model.named_modules():
         if (
@@ -101,14 +111,12 @@ def load_hf_model(
     device_map: str | None = None,
 ) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer from a local dir or hub id, in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     except ValueError as exc:
         # transformers says "pass the argument `trust_remote_code=True`": name our flag instead.
         if trust_remote_code or "trust_remote_code" not in str(exc):
@@ -118,6 +126,53 @@ def load_hf_model(
         model = model.to(device)
     model.eval()
     return model, tokenizer
+
+
+# Tokenizers by the bytes they are built from. Loading one takes 0.15-0.3 s (transformers
+# parses tokenizer.json twice), ten times a small model's weights; a pytest session that
+# re-runs a released model, or a test suite of many short sessions, loads the same one again.
+_TOKENIZERS: OrderedDict[str, Any] = OrderedDict()
+_TOKENIZERS_KEPT = 4
+_TOKENIZER_FILES = (
+    "config.json",  # the tokenizer class may come from the model type
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "chat_template.jinja",
+)
+
+
+def load_tokenizer(path: str, *, trust_remote_code: bool) -> Any:
+    """``AutoTokenizer.from_pretrained(path)``, reused while a local folder's tokenizer files
+    are byte-identical. Each caller gets its own shallow copy (padding side, special tokens
+    set on it stay its own); hub ids and remote-code tokenizers always load afresh."""
+    key = None if trust_remote_code else _tokenizer_key(Path(path))
+    if key is None:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        while len(_TOKENIZERS) > _TOKENIZERS_KEPT:
+            _TOKENIZERS.popitem(last=False)
+    _TOKENIZERS.move_to_end(key)
+    return copy.copy(_TOKENIZERS[key])
+
+
+def _tokenizer_key(folder: Path) -> str | None:
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for name in _TOKENIZER_FILES:
+        file = folder / name
+        digest.update(f"{name}\0".encode())
+        if file.is_file():
+            digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def _remote_code_message(path: str) -> str:
@@ -132,8 +187,6 @@ def _remote_code_message(path: str) -> str:
 
 def _check_norms_found(model: Any, stack: LayerStack) -> None:
     """Refuse a model whose norms the lens needs were not found: never decode raw residuals."""
-    from lenscheck.norms import UnsupportedNormError, lens_norm_modules
-
     missing = [i for i, module in enumerate(lens_norm_modules(stack)) if module is None]
     if not missing:
         return
@@ -218,8 +271,6 @@ class TransformersBackend(CodecBacked):
 
     def _forward(self, batch: list[list[int]]) -> list[Capture]:
         """One right-padded forward pass (see :func:`right_pad`), hooked on every layer."""
-        import torch
-
         captured: list[torch.Tensor] = []
 
         def pre_hook(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

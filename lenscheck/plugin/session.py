@@ -4,20 +4,41 @@ released after the model's last test so that one model is in memory at a time.""
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
+import weakref
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from lenscheck.artifacts import atomic_write_bytes
+from lenscheck.config import LensConfig
+from lenscheck.device import resolve_device
+from lenscheck.golden.compare import SECTIONS, DriftReport, compare_golden
+from lenscheck.golden.payload import PromptFiles, golden_payload, model_dir_name
+from lenscheck.golden.report import identity_problems, rebless_command, render_report
+from lenscheck.golden.store import (
+    GoldenFormatError,
+    dumps_golden,
+    find_golden,
+    golden_dir,
+    golden_stem,
+    read_golden,
+)
+from lenscheck.golden.tolerances import tolerances_for
+from lenscheck.plugin.gpus import assign_cuda_device
 from lenscheck.plugin.options import LensSettings
+from lenscheck.progress import quiet_library_progress
 
+# Imported inside functions, to keep `import lenscheck.plugin` (every pytest session) light:
+# torch, lenscheck.runner (torch, and the model code) and lenscheck.golden.extension (syrupy).
 if TYPE_CHECKING:
     from lenscheck.backends.base import Capture
-    from lenscheck.golden.compare import DriftReport
-    from lenscheck.golden.payload import PromptFiles
     from lenscheck.lens import LensResult
     from lenscheck.runner import ModelRun
 
@@ -93,35 +114,46 @@ class LensSession:
 
     settings: LensSettings
     runs: dict[str, LensRun] = field(default_factory=dict)
+    _released: list[tuple[str, Any]] = field(default_factory=list)
 
     def get(self, model: str) -> LensRun:
         """Run ``model`` once; later calls return the same run until :meth:`release`."""
         if model not in self.runs:
+            self.settle()
             self.runs[model] = self._run(model)
         return self.runs[model]
 
     def release(self, model: str) -> str | None:
-        """Drop ``model``'s run and weights; on CUDA, return a peak-memory note."""
+        """Drop ``model``'s run and weights; on CUDA, return a peak-memory note.
+
+        pytest still holds the fixture's value while its teardown runs; the weights go when
+        pytest lets go of it, and :meth:`settle` makes sure before the next model loads.
+        """
         run = self.runs.pop(model, None)
         if run is None:
             return None
-        device = run.device
-        del run
-        gc.collect()
-        if not device.startswith("cuda"):
+        self._released.append((run.device, weakref.ref(run.run.backend)))
+        if not run.device.startswith("cuda"):
             return None
         import torch
 
-        peak = torch.cuda.max_memory_allocated(device) / 2**30
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        return f"{model}: peak device memory {peak:.2f} GiB on {device}"
+        peak = torch.cuda.max_memory_allocated(run.device) / 2**30
+        return f"{model}: peak device memory {peak:.2f} GiB on {run.device}"
+
+    def settle(self) -> None:
+        """Free released models before another loads: one model in memory at a time."""
+        released, self._released = self._released, []
+        if any(weights() is not None for _, weights in released):
+            # Only a reference cycle (a hook, a closure) keeps them now. The full collection
+            # costs ~0.2 s with torch loaded, so it runs only then, not after every model.
+            gc.collect()
+        for device in {d for d, _ in released if d.startswith("cuda")}:
+            import torch
+
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
 
     def _run(self, model: str) -> LensRun:
-        from lenscheck.config import LensConfig
-        from lenscheck.device import resolve_device
-        from lenscheck.golden.payload import PromptFiles, golden_payload
-        from lenscheck.progress import quiet_library_progress
         from lenscheck.runner import output_bytes, run_model
 
         s = self.settings
@@ -153,10 +185,6 @@ class LensSession:
 
 def _worker_device(device: str) -> str:
     """Under xdist on CUDA, worker gwN takes GPU N modulo the visible count."""
-    import os
-
-    from lenscheck.plugin.gpus import assign_cuda_device
-
     if device != "cuda":
         return device
     import torch
@@ -184,9 +212,6 @@ class GoldenHelper:
         config: pytest.Config,
         node: pytest.Item | None = None,
     ) -> None:
-        from lenscheck.golden.payload import model_dir_name
-        from lenscheck.golden.store import golden_dir, golden_stem
-
         self.lens_run = lens_run
         self.settings = settings
         self.node = node
@@ -200,8 +225,6 @@ class GoldenHelper:
     # ------------------------------------------------------------------ commands
     def rebless(self) -> str:
         """The command that re-blesses this model's golden, with every class option."""
-        from lenscheck.golden.report import rebless_command
-
         run = self.lens_run
         models = run.model if run.model == run.spec else f"{run.model}={run.spec}"
         return rebless_command(models, self.settings.class_options())
@@ -212,8 +235,6 @@ class GoldenHelper:
     # ------------------------------------------------------------------- state
     def golden_path(self) -> Path | None:
         """The golden this run compares with (its own class first, else another class)."""
-        from lenscheck.golden.store import find_golden
-
         return find_golden(self.folder, self.lens_run.golden_class, self.settings.decode_norm)
 
     def _state(self) -> _GoldenState:
@@ -224,8 +245,6 @@ class GoldenHelper:
         return state
 
     def _compute_state(self) -> _GoldenState:
-        from lenscheck.golden.store import GoldenFormatError, read_golden
-
         path = self.golden_path()
         if path is None:
             problem = (
@@ -267,8 +286,6 @@ class GoldenHelper:
 
     def _log_line(self, fields: dict[str, Any]) -> None:
         """One JSON line per model for --lens-report (short appends: safe across workers)."""
-        import json
-
         target = self.settings.report_path
         if target is None:
             return
@@ -286,9 +303,6 @@ class GoldenHelper:
             fh.write(json.dumps(line) + "\n")
 
     def _compare(self, golden: dict[str, Any], path: Path, *, notes: bool = True) -> DriftReport:
-        from lenscheck.golden.compare import compare_golden
-        from lenscheck.golden.tolerances import tolerances_for
-
         tol, note = tolerances_for(
             golden["class"], self.lens_run.golden_class, self.settings.tolerance_overrides
         )
@@ -310,9 +324,6 @@ class GoldenHelper:
 
     def _write_obtained(self) -> Path | None:
         """``<stem>.obtained.json`` beside the golden: what this run produced, to diff."""
-        from lenscheck.artifacts import atomic_write_bytes
-        from lenscheck.golden.store import dumps_golden
-
         path = self.folder / f"{self.stem}.obtained.json"
         try:
             atomic_write_bytes(path, dumps_golden(self.lens_run.payload).encode("utf-8"))
@@ -331,8 +342,6 @@ class GoldenHelper:
         """The drift report against the stored golden (``sections``: only those drifts);
         fails the test when there is no usable golden."""
         __tracebackhide__ = True
-        from dataclasses import replace
-
         state = self._state()
         if state.report is None:
             pytest.fail(state.problem or "no golden", pytrace=False)
@@ -353,9 +362,6 @@ class GoldenHelper:
         skip: test_golden_file fails once, with the fix.
         """
         __tracebackhide__ = True
-        from lenscheck.golden.compare import SECTIONS
-        from lenscheck.golden.report import render_report
-
         if self.updating:
             return
         state = self._state()
@@ -384,8 +390,6 @@ class GoldenHelper:
         otherwise present, readable, current, and holding every prompt of this suite (its
         values are the section tests' business: one drift fails one test)."""
         __tracebackhide__ = True
-        from lenscheck.golden.report import identity_problems
-
         if self.updating:
             self._bless(snapshot, self.path, self._unchanged())
             # The golden now says what this run says: an obtained file would be stale.
@@ -418,8 +422,6 @@ class GoldenHelper:
         A function of the payload and the settings only: syrupy keeps it until the session
         ends, and it must not keep the run (and the model's weights) alive with it.
         """
-        from functools import partial
-
         s = self.settings
         return partial(
             _says_the_same,
@@ -436,9 +438,6 @@ def _says_the_same(
     stored: dict[str, Any],
 ) -> bool:
     """A stored golden of the run's class that the run matches, prompts and all."""
-    from lenscheck.golden.compare import compare_golden
-    from lenscheck.golden.tolerances import tolerances_for
-
     if stored.get("class") != payload["class"]:
         return False
     tol, _ = tolerances_for(stored["class"], payload["class"], overrides)

@@ -125,15 +125,40 @@ def install(session: nox.Session, extras: str = "test") -> None:
 def unit(session: nox.Session) -> None:
     """Offline gate: unit, property, schema and plugin tests plus the synthetic goldens."""
     install(session, "test,tl")  # the TransformerLens backends are tested too
-    session.run("pytest", "-n", "2", "--lens-models=synthetic", *session.posargs, env=OFFLINE)
+    session.run("pytest", "-n", "2", "--lens-models=synthetic", "-m", "not slow",
+                *session.posargs, env=OFFLINE)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """What the unit gate leaves out: embedded-model, fault-injection, subprocess tests."""
+    install(session, "test,tl")
+    session.run("pytest", "-n", "2", "--lens-models=synthetic", "-m", "slow",
+                *session.posargs, env=OFFLINE)
+
+
+EXAMPLE_SUITE = "examples/prompts/capitals.toml"
 
 
 @nox.session
 def golden(session: nox.Session) -> None:
-    """Golden runs on real models (default: embedded + synthetic); posargs go to pytest."""
+    """Golden runs (default: embedded + synthetic) of the default and the example suite."""
     install(session)
-    args = session.posargs or ["--lens-models=embedded,synthetic"]
+    args = list(session.posargs)
+    if not any(a.startswith("--lens-models") for a in args):
+        args.append("--lens-models=embedded,synthetic")
     session.run("pytest", "-m", "lens", "-p", "no:randomly", *args, env=OFFLINE)
+    if not any(a.startswith("--lens-prompts") for a in args):
+        suite = [_suffixed_junit(a, "capitals") for a in args] + [f"--lens-prompts={EXAMPLE_SUITE}"]
+        session.run("pytest", "-m", "lens", "-p", "no:randomly", *suite, env=OFFLINE)
+
+
+def _suffixed_junit(arg: str, suffix: str) -> str:
+    """``--junitxml=r/x.xml`` -> ``--junitxml=r/x-<suffix>.xml``: one report per pytest run."""
+    if not arg.startswith("--junitxml="):
+        return arg
+    path = Path(arg.partition("=")[2])
+    return f"--junitxml={path.with_name(f'{path.stem}-{suffix}{path.suffix}')}"
 
 
 @nox.session
@@ -141,7 +166,7 @@ def lint(session: nox.Session) -> None:
     """ruff lint and format check."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", "lenscheck", "tests", "noxfile.py", "benchmarks")
-    session.run("ruff", "format", "--check", "lenscheck")
+    session.run("ruff", "format", "--check", "lenscheck", "tests", "benchmarks")
 
 
 @nox.session

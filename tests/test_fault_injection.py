@@ -47,6 +47,9 @@ from _faults import FAULTS, fault_conftest
 from lenscheck.models import SYNTHETIC_ALIASES
 from lenscheck.models.cache import CACHE_ENV_VAR, cache_root
 
+#: Minutes of whole inner sessions: `nox -s slow`, a CI step of its own, not the unit gate.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 #: Pytester points HOME at its own folder; keep the inner runs on the real model cache.
 MODEL_CACHE = cache_root()
@@ -244,7 +247,7 @@ def check(result: pytest.RunResult, caught: dict[str, set[str]], texts: list[str
     "models",
     [
         pytest.param(SYN, id="synthetic"),
-        pytest.param(("embedded",), id="embedded", marks=pytest.mark.slow),
+        pytest.param(("embedded",), id="embedded"),
     ],
 )
 def test_control_no_fault_passes(
@@ -271,7 +274,6 @@ def test_fault_fails_the_generated_tests(
     check(run_with(pytester, FAULTS[fault], models), caught, texts)  # type: ignore[arg-type]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("fault", list(EMBEDDED))
 def test_fault_fails_the_embedded_models_tests(
     project: Path, pytester: pytest.Pytester, fault: str

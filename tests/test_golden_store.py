@@ -41,12 +41,14 @@ def test_committed_goldens_load_and_round_trip_byte_for_byte(path: Path) -> None
     data = read_golden(path)
     model = path.relative_to(COMMITTED).parts[0]
     suite = "default" if path.parent.name == model else path.parent.name
+    cls, _, point = path.stem.partition(".decode-")
     assert (data["format_version"], data["model"], data["suite"], data["class"]) == (
         FORMAT_VERSION,
         model,
         suite,
-        path.stem,
+        cls,
     )
+    assert data["decode_norm"] == (point or "next-ln1")
     assert dumps_golden(data) == path.read_text(encoding="utf-8")  # the committed form
 
 

@@ -56,6 +56,7 @@ def test_without_models_a_session_is_left_alone(lens_project: LensProject) -> No
     assert state["inifilters"] == []
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch: `nox -s slow`
 def test_ini_models_and_a_selected_node_id_load_no_model(lens_project: LensProject) -> None:
     lens_project.ini("lens_models = synthetic-llama")
     lens_project.pytester.makepyfile(test_mine=USER_TEST)
@@ -72,6 +73,7 @@ def test_ini_models_and_a_selected_node_id_load_no_model(lens_project: LensProje
     everything.assert_outcomes(passed=1 + len(GENERATED))
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch: `nox -s slow`
 def test_lens_runs_leave_torch_settings_and_rng_as_they_were(lens_project: LensProject) -> None:
     lens_project.copy_golden("synthetic-llama")
     lens_project.pytester.makeconftest(

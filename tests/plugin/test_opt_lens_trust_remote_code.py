@@ -83,6 +83,7 @@ def test_off_by_default_and_the_code_never_runs(
     assert not list(lens_project.path.glob("golden/**/*.json"))
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch: `nox -s slow`
 @pytest.mark.parametrize("how", ["option", "ini"])
 def test_asked_for_the_code_runs_and_the_lens_is_the_models(
     lens_project: LensProject, custom: tuple[Path, Path], how: str

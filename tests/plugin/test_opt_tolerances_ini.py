@@ -67,8 +67,8 @@ def test_bad_tolerance_line_is_a_usage_error(lens_project: LensProject, line: st
     err = result.stderr.str()
     assert "lens_tolerances: expected 'CLASS FIELD=VALUE' with FIELD one of " in err
     assert (
-        "depth_gain, entropy, entropy_rel, final_prob, kl_consistency, near_tie, p_top1, rank_rel"
-        in err
+        "entropy, entropy_cap, final_prob, kl_consistency, near_tie, outlier_fraction, p_cap, "
+        "p_top1, rank_rel" in err
     )
     assert repr(line) in err
 

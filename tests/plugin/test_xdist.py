@@ -78,6 +78,7 @@ def check_distribution(project: LensProject) -> None:
     assert {worker for worker, _ in runs} == {"gw0", "gw1"}
 
 
+@pytest.mark.slow  # two worker interpreters: `nox -s slow`
 def test_n2_passes_one_run_per_model_per_worker(lens_project: LensProject) -> None:
     lens_project.copy_golden(*SYNTHETIC_ALIASES)
     lens_project.pytester.makeconftest(RECORDER)
@@ -92,6 +93,7 @@ def test_n2_passes_one_run_per_model_per_worker(lens_project: LensProject) -> No
     assert {m: lens_project.golden(m).read_bytes() for m in SYNTHETIC_ALIASES} == before
 
 
+@pytest.mark.slow
 def test_n2_snapshot_update_writes_all_goldens_intact(lens_project: LensProject) -> None:
     lens_project.pytester.makeconftest(RECORDER)
     result = lens_project.run_subprocess("-n", "2", "--lens-models=synthetic", "--snapshot-update")

@@ -62,7 +62,7 @@ class BlockNorms:
 
 @dataclass
 class LayerStack:
-    """TransformerLens-shaped view of a model's norms for the seed's norm selection."""
+    """TransformerLens-shaped view of a model's norms for the original pipeline's norm selection."""
 
     architecture: Literal["pre_norm", "post_norm"]
     blocks: list[BlockNorms]
@@ -235,8 +235,13 @@ def split_rows(
     layers: Sequence[torch.Tensor], logits: torch.Tensor, lengths: Sequence[int]
 ) -> list[Capture]:
     """Per prompt of a padded batch: its residuals [T, d] and fp32 logits [T, V]."""
+    import torch
+
+    # One stack and one unbind per row: indexing every layer of every row costs ~7 us a
+    # view, 7% of a default-suite run at 31 layers x 15 prompts.
+    stacked = torch.stack(list(layers))  # [L+1, B, T, d]
     return [
-        Capture(residuals=[layer[row, :n] for layer in layers], logits=logits[row, :n].float())
+        Capture(residuals=list(stacked[:, row, :n].unbind(0)), logits=logits[row, :n].float())
         for row, n in enumerate(lengths)
     ]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _threads import share_cores_between_workers
 from hypothesis import settings
 
 # Hypothesis profiles. "ci": 200 examples per property, derandomized (reproducible in CI),
@@ -50,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_network: the test may open internet sockets (none does today)"
     )
+    share_cores_between_workers()
 
 
 class NetworkAccessError(RuntimeError):

@@ -1,6 +1,7 @@
 """lenscheck: a logit-lens pipeline and pytest plugin that flags behaviour drift.
 
-The seed pipeline's function names stay importable from here.
+"The original pipeline" throughout (README, docstrings) is the research script lenscheck grew
+out of: see the README's first section. Its public function names stay importable from here.
 """
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ def detect_model_architecture(model: Any) -> Architecture:
     """``'post_norm'`` or ``'pre_norm'``.
 
     An explicit ``architecture`` attribute (lenscheck's backends set one from the
-    model config) wins. Otherwise the seed's structural rule: a block whose ``ln2``
+    model config) wins. Otherwise the original pipeline's structural rule: a block whose ``ln2``
     is registered after its ``mlp`` is post-norm.
     """
     declared = getattr(model, "architecture", None)

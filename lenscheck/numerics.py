@@ -76,7 +76,8 @@ def entropy_from_probs(probs: torch.Tensor) -> torch.Tensor:
 
 
 def bits_entropy_from_logits(logits: torch.Tensor) -> float:
-    """Entropy in bits of ``softmax(logits)`` for a 1-D logits vector (the seed's API)."""
+    """Entropy in bits of ``softmax(logits)`` for a 1-D logits vector (the original
+    pipeline's API)."""
     if getattr(logits, "ndim", None) != 1:
         raise ValueError(
             f"logits must be a 1-D tensor of vocabulary logits, got {describe(logits)}"

@@ -195,7 +195,7 @@ def write_csv_files(
     pure_csv_filepath: str | os.PathLike[str],
     top_k_verbose: int,
 ) -> None:
-    """Write the records CSV and the pure next-token CSV (the seed's API)."""
+    """Write the records CSV and the pure next-token CSV (the original pipeline's API)."""
     check_positive_int("top_k_verbose", top_k_verbose)
     records = [record_row(r) for r in json_data["records"]]
     pure = [pure_row(r) for r in json_data["pure_next_token_records"]]

@@ -268,7 +268,7 @@ class MyNorm:
 
 
 def test_unknown_norm_class_is_refused_not_guessed() -> None:
-    # The message word for word: tests/test_mutation_killers.py (run by `nox -s mutation`).
+    # The message word for word (the norms tests pin it too).
     from lenscheck.norms import UnsupportedNormError
 
     fb = make_fake_backend()

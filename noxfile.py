@@ -396,7 +396,7 @@ def mutation(session: nox.Session) -> None:
     import shutil
     import time
 
-    install(session)
+    install(session, "test,tl")  # the norms' tests cover TransformerLens' norm bridges too
     session.install("mutmut==3.8.1", CI["torch"])
     # posargs: module names to run alone (`nox -s mutation -- norms numerics`), and
     # --max-children=N (default: every core).

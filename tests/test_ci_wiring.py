@@ -101,3 +101,10 @@ def test_a_worker_runs_torch_on_its_share_of_the_cores(
     assert os.environ.get("OMP_NUM_THREADS") == env
     assert os.environ.get("MKL_NUM_THREADS") == env
     assert torch_threads.get_num_threads() == (2 if threads is None else threads)
+
+
+@pytest.mark.parametrize("session", ["unit", "slow", "mutation"])
+def test_sessions_that_run_the_norms_tests_install_the_tl_extra(session: str) -> None:
+    """tests/test_norms.py requires TransformerLens' norm bridges; the extra provides them."""
+    body = NOXFILE.split(f"def {session}(", 1)[1].split("\n\n\n", 1)[0]
+    assert 'install(session, "test,tl")' in body

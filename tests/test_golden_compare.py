@@ -9,6 +9,7 @@ boundary is exact in binary.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Any
 
@@ -107,6 +108,10 @@ def test_first_divergence_is_the_lowest_layer_then_position() -> None:
     assert report.section("records") == [late, early_far, early_near]
     assert report.section("schema") == []
     assert DriftReport("m", "a", "b", "", drifts=[flat]).first_divergence() is flat
+    cell_0 = Drift("records", "entropy", 1.0, 2.0, 0.1, 1, "p", 0)
+    assert report.first_divergence([cell_0, row]) is row  # a row sorts before position 0
+    assert report.first_divergence([]) is None
+    assert DriftReport("m", "a", "b", "").first_divergence() is None
 
 
 # ------------------------------------------------------------------------- records
@@ -277,6 +282,136 @@ def test_a_flag_flip_at_its_threshold_is_a_near_tie(
         "L_copy",
         "L_copy_H",
     }
+
+
+def _flip_at(
+    golden: dict[str, Any],
+    run: dict[str, Any],
+    flag: str,
+    values: dict[str, float | None],
+    facts: tuple[float | None, float | None] = (0.875, 0.0625),
+) -> DriftReport:
+    """Flip ``flag`` at layer 2 of the run, the golden's row there holding ``values``."""
+    for doc in (golden, run):
+        rows = entry(doc)["next_token"]
+        for metric, value in values.items():
+            rows[metric][2] = value
+        doc["facts"]["copy_threshold"], doc["facts"]["copy_margin"] = facts
+    entry(run)["flags"][flag][2] = not entry(run)["flags"][flag][2]
+    return cmp(golden, run, sections=("collapse",))
+
+
+FAR = {"entropy": 6.0, "p_top1": 0.5, "p_top2": 0.0}  # far from every rule (TOL, facts)
+
+
+@pytest.mark.parametrize(
+    ("flag", "values", "near"),
+    [
+        # entropy collapse: |entropy - 1 bit| <= TOL.entropy (0.25), on either side
+        ("entropy_collapse", {"entropy": 1.25}, True),
+        ("entropy_collapse", {"entropy": 0.75}, True),
+        ("entropy_collapse", {"entropy": 1.375}, False),
+        ("entropy_collapse", {"entropy": 0.625}, False),
+        # is_answer: the golden's top-1/top-2 gap below TOL.near_tie (0.5), strictly
+        ("is_answer", {"p_top1": 0.625, "p_top2": 0.25}, True),
+        ("is_answer", {"p_top1": 0.75, "p_top2": 0.25}, False),
+        ("is_answer", {"p_top1": 0.875, "p_top2": 0.25}, False),
+        # copy collapse: the entropy rule alone, the threshold (0.875) alone, the margin alone
+        ("copy_collapse", {"entropy": 1.25}, True),
+        ("copy_collapse", {"entropy": 0.625}, False),
+        ("copy_collapse", {"p_top1": 0.75, "p_top2": 0.0}, True),
+        ("copy_collapse", {"p_top1": 1.0, "p_top2": 0.5}, True),
+        ("copy_collapse", {"p_top1": 0.625, "p_top2": 0.0}, False),
+        ("copy_collapse", {"p_top1": 0.5, "p_top2": 0.3125}, True),  # gap 0.1875 = margin + tol
+        ("copy_collapse", {"p_top1": 0.5, "p_top2": 0.5}, True),  # gap 0 = margin - 0.0625
+        ("copy_collapse", {"p_top1": 0.5, "p_top2": 0.25}, False),  # gap 0.25
+        # a golden that lacks a value decides nothing: the flip is drift
+        ("copy_collapse", {"entropy": 1.0, "p_top2": None}, False),
+        ("entropy_collapse", {"entropy": None}, False),
+    ],
+)
+def test_which_golden_values_make_a_flag_flip_a_near_tie(
+    golden: dict[str, Any], run: dict[str, Any], flag: str, values: dict[str, Any], near: bool
+) -> None:
+    report = _flip_at(golden, run, flag, {**FAR, **values})
+    flips = [(d.section, d.metric, d.layer) for d in (report.near_ties if near else report.drifts)]
+    assert flips == [("collapse", flag, 2)]
+    assert report.ok is near
+    assert report.compared["collapse"] == 4 + 3 * 4
+
+
+def test_copy_rules_without_threshold_or_margin_facts_use_the_entropy_rule_only(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    fresh = copy.deepcopy(golden), copy.deepcopy(run)
+    at_threshold = {**FAR, "p_top1": 0.875, "p_top2": 0.8125}  # gap = margin, p1 = threshold
+    report = _flip_at(golden, run, "copy_collapse", at_threshold, facts=(None, None))
+    assert [d.metric for d in report.drifts] == ["copy_collapse"]
+    report = _flip_at(*fresh, "copy_collapse", {**FAR, "entropy": 1.0}, facts=(None, None))
+    assert [d.metric for d in report.near_ties] == ["copy_collapse"]
+
+
+# --------------------------------------------------------------------------- outliers
+
+#: TOL plus an outlier allowance: 1/8 of a section's values, entropy up to 1, p up to 0.5.
+OUT = dataclasses.replace(TOL, outlier_fraction=0.125, entropy_cap=1.0, p_cap=0.5)
+
+
+@pytest.mark.parametrize(
+    ("metric", "delta", "outcome"),
+    [
+        ("entropy", 0.5, "outlier"),
+        ("entropy", 1.0, "outlier"),  # at the cap
+        ("entropy", 1.5, "drift"),
+        ("p_top1", -0.25, "outlier"),
+        ("p_top1", -0.5, "outlier"),
+        ("p_top1", -0.625, "drift"),
+    ],
+)
+def test_beyond_tolerance_within_the_cap_is_an_outlier(
+    golden: dict[str, Any], run: dict[str, Any], metric: str, delta: float, outcome: str
+) -> None:
+    rows = entry(run)["next_token"]
+    rows[metric][1] += delta
+    report = cmp(golden, run, tol=OUT, sections=("trajectory",))
+    found = (
+        [(d.metric, d.layer) for d in report.outliers],
+        [(d.metric, d.layer) for d in report.drifts],
+    )
+    expected = [(metric, 1)]
+    assert found == ((expected, []) if outcome == "outlier" else ([], expected))
+    assert report.ok is (outcome == "outlier")
+    # Without an allowance the same value is drift.
+    assert [
+        (d.metric, d.layer) for d in cmp(golden, run, sections=("trajectory",)).drifts
+    ] == expected
+
+
+def test_a_changed_top1_beyond_the_near_tie_gap_is_an_outlier_candidate(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    rows = entry(run)["next_token"]
+    rows["top1"][3] = "something else"
+    tie = dataclasses.replace(OUT, near_tie=0.0)  # no gap is a near-tie
+    report = cmp(golden, run, tol=tie, sections=("trajectory",))
+    assert [(d.metric, d.layer) for d in report.outliers] == [("top1", 3)]
+    assert report.ok and report.near_ties == []
+    strict = dataclasses.replace(tie, outlier_fraction=0.0)
+    assert [d.layer for d in cmp(golden, run, tol=strict, sections=("trajectory",)).drifts] == [3]
+
+
+@pytest.mark.parametrize(("n", "ok"), [(2, True), (3, False)])
+def test_more_outliers_than_the_allowance_are_all_drift(
+    golden: dict[str, Any], run: dict[str, Any], n: int, ok: bool
+) -> None:
+    """The trajectory compares 16 values: 1/8 of them (2) may be outliers, a third is not."""
+    for layer in range(n):
+        entry(run)["next_token"]["entropy"][layer] += 0.5
+    report = cmp(golden, run, tol=OUT, sections=("trajectory",))
+    assert report.compared["trajectory"] == 16
+    moved = [("entropy", layer) for layer in range(n)]
+    assert [(d.metric, d.layer) for d in (report.outliers if ok else report.drifts)] == moved
+    assert (report.drifts == []) is ok and (report.outliers == []) is not ok
 
 
 # ---------------------------------------------------------------- probes and final

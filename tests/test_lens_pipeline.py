@@ -1205,3 +1205,43 @@ def test_non_finite_lens_logits_are_caught_by_kind(
         return
     with pytest.raises((NonFiniteResidualError, ValueError), match=error):
         run_lens(fb, cfg)
+
+
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("k", [1, 3])
+def test_lens_stats_of_one_prompt_match_an_independent_computation(point: str, k: int) -> None:
+    """The single-prompt API: every cell's entropy and top-k, the last layer's logits and
+    the next-token logits of every layer, against logits built by hand."""
+    import torch
+
+    from lenscheck.lens import lens_stats, lens_stats_batch
+
+    fb = make_fake_backend(n_layers=3)
+    ids = fb.encode(PROMPT)
+    residuals, _ = fb.forward(ids)
+    stats = lens_stats(fb, residuals, k, point)
+    lens, _ = _expected_lens_logits(fb, ids, point)
+    expected = torch.stack(lens).float()  # [L+1, T, V]
+    n_layers, n_pos = len(lens), len(ids)
+    assert stats.entropy.shape == (n_layers, n_pos)
+    assert stats.top_ids.shape == stats.top_probs.shape == (n_layers, n_pos, k)
+    for layer in range(n_layers):
+        for pos in range(n_pos):
+            assert float(stats.entropy[layer, pos]) == pytest.approx(
+                _bits(expected[layer, pos]), abs=1e-4
+            )
+            want = _top(fb, expected[layer, pos], k)
+            got = [
+                [fb.decode(int(i)), float(p)]
+                for i, p in zip(stats.top_ids[layer, pos], stats.top_probs[layer, pos])
+            ]
+            _same_pairs(got, want)
+    torch.testing.assert_close(stats.last_layer, expected[-1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stats.next_token, expected[:, -1], rtol=1e-5, atol=1e-5)
+    batch = lens_stats_batch(fb, [residuals], k, point)[0]
+    default = lens_stats(fb, residuals, k)  # the default point is next-ln1
+    for field in ("entropy", "top_ids", "top_probs", "last_layer", "next_token"):
+        assert torch.equal(getattr(stats, field), getattr(batch, field)), field
+        same = torch.equal(getattr(default, field), getattr(stats, field))
+        assert same or point != "next-ln1", field
+    assert not torch.equal(default.entropy, stats.entropy) or point == "next-ln1"

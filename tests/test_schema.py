@@ -19,6 +19,7 @@ from lenscheck.schema import (
     SchemaViolation,
     csv_header,
     dump_csv_bytes,
+    parse_csv_bytes,
     read_csv,
     record_row,
     rest_mass,
@@ -288,6 +289,63 @@ def test_arbitrary_tokens_survive_write_csv_files(tokens: list[str]) -> None:
     assert [tuple(t for t, _ in r.topk) for r in parsed.rows] == [tuple(tokens)] * len(tokens)
     assert [p for _, p in parsed.rows[0].topk] == probs
     assert again == rec_bytes
+
+
+def test_parsed_bytes_give_back_the_records_the_writer_took(tmp_path: Path) -> None:
+    """write_csv_files -> parse_csv_bytes -> records(): the same dicts, flags included."""
+    recs = [
+        _record(0, 0, "<s>", 3.5, [("a", 0.5), ("b", 0.25)]),
+        _record(0, 1, ' x,"y"', 0.125, [(" x", 0.75)]),
+    ]
+    pure = [
+        _record(
+            2,
+            1,
+            "⟨NEXT⟩",
+            0.25,
+            [(" Berlin", 0.875)],
+            copy_collapse=True,
+            entropy_collapse=True,
+            is_answer=False,
+        ),
+        _record(
+            3,
+            1,
+            "⟨NEXT⟩",
+            1.5,
+            [("x", 0.5)],
+            copy_collapse=False,
+            entropy_collapse=False,
+            is_answer=True,
+        ),
+    ]
+    rec_bytes, pure_bytes = _write_json_data(tmp_path, recs, pure, k=3)
+    records = parse_csv_bytes(rec_bytes, "mem-records.csv")
+    assert (records.kind, records.top_k_verbose, records.path) == ("records", 3, "mem-records.csv")
+    assert records.records() == recs
+    table = parse_csv_bytes(pure_bytes, "mem-pure.csv")
+    assert table.kind == "pure"
+    assert table.records() == pure
+    assert list(table.records()[0]) == [
+        "layer",
+        "pos",
+        "token",
+        "entropy",
+        "topk",
+        "copy_collapse",
+        "entropy_collapse",
+        "is_answer",
+    ]
+
+
+def test_parse_csv_bytes_names_its_source_and_honours_strict() -> None:
+    data = (RECORDS_HEADER + "\n0,0,a,not-a-number," + ",".join(["x", "1"] * 20) + ",0\n").encode()
+    with pytest.raises(CsvSchemaError) as info:
+        parse_csv_bytes(data, "from-memory.csv")
+    assert {v.path for v in info.value.violations} == {"from-memory.csv"}
+    lenient = parse_csv_bytes(data, "from-memory.csv", strict=False)
+    assert lenient.violations == info.value.violations
+    assert [(v.row, v.column) for v in lenient.violations] == [(1, "entropy")]
 
 
 # -------------------------------------------------------------------------------- validator

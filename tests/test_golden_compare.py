@@ -567,6 +567,24 @@ def test_class_dependent_facts_only_compare_within_a_class(
     assert cmp(golden, run).ok
 
 
+def test_norm_class_names_only_compare_within_a_backend(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    """HookedTransformer names transformers' LlamaRMSNorm `RMSNorm` (TransformerLens 3.9
+    against the committed goldens): a library's naming, not a change of the lens."""
+    assert golden["environment"]["backend"] == "transformers"
+    assert golden["facts"]["final_ln_type"] == "LlamaRMSNorm"
+    run["facts"]["final_ln_type"] = run["facts"]["first_block_ln1_type"] = "RMSNorm"
+    assert [d.metric for d in cmp(golden, run).drifts] == [
+        "fact final_ln_type",
+        "fact first_block_ln1_type",
+    ]
+    run["environment"]["backend"] = "hooked-transformer"
+    assert cmp(golden, run).ok
+    run["facts"]["architecture"] = "post_norm"  # other facts still compare across backends
+    assert [d.metric for d in cmp(golden, run).drifts] == ["fact architecture"]
+
+
 def test_tokenization_compares_every_key(golden: dict[str, Any], run: dict[str, Any]) -> None:
     tok = entry(run)["tokenization"]
     tok["input_ids"][2] += 1

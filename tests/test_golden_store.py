@@ -33,7 +33,10 @@ REQUIRED = (
     "prompts",
 )
 FIX = "re-bless it with: pytest --lens-models=synthetic-gpt2 --snapshot-update"
-COMMITTED_FILES = sorted(COMMITTED.glob("**/*.json"))
+# Not the `<class>.obtained.json` a drifting run leaves beside a golden (git-ignored).
+COMMITTED_FILES = sorted(
+    p for p in COMMITTED.glob("**/*.json") if not p.name.endswith(".obtained.json")
+)
 
 
 @pytest.mark.parametrize("path", COMMITTED_FILES, ids=lambda p: str(p.relative_to(COMMITTED)))

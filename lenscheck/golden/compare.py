@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lenscheck.collapse import ENTROPY_COLLAPSE_BITS
-from lenscheck.golden.payload import CLASS_DEPENDENT_FACTS
+from lenscheck.golden.payload import BACKEND_DEPENDENT_FACTS, CLASS_DEPENDENT_FACTS
 from lenscheck.golden.tolerances import Tolerances
 
 __all__ = ["SECTIONS", "Drift", "DriftReport", "compare_golden", "pair_prompts"]
@@ -243,11 +243,18 @@ def _schema(c: _Comparer, golden: Mapping[str, Any], observed: Mapping[str, Any]
             observed["model_stats"].get(key),
         )
     same_class = golden.get("class") == observed.get("class")
+    same_backend = _backend(golden) == _backend(observed)
     g_facts, o_facts = golden.get("facts") or {}, observed.get("facts") or {}
     for key in sorted(set(g_facts) | set(o_facts)):
         if key in CLASS_DEPENDENT_FACTS and not same_class:
             continue
+        if key in BACKEND_DEPENDENT_FACTS and not same_backend:
+            continue
         c.equal("schema", f"fact {key}", g_facts.get(key), o_facts.get(key))
+
+
+def _backend(doc: Mapping[str, Any]) -> Any:
+    return (doc.get("environment") or {}).get("backend")
 
 
 def _gap(p1: Sequence[Any] | None, p2: Sequence[Any] | None, i: int) -> float | None:

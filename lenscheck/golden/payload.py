@@ -23,6 +23,7 @@ from typing import Any
 from lenscheck.schema import CSV_DIALECT, CsvTable, parse_csv_bytes
 
 __all__ = [
+    "BACKEND_DEPENDENT_FACTS",
     "CLASS_DEPENDENT_FACTS",
     "FACT_KEYS",
     "FORMAT_VERSION",
@@ -65,6 +66,10 @@ FACT_KEYS = (
 )
 #: Facts that follow the dtype: compared only between goldens and runs of one class.
 CLASS_DEPENDENT_FACTS = ("use_fp32_unembed", "unembed_dtype")
+#: Facts that name a library's module class: transformers' ``LlamaRMSNorm`` is
+#: HookedTransformer's ``RMSNorm``. Compared only between goldens and runs of one backend;
+#: the values the norm produces are compared whatever the backend.
+BACKEND_DEPENDENT_FACTS = ("first_block_ln1_type", "final_ln_type")
 #: Per-prompt sections, in file order; each belongs to exactly one generated test.
 PROMPT_SECTIONS = (
     "tokenization",

@@ -379,14 +379,21 @@ def mutation_tests(modules: list[str]) -> list[str]:
     """The test files that cover ``modules``: tests/test_<module>*.py, where <module> is the
     path after ``lenscheck.`` with dots as underscores (lenscheck.norms -> test_norms.py,
     lenscheck.golden.compare -> test_golden_compare.py, lenscheck.lens ->
-    test_lens_pipeline.py). A module without one is an error, not an untested module."""
+    test_lens_pipeline.py), plus every test file marked ``pytest.mark.covers("<module>")``
+    (a consumer's tests that decide the module's behaviour: `lenscheck diff` for the
+    golden comparison). A module without one is an error, not an untested module."""
     files: list[str] = []
     for module in modules:
         stem = module.split(".", 1)[1].replace(".", "_")
         found = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(f"tests/test_{stem}*.py"))
         if not found:
             raise ValueError(f"no tests/test_{stem}*.py covers {module}")
-        files += [f for f in found if f not in files]
+        marked = sorted(
+            p.relative_to(ROOT).as_posix()
+            for p in ROOT.glob("tests/test_*.py")
+            if f'mark.covers("{module}")' in p.read_text(encoding="utf-8")
+        )
+        files += [f for f in found + marked if f not in files]
     return files
 
 

@@ -51,6 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_network: the test may open internet sockets (none does today)"
     )
+    config.addinivalue_line(
+        "markers", "covers(module): nox -s mutation also runs this file on that module's mutants"
+    )
     share_cores_between_workers()
 
 

@@ -12,6 +12,9 @@ from _shared import reference_dir
 from lenscheck.cli import main
 from lenscheck.schema import CSV_DIALECT
 
+# Their expectations decide the golden comparison too: `nox -s mutation` runs them on it.
+pytestmark = pytest.mark.covers("lenscheck.golden.compare")
+
 MODEL = "synthetic-llama"
 PURE = f"output-{MODEL}-pure-next-token.csv"
 #: The original pipeline's files: the full published run, or the vendored one-model copy.

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from lenscheck.golden.compare import Drift, DriftReport, compare_golden
 from lenscheck.golden.report import (
     identity_problems,
@@ -16,6 +18,9 @@ from lenscheck.golden.report import (
     section_summaries,
 )
 from lenscheck.golden.tolerances import DEFAULT_TOLERANCES
+
+# Their expectations decide the golden comparison too: `nox -s mutation` runs them on it.
+pytestmark = pytest.mark.covers("lenscheck.golden.compare")
 
 FP32 = DEFAULT_TOLERANCES["cpu-float32"]
 PID = "capital-de"

@@ -1245,3 +1245,23 @@ def test_lens_stats_of_one_prompt_match_an_independent_computation(point: str, k
         same = torch.equal(getattr(default, field), getattr(stats, field))
         assert same or point != "next-ln1", field
     assert not torch.equal(default.entropy, stats.entropy) or point == "next-ln1"
+
+
+@pytest.mark.parametrize("rows_per_chunk", [1, 5, 13, 14])
+def test_chunked_unembedding_equals_one_chunk(
+    monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int
+) -> None:
+    """Chunk boundaries anywhere (inside a layer, at the last layer's first row, one row per
+    chunk) give the same statistics, kept next-token rows and last-layer logits as one chunk."""
+    import torch
+
+    from lenscheck import lens as lens_mod
+
+    fb = make_fake_backend(n_layers=3)
+    prompts = [fb.forward(fb.encode(text))[0] for text in (PROMPT, PROBES[0])]
+    whole = lens_mod.lens_stats_batch(fb, prompts, 3)
+    monkeypatch.setattr(lens_mod, "_CHUNK_LOGITS", rows_per_chunk * fb.facts.d_vocab)
+    chunked = lens_mod.lens_stats_batch(fb, prompts, 3)
+    for one, other in zip(whole, chunked):
+        for field in ("entropy", "top_ids", "top_probs", "last_layer", "next_token"):
+            torch.testing.assert_close(getattr(other, field), getattr(one, field), msg=field)

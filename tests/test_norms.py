@@ -636,3 +636,54 @@ def test_booted_bridge_norms_match_forward(gpt2_bridge: Any, idx: int, data: st.
     with torch.no_grad():
         got = apply_norm_or_skip(x, norm)
     assert_norm_close(got, _forward(norm, x))
+
+
+def _named(name: str) -> Any:
+    return type(name, (), {})()
+
+
+def _stack(architecture: str, final: bool, n: int = 2) -> Any:
+    from lenscheck.backends.base import BlockNorms, LayerStack
+
+    blocks = [BlockNorms(_named(f"ln1_{i}"), _named(f"ln2_{i}")) for i in range(n)]
+    return LayerStack(architecture, blocks, _named("final") if final else None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("architecture", "final", "expected"),
+    [
+        ("pre_norm", True, "final"),
+        ("post_norm", True, "final"),
+        ("post_norm", False, "ln2_1"),  # OPT-350m: the last block's ln2 feeds the unembedding
+        ("pre_norm", False, None),  # a pre-norm model without a final norm has none
+    ],
+)
+def test_final_norm_module_is_the_norm_in_front_of_the_unembedding(
+    architecture: str, final: bool, expected: str | None
+) -> None:
+    from lenscheck.norms import final_norm_module
+
+    found = final_norm_module(_stack(architecture, final))
+    assert (None if found is None else type(found).__name__) == expected
+    assert final_norm_module(_stack("post_norm", False, n=0)) is None  # no block to fall back on
+
+
+@pytest.mark.parametrize("architecture", ["pre_norm", "post_norm"])
+def test_decode_norm_modules_per_point(architecture: str) -> None:
+    from lenscheck.norms import decode_norm_modules
+
+    stack = _stack(architecture, final=True)
+    names = {
+        point: [None if m is None else type(m).__name__ for m in decode_norm_modules(stack, point)]
+        for point in ("next-ln1", "final", "raw")
+    }
+    assert names["final"] == ["final"] * 3
+    assert names["raw"] == [None] * 3
+    expected_next = (
+        ["ln1_0", "ln1_1", "final"] if architecture == "pre_norm" else ["ln1_0", "ln2_0", "ln2_1"]
+    )
+    assert names["next-ln1"] == expected_next
+    with pytest.raises(
+        ValueError, match=r"^decode norm must be one of next-ln1, final, raw, got 'tuned'$"
+    ):
+        decode_norm_modules(stack, "tuned")

@@ -250,7 +250,9 @@ def test_every_layers_flags_are_exact(golden: dict[str, Any], run: dict[str, Any
         Drift("collapse", "is_answer", False, True, 0, 2, PID),
     ]
     flags["copy_collapse"].pop()
-    assert ("collapse", "copy_collapse layer count", None, None) in where(cmp(golden, run))
+    assert Drift("collapse", "copy_collapse layer count", 4, 3, 0, None, PID) in (
+        cmp(golden, run).drifts
+    )
 
 
 def test_a_flag_flip_at_its_threshold_is_a_near_tie(
@@ -269,12 +271,13 @@ def test_a_flag_flip_at_its_threshold_is_a_near_tie(
     entry(run)["collapse"].update(L_copy_H=1, L_copy=2)
     report = cmp(golden, run)
     assert report.ok
-    assert [(d.metric, d.layer, d.golden, d.observed) for d in report.near_ties] == [
-        ("copy_collapse", 2, False, True),
-        ("entropy_collapse", 1, False, True),
-        ("L_copy", None, None, 2),
-        ("L_copy_H", None, None, 1),
+    assert report.near_ties == [
+        Drift("collapse", "copy_collapse", False, True, 0, 2, PID),
+        Drift("collapse", "entropy_collapse", False, True, 0, 1, PID),
+        Drift("collapse", "L_copy", None, 2, 0, None, PID),
+        Drift("collapse", "L_copy_H", None, 1, 0, None, PID),
     ]
+    assert report.compared["collapse"] == 4 + 3 * 4  # near-ties are counted as compared
     # The same flips under float32's tolerances are drift.
     assert {d.metric for d in cmp(golden, run, tol=FP32).drifts} == {
         "copy_collapse",
@@ -496,7 +499,40 @@ def test_decoding_points_are_each_pinned(golden: dict[str, Any], run: dict[str, 
         Drift("decoding", "raw p_answer", 0.25, 0.5, 0.125, 1, PID),
     ]
     dec["final"]["top1"].pop()
-    assert ("decoding", "final layer count", None, None) in where(cmp(golden, run))
+    assert Drift("decoding", "final layer count", 4, 3, 0, None, PID) in cmp(golden, run).drifts
+
+
+@pytest.mark.parametrize("side", ["golden", "run"])
+def test_a_missing_decoding_ablation_is_one_drift_and_lenient_skips_it(
+    golden: dict[str, Any], run: dict[str, Any], side: str
+) -> None:
+    """Files written before the ablation existed: drift for a golden, not for `diff`."""
+    entry(golden if side == "golden" else run)["decoding"] = None
+    report = cmp(golden, run, sections=("decoding",))
+    present = (side != "golden", side != "run")
+    assert report.drifts == [Drift("decoding", "decoding ablation present", *present, 0, None, PID)]
+    assert report.compared["decoding"] == 1
+    lenient = cmp(golden, run, sections=("decoding",), lenient=True)
+    assert lenient.ok and lenient.compared["decoding"] == 0
+
+
+def test_decoding_l_semantic_p_answer_outliers_and_ranks(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    g, dec = entry(golden)["decoding"], entry(run)["decoding"]
+    g["final"]["L_semantic"], dec["final"]["L_semantic"] = 2, 3
+    g["raw"]["p_answer"][1], dec["raw"]["p_answer"][1] = 0.25, 0.625  # beyond 0.125, cap 0.5
+    g["raw"]["answer_rank"][2], dec["raw"]["answer_rank"][2] = 7, 1000
+    report = cmp(golden, run, tol=OUT, sections=("decoding",))
+    assert report.drifts == [
+        Drift("decoding", "final L_semantic", 2, 3, 0, None, PID),
+        Drift("decoding", "raw answer_rank", 7, 1000, 3, 2, PID),
+    ]
+    assert report.outliers == [Drift("decoding", "raw p_answer", 0.25, 0.625, 0.125, 1, PID)]
+    assert report.max_delta["decoding"] == 0.375  # answer ranks are not probabilities
+    assert cmp(golden, run, tol=OUT, sections=("decoding",), collapse_allowance=1).section(
+        "decoding"
+    ) == [Drift("decoding", "raw answer_rank", 7, 1000, 3, 2, PID)]
 
 
 @pytest.mark.parametrize(

@@ -382,17 +382,17 @@ def mutation_tests(modules: list[str]) -> list[str]:
     test_lens_pipeline.py), plus every test file marked ``pytest.mark.covers("<module>")``
     (a consumer's tests that decide the module's behaviour: `lenscheck diff` for the
     golden comparison). A module without one is an error, not an untested module."""
+    sources = {
+        p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+        for p in sorted(ROOT.glob("tests/test_*.py"))
+    }
     files: list[str] = []
     for module in modules:
         stem = module.split(".", 1)[1].replace(".", "_")
         found = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(f"tests/test_{stem}*.py"))
         if not found:
             raise ValueError(f"no tests/test_{stem}*.py covers {module}")
-        marked = sorted(
-            p.relative_to(ROOT).as_posix()
-            for p in ROOT.glob("tests/test_*.py")
-            if f'mark.covers("{module}")' in p.read_text(encoding="utf-8")
-        )
+        marked = [f for f, text in sources.items() if f'mark.covers("{module}")' in text]
         files += [f for f in found + marked if f not in files]
     return files
 

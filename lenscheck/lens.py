@@ -63,9 +63,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 NEXT_TOKEN = "⟨NEXT⟩"
 _TEST_TOP_K, _TEMP_TOP_K, _FINAL_TOP_K, _PURE_TOP_K = 10, 15, 20, 5
-#: Logits per unembedding chunk (64 Mi fp32 values = 256 MiB); softmax and entropy need
-#: a few buffers of that size at once.
-_CHUNK_LOGITS = 1 << 24
+#: Logits per unembedding chunk (8 Mi fp32 values = 32 MiB); the lens holds two buffers of
+#: that size. Each chunk streams all of W_U once: fewer, larger chunks are a little faster
+#: and cost peak memory.
+_CHUNK_LOGITS = 1 << 23
 ABLATION_RULE = (
     "onset_disagreement: L_semantic under next-ln1 and under final differ by more than "
     "max(2, ceil(num_layers / 10)) layers, or only one of them exists"
@@ -181,34 +182,52 @@ def lens_stats_batch(
     n_layers, width = normed.shape[0], normed.shape[1]
     rows = normed.reshape(n_layers * width, normed.shape[-1])
     ends = torch.tensor(lengths).cumsum(0) - 1  # last position of each prompt
-    keep = {int(layer * width + end): None for layer in range(n_layers) for end in ends}
     chunk = max(1, _CHUNK_LOGITS // max(backend.facts.d_vocab, 1))
-    ent, ids, probs, kept, last = [], [], [], {}, []
+    # Every [rows, V] buffer is made once and filled in place. Fresh buffers per chunk,
+    # with the small copies made between them, fragmented the heap: the allocator grew it
+    # by a buffer per chunk instead of reusing the freed ones (+190 MiB peak RSS on the
+    # embedded model, varying from run to run).
+    vocab, device = backend.facts.d_vocab, rows.device
+    scratch = torch.empty(2, min(chunk, rows.shape[0]), vocab, device=device)
+    next_token = torch.empty(len(lengths), n_layers, vocab, device=device)
+    last_layer = torch.empty(width, vocab, device=device)
+    wanted = [
+        (p, layer, layer * width + int(end))
+        for p, end in enumerate(ends)
+        for layer in range(n_layers)
+    ]
+    top_row = (n_layers - 1) * width  # the first row of the last layer
+    ent, ids, probs = [], [], []
     for start in range(0, rows.shape[0], chunk):
-        logits = backend.unembed(rows[start : start + chunk])
-        dist = torch.softmax(logits.float(), dim=-1)
-        ent.append(entropy_from_probs(dist))
-        # A row holding NaN or +inf, or only -inf, has a NaN softmax and so a NaN entropy;
-        # masked (-inf) ids alone do not. Checking the [rows] entropies instead of the
-        # [rows, V] logits saves five passes over the logits; the diagnosis runs on failure.
-        if not bool(torch.isfinite(ent[-1]).all()):
-            _check_finite_logits(logits, start, width, point, backend.unembed.dtype)
-            raise NonFiniteResidualError(f"NaN lens entropy at decoding point {point}")
+        part = rows[start : start + chunk]
+        buf, dist = scratch[0, : part.shape[0]], scratch[1, : part.shape[0]]
+        logits = backend.unembed(part, out=buf)
+        torch.softmax(logits.float(), dim=-1, out=dist)
         top = topk_probs(logits, k, probs=dist)
         ids.append(top.ids)
         probs.append(top.probs)
-        stop = start + logits.shape[0]
-        kept.update({r: logits[r - start].clone() for r in keep if start <= r < stop})
-        if stop > (n_layers - 1) * width:  # rows of the last layer
-            first = max(start, (n_layers - 1) * width)
-            last.append(logits[first - start :].clone())
-        del logits, dist
+        stop = start + part.shape[0]
+        for p, layer, row in wanted:
+            if start <= row < stop:
+                next_token[p, layer].copy_(logits[row - start])
+        first = max(start, top_row)
+        if stop > first:
+            last_layer[first - top_row : stop - top_row].copy_(logits[first - start :])
+        del logits  # buf becomes the entropy's scratch
+        ent.append(entropy_from_probs(dist, work=buf))
+        # A row holding NaN or +inf, or only -inf, has a NaN softmax and so a NaN entropy;
+        # masked (-inf) ids alone do not. Checking the [rows] entropies instead of the
+        # [rows, V] logits saves five passes over the logits; the diagnosis, on failure
+        # only, unembeds the chunk again.
+        if not bool(torch.isfinite(ent[-1]).all()):
+            logits = backend.unembed(part)
+            _check_finite_logits(logits, start, width, point, backend.unembed.dtype)
+            raise NonFiniteResidualError(f"NaN lens entropy at decoding point {point}")
     entropy = torch.cat(ent).reshape(n_layers, width)
     top_ids = torch.cat(ids).reshape(n_layers, width, -1)
     top_probs = torch.cat(probs).reshape(n_layers, width, -1)
-    last_layer = torch.cat(last)
     out, offset = [], 0
-    for n, end in zip(lengths, ends.tolist()):
+    for p, n in enumerate(lengths):
         cols = slice(offset, offset + n)
         out.append(
             LensStats(
@@ -216,7 +235,7 @@ def lens_stats_batch(
                 top_ids=top_ids[:, cols],
                 top_probs=top_probs[:, cols],
                 last_layer=last_layer[cols],
-                next_token=torch.stack([kept[layer * width + end] for layer in range(n_layers)]),
+                next_token=next_token[p],
             )
         )
         offset += n

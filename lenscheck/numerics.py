@@ -61,15 +61,18 @@ def entropy_bits(logits: torch.Tensor) -> torch.Tensor:
     return entropy_from_probs(torch.softmax(logits.float(), dim=-1))
 
 
-def entropy_from_probs(probs: torch.Tensor) -> torch.Tensor:
+def entropy_from_probs(probs: torch.Tensor, work: torch.Tensor | None = None) -> torch.Tensor:
     """Entropy in bits of distributions ``probs`` (a softmax output) over the last dimension.
 
     Never NaN and never -0.0: terms are p * log(p + 1e-40) <= 0, so the sum's
     negation is >= 0 and ``abs`` only canonicalizes the sign of zero. The terms are built
     in one buffer (same operations, same order, so the same bits as the plain expression):
     over hundreds of rows of a 100k vocabulary the temporaries cost more than the math.
+    ``work``: a scratch buffer of ``probs``' shape and dtype for the terms (overwritten).
     """
-    terms = probs + _LOG_EPS
+    import torch
+
+    terms = torch.add(probs, _LOG_EPS, out=work) if work is not None else probs + _LOG_EPS
     terms.log_().mul_(probs)
     nats = -terms.sum(dim=-1)
     return (nats / LN2).abs()

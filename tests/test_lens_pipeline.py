@@ -411,6 +411,41 @@ def test_softcapped_model_is_reproduced_by_the_lens() -> None:
     assert llc["kl_bits_max"] < 1e-6 and llc["top1_agree"] is True
 
 
+@pytest.mark.parametrize(
+    ("dtype_name", "promote", "fp32", "bias", "softcap", "in_place"),
+    [
+        ("float32", True, False, False, None, True),
+        ("float32", True, False, False, 30.0, True),
+        ("float32", False, False, False, None, True),
+        ("float32", True, False, True, None, False),  # a bias: linear, a new tensor
+        ("bfloat16", False, False, False, None, False),  # a bf16 matmul: a new tensor
+        ("bfloat16", False, True, False, 30.0, True),  # fp32 on request: in place
+        ("float16", True, False, False, None, True),  # promoted: the fp32 copy, in place
+    ],
+)
+def test_unembedder_out_buffer_gives_the_same_bits(
+    dtype_name: str, promote: bool, fp32: bool, bias: bool, softcap: float | None, in_place: bool
+) -> None:
+    """``out=``: the lens' scratch buffer gets the very logits a fresh call returns, and
+    is used only where the matmul runs in fp32 without a bias."""
+    import torch
+
+    from lenscheck.backends.base import Unembedder
+
+    gen = torch.Generator().manual_seed(5)
+    dtype = getattr(torch, dtype_name)
+    weight = (4.0 * torch.randn(300, 16, generator=gen)).to(dtype)
+    b = torch.randn(300, generator=gen).to(dtype) if bias else None
+    x = (3.0 * torch.randn(9, 16, generator=gen)).to(dtype)
+    unembed = Unembedder(weight=weight, bias=b, softcap=softcap, promote=promote)
+    fresh = unembed(x, fp32=fp32)
+    buf = torch.full((9, 300), float("nan"))
+    got = unembed(x, fp32=fp32, out=buf)
+    assert got.dtype == torch.float32 and torch.equal(got, fresh)
+    assert (got.data_ptr() == buf.data_ptr()) is in_place
+    assert torch.isnan(buf).all() is not in_place  # untouched when not used
+
+
 @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
 def test_unembedder_promotes_low_precision_weight_to_fp32(dtype_name: str) -> None:
     import torch

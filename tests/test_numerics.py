@@ -13,6 +13,7 @@ from lenscheck.numerics import (
     bits_entropy_from_logits,
     check_finite_logits,
     entropy_bits,
+    entropy_from_probs,
     kl_bits,
     safe_cast_for_unembed,
     topk_probs,
@@ -292,3 +293,12 @@ def test_quantized_unembedding_leaves_activations_alone(
 def test_force_flag_is_keyword_only() -> None:
     with pytest.raises(TypeError):
         safe_cast_for_unembed(torch.zeros(2), torch.zeros(2, 2), True)  # type: ignore[misc]
+
+
+@given(logits=finite_logits(batch_shape=(3,)))
+def test_entropy_scratch_buffer_gives_the_same_bits(logits: torch.Tensor) -> None:
+    """``work=``: the terms go into the caller's buffer; the entropy is bit-identical."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    work = torch.full_like(probs, float("nan"))
+    assert torch.equal(entropy_from_probs(probs, work=work), entropy_from_probs(probs))
+    assert not torch.isnan(work).any()  # the buffer held the terms

@@ -116,9 +116,16 @@ class Unembedder:
 
         return torch.float32 if self._w32 is not None else self.weight.dtype
 
-    def __call__(self, resid: torch.Tensor, *, fp32: bool = False) -> torch.Tensor:
+    def __call__(
+        self, resid: torch.Tensor, *, fp32: bool = False, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits of ``resid``; ``fp32`` computes in float32 whatever the weight's dtype (a
-        few rows of a raw, un-normalized residual would overflow half precision)."""
+        few rows of a raw, un-normalized residual would overflow half precision).
+
+        ``out``: an fp32 [rows, V] buffer the logits are written into when the matmul runs
+        in fp32 without a bias (the same kernel as ``linear``, so the same bits); use the
+        returned tensor, which is a new one otherwise.
+        """
         import torch
 
         if self._w32 is not None:
@@ -131,12 +138,15 @@ class Unembedder:
             w, b = self.weight, self.bias
         force = self._w32 is not None or fp32
         x = safe_cast_for_unembed(resid, w, force_fp32_unembed=force)
+        if out is not None and b is None and x.dtype == w.dtype == torch.float32:
+            return self._cap(torch.matmul(x, w.t(), out=out))
         return self._cap(torch.nn.functional.linear(x, w, b).float())
 
     def _cap(self, logits: torch.Tensor) -> torch.Tensor:
+        """Gemma-style softcap, in place: ``logits`` is always a fresh or a scratch buffer."""
         if self.softcap is None:
             return logits
-        return self.softcap * (logits / self.softcap).tanh()
+        return logits.div_(self.softcap).tanh_().mul_(self.softcap)
 
 
 class LensBackend(Protocol):

@@ -430,11 +430,8 @@ def _point_logits(
         return {}
     # In float32: these are a few rows, and a raw residual overflows half precision's range.
     logits = backend.unembed(torch.cat(rows), fp32=True)
-    n_layers = len(mains[0].residuals)
-    per_prompt = list(logits.split(n_layers))
-    return {
-        point: per_prompt[i * len(mains) : (i + 1) * len(mains)] for i, point in enumerate(points)
-    }
+    per_prompt = iter(logits.split(len(mains[0].residuals)))  # point-major, as the rows
+    return {point: [next(per_prompt) for _ in mains] for point in points}
 
 
 def onset_tolerance(num_layers: int) -> int:

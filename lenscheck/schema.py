@@ -334,7 +334,9 @@ def read_csv(path: str | os.PathLike[str], *, strict: bool = True) -> CsvTable:
     """Parse a lens CSV exactly as written (escapechar included).
 
     With ``strict`` (the default) any schema violation raises :class:`CsvSchemaError`
-    listing all of them with row and column; otherwise they are returned in the table.
+    listing all of them with row and column; otherwise they are returned in the table,
+    whose rows keep every row of the right length, a number that does not parse reading
+    as 0 (the violation says where).
     """
     spath = os.fspath(path)
     with open(spath, encoding="utf-8", newline="") as fh:

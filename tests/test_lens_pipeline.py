@@ -689,6 +689,20 @@ def _expected_lens_logits(
 
 
 @pytest.mark.parametrize("point", POINTS)
+def test_lens_logits_decode_through_the_points_norms(point: str) -> None:
+    import torch
+
+    from lenscheck.lens import lens_logits
+
+    fb = make_fake_backend(n_layers=3)
+    ids = fb.encode(PROMPT)
+    expected, _ = _expected_lens_logits(fb, ids, point)
+    got = lens_logits(fb, fb.forward(ids)[0], point)
+    assert got.shape == (4, len(ids), fb.facts.d_vocab)
+    torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("point", POINTS)
 def test_fake_run_records_and_probes_match_an_independent_computation(point: str) -> None:
     import torch
 
@@ -1067,7 +1081,9 @@ def test_pure_record_flags_on_constructed_distributions() -> None:
         _logits_for({5: 0.6, 6: 0.02, 3: 0.02, 4: 0.02, **spread}),  # echo, H > 1 bit
         _logits_for({3: 0.5, 6: 0.5}),  # H == 1 bit exactly, not a prompt id
         _logits_for({2: 0.9, 5: 0.1}),  # the answer; H < 1 bit: copy by the fallback
-        _logits_for({5: 0.45, 6: 0.3, 3: 0.25}),  # margin 0.15 < 0.2: no echo
+        _logits_for(
+            {5: 0.45, 6: 0.3, 3: 0.15, 4: 0.1}
+        ),  # p1 - p2 0.15 < 0.2: no echo (p1 - p3 is 0.3)
         _logits_for({5: 0.28, 6: 0.05, 3: 0.05, 4: 0.05, 2: 0.05, **thin}),  # p1 < 0.3: no echo
         _logits_for({3: 0.6, 6: 0.02, 5: 0.02, 4: 0.02, **spread}),  # not a prompt id
     ]
@@ -1194,7 +1210,11 @@ def test_lens_logits_that_overflow_name_the_layer_and_the_fix() -> None:
     fb = make_fake_backend(weight_dtype=torch.float16, promote=False)
 
     def huge(residuals: list[Any]) -> None:
-        residuals[2] = residuals[2] * 1e5  # finite in float32, past 65504 in float16
+        # Finite in float32, past 65504 in float16: one position of layer 2, then one of
+        # layer 3 (the first overflowing row names the layer, not a later one).
+        for layer, pos in ((2, 4), (3, 0)):
+            residuals[layer] = residuals[layer].clone()
+            residuals[layer][pos] *= 1e5
 
     fb.corrupt = huge
     cfg = LensConfig(test_prompts=(), decode_norm="raw")
@@ -1205,6 +1225,27 @@ def test_lens_logits_that_overflow_name_the_layer_and_the_fix() -> None:
         "torch.float16): the residual overflows it; rerun with --fp32-unembed, or --dtype "
         "bfloat16 or float32 (pytest: --lens-dtype)"
     )
+
+
+def test_the_ablation_unembeds_its_rows_in_fp32_whatever_the_unembedding() -> None:
+    """The ablation's few rows per point include raw residuals, which overflow a float16
+    unembedding: they are unembedded in fp32, so every point's values stay finite and
+    exact while the chosen point (normed) runs in float16."""
+    import torch
+
+    fb = make_fake_backend(n_layers=3, weight_dtype=torch.float16, promote=False)
+
+    def huge(residuals: list[Any]) -> None:
+        residuals[2] = residuals[2] * 1e5  # finite in float32, past 65504 in float16
+
+    fb.corrupt = huge
+    result = _run(fb)
+    raw = result.diagnostics["decoding_ablation"]["raw"]
+    residuals = fb.run(result.input_ids).residuals
+    expected = [r[-1].float() @ fb.lm_weight.float().T for r in residuals]
+    assert raw["entropy"] == pytest.approx([_bits(x) for x in expected], abs=1e-4)
+    assert raw["top1"] == [fb.decode(int(x.argmax())) for x in expected]
+    assert result.diagnostics["unembed_dtype"] == "torch.float16"
 
 
 @pytest.mark.parametrize(

@@ -355,6 +355,16 @@ def test_layernorm_spec_without_eps_adds_nothing() -> None:
     torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
 
 
+def test_rmsnorm_default_eps_in_float32_is_float32s() -> None:
+    module = nn.RMSNorm(4, eps=None)
+    x = 1e-4 * torch.tensor([[1.0, -2.0, 3.0, 0.5]])  # mean(x^2) ~ 3.6e-8, eps 1.2e-7
+    with torch.no_grad():
+        want = module(x)
+        got = apply_norm_or_skip(x, module)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+    assert float(got.pow(2).mean()) < 0.5  # the eps dominates: far from unit RMS
+
+
 def test_rmsnorm_default_eps_in_float64_is_float64s() -> None:
     module = nn.RMSNorm(4, eps=None, dtype=torch.float64)
     x = 1e-5 * torch.tensor([[1.0, -2.0, 3.0, 0.5]], dtype=torch.float64)  # mean(x^2) ~ 4e-10

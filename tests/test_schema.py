@@ -272,9 +272,22 @@ def test_csv_round_trip_is_exact(table: tuple[str, int, list[CsvRow]]) -> None:
         assert validate_csv(path) == []
         parsed = read_csv(path)
     assert (parsed.kind, parsed.top_k_verbose) == (kind, k)
+    assert parsed.header == ",".join(csv_header(kind, k))  # type: ignore[arg-type]
     assert parsed.rows == rows  # tokens and floats exactly
     assert [r.token for r in parsed.rows] == [r.token for r in rows]
     assert dump_csv_bytes(parsed.kind, parsed.rows, parsed.top_k_verbose) == data
+    in_memory = parse_csv_bytes(data, "t.csv")
+    assert (in_memory.rows, in_memory.header, in_memory.kind) == (rows, parsed.header, kind)
+
+
+@pytest.mark.parametrize("token", ["\r", "a\r\nb", "\n", "x\ry\n"])
+def test_carriage_returns_in_tokens_survive_both_readers(tmp_path: Path, token: str) -> None:
+    """Line endings inside a quoted cell are data: neither reader translates them."""
+    rows = [CsvRow(layer=0, pos=0, token=token, entropy=0.5, topk=((token, 0.5),), rest_mass=0.5)]
+    data = dump_csv_bytes("records", rows, 1)
+    (tmp_path / "t.csv").write_bytes(data)
+    for table in (parse_csv_bytes(data, "t.csv"), read_csv(tmp_path / "t.csv")):
+        assert [(r.token, r.topk[0][0]) for r in table.rows] == [(token, token)]
 
 
 @given(tokens=st.lists(csv_token_strings(), min_size=1, max_size=12))
@@ -337,6 +350,25 @@ def test_parse_csv_bytes_names_its_source_and_honours_strict() -> None:
     lenient = parse_csv_bytes(data, "from-memory.csv", strict=False)
     assert lenient.violations == info.value.violations
     assert [(v.row, v.column) for v in lenient.violations] == [(1, "entropy")]
+    assert [(r.layer, r.entropy) for r in lenient.rows] == [(0, 0.0)]  # unparsed: 0
+
+
+def test_lenient_rows_read_unparsed_numbers_as_zero() -> None:
+    cells = ["x", "y", "a", "1.5", *["t", "0.25"], *[""] * 38, "0.75"]
+    data = (RECORDS_HEADER + "\n" + ",".join(cells) + "\n").encode()
+    table = parse_csv_bytes(data, "m.csv", strict=False)
+    assert [(v.column, v.message) for v in table.violations] == [
+        ("layer", "expected int, found 'x'"),
+        ("pos", "expected int, found 'y'"),
+    ]
+    row = table.rows[0]
+    assert (row.layer, row.pos, row.entropy, row.topk, row.rest_mass) == (
+        0,
+        0,
+        1.5,
+        (("t", 0.25),),
+        0.75,
+    )
 
 
 # -------------------------------------------------------------------------------- validator

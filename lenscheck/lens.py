@@ -103,8 +103,14 @@ _OVERFLOW_FIX = (
 )
 
 
-def _check_finite(capture: Capture, where: str = "", dtype: Any = None) -> None:
-    """The residuals first (naming the first bad layer), then the model's own logits."""
+def _overflowed(logits: torch.Tensor) -> bool:
+    """NaN or +inf anywhere; -inf is a legitimate mask (a banned id), not an overflow."""
+    return bool((torch.isnan(logits) | torch.isposinf(logits)).any())
+
+
+def _check_finite(capture: Capture, where: str, dtype: torch.dtype) -> None:
+    """The residuals first (naming the first bad layer), then the model's own logits
+    (``dtype``: the backend's compute dtype, which the logits came out of)."""
     for layer, resid in enumerate(capture.residuals):
         if not bool(torch.isfinite(resid).all()):
             kind = "NaN" if bool(torch.isnan(resid).any()) else "inf"
@@ -112,10 +118,10 @@ def _check_finite(capture: Capture, where: str = "", dtype: Any = None) -> None:
                 f"{where}residual at lens layer {layer} contains {kind} (dtype {resid.dtype}); "
                 + _OVERFLOW_FIX
             )
-    if bool(torch.isnan(capture.logits).any() | torch.isposinf(capture.logits).any()):
+    if _overflowed(capture.logits):
         raise NonFiniteResidualError(
             f"{where}the model's own logits are not finite though every residual is (dtype "
-            f"{dtype or capture.residuals[-1].dtype}): the overflow is in its final norm or "
+            f"{dtype}): the overflow is in its final norm or "
             f"unembedding; {_OVERFLOW_FIX}"
         )
 
@@ -188,7 +194,8 @@ def lens_stats_batch(
     # by a buffer per chunk instead of reusing the freed ones (+190 MiB peak RSS on the
     # embedded model, varying from run to run).
     vocab, device = backend.facts.d_vocab, rows.device
-    scratch = torch.empty(2, min(chunk, rows.shape[0]), vocab, device=device)
+    scratch = torch.empty(min(chunk, rows.shape[0]), vocab, device=device)
+    dist_scratch = torch.empty_like(scratch)
     next_token = torch.empty(len(lengths), n_layers, vocab, device=device)
     last_layer = torch.empty(width, vocab, device=device)
     wanted = [
@@ -200,7 +207,7 @@ def lens_stats_batch(
     ent, ids, probs = [], [], []
     for start in range(0, rows.shape[0], chunk):
         part = rows[start : start + chunk]
-        buf, dist = scratch[0, : part.shape[0]], scratch[1, : part.shape[0]]
+        buf, dist = scratch[: part.shape[0]], dist_scratch[: part.shape[0]]
         logits = backend.unembed(part, out=buf)
         torch.softmax(logits.float(), dim=-1, out=dist)
         top = topk_probs(logits, k, probs=dist)
@@ -480,7 +487,7 @@ def _probes(
     backend: LensBackend, job: _Job, probe_rows: Sequence[torch.Tensor], final: torch.Tensor
 ) -> dict[str, Any]:
     tests = []
-    for prompt, row in zip(job.case.probes, probe_rows):
+    for prompt, row in zip(job.cfg.test_prompts, probe_rows):
         ent, topk = _distribution(backend, row, _TEST_TOP_K)
         tests.append({"type": "test_prompt", "prompt": prompt, "entropy": ent, "topk": topk})
     temps = []
@@ -521,8 +528,8 @@ def _run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dic
     probe_rows = [[next(probes).logits[-1] for _ in job.probe_ids] for job in jobs]
     for job, capture, rows in zip(jobs, mains, probe_rows):
         _check_finite(capture, suite.where(job.case), backend.dtype)
-        for text, row in zip(job.case.probes, rows):
-            if not bool(torch.isfinite(row).all()):
+        for text, row in zip(job.cfg.test_prompts, rows):
+            if _overflowed(row):
                 raise NonFiniteResidualError(
                     f"{suite.where(job.case)}probe {text!r}: the model's own logits are not "
                     f"finite (dtype {backend.dtype}); {_OVERFLOW_FIX}"

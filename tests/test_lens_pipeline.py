@@ -535,6 +535,68 @@ def test_non_finite_residual_of_a_suite_prompt_names_the_file_and_prompt(tmp_pat
     assert str(info.value) == f"{suite.source}: prompt 'long': " + _nan_message(1, "NaN")
 
 
+def _corrupt_logits(fb: Any, text: str, value: float) -> None:
+    """``fb``'s own logits for ``text`` get ``value`` at the last position, residuals intact."""
+    import torch
+
+    run, target = fb.run, fb.encode(text)
+
+    def corrupted(ids: list[int]) -> Any:
+        capture = run(ids)
+        if ids == target:
+            capture.logits[-1, 0] = value
+        return capture
+
+    fb.run = corrupted
+    fb.dtype = torch.float16  # the backend's compute dtype, whatever the residuals hold
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_model_logits_with_finite_residuals_blame_the_head(
+    tmp_path: Path, value: float
+) -> None:
+    from lenscheck.lens import _OVERFLOW_FIX, NonFiniteResidualError, run_suite
+
+    suite = _suite_file(tmp_path, ("short", "The capital", ()), ("long", PROMPT, ()))
+    fb = make_fake_backend()
+    _corrupt_logits(fb, PROMPT, value)
+    with pytest.raises(NonFiniteResidualError) as info:
+        run_suite(fb, suite, _cfg())
+    assert str(info.value) == (
+        f"{suite.source}: prompt 'long': the model's own logits are not finite though every "
+        "residual is (dtype torch.float16): the overflow is in its final norm or unembedding; "
+        + _OVERFLOW_FIX
+    )
+
+
+@pytest.mark.parametrize("where", ["prompt", "probe"])
+def test_a_masked_model_logit_is_not_an_error(where: str) -> None:
+    """-inf is a legitimate mask in the prompt's and in a probe's own logits alike."""
+    from lenscheck.lens import run_lens
+
+    fb = make_fake_backend()
+    _corrupt_logits(fb, PROMPT if where == "prompt" else PROBES[1], -math.inf)
+    result = run_lens(fb, _lens_cfg())
+    final = result.json_data["final_prediction"]["topk"]
+    probe = result.json_data["test_prompts"][1]["topk"]
+    assert fb.decode(0) not in [t for t, _ in (final if where == "prompt" else probe)]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_probe_logits_name_the_probe(tmp_path: Path, value: float) -> None:
+    from lenscheck.lens import _OVERFLOW_FIX, NonFiniteResidualError, run_suite
+
+    suite = _suite_file(tmp_path, ("one", PROMPT, ("The capital", "Berlin is")))
+    fb = make_fake_backend()
+    _corrupt_logits(fb, "Berlin is", value)
+    with pytest.raises(NonFiniteResidualError) as info:
+        run_suite(fb, suite, _cfg())
+    assert str(info.value) == (
+        f"{suite.source}: prompt 'one': probe 'Berlin is': the model's own logits are not "
+        f"finite (dtype torch.float16); {_OVERFLOW_FIX}"
+    )
+
+
 def _too_long(what: str, n: int) -> str:
     return (
         f"{what} is {n} tokens long but fake/pre_norm-layernorm has a context of 5 tokens; "

@@ -664,7 +664,7 @@ def _stack(architecture: str, final: bool, n: int = 2) -> Any:
     [
         ("pre_norm", True, "final"),
         ("post_norm", True, "final"),
-        ("post_norm", False, "ln2_1"),  # OPT-350m: the last block's ln2 feeds the unembedding
+        ("post_norm", False, "ln2_2"),  # OPT-350m: the last block's ln2 feeds the unembedding
         ("pre_norm", False, None),  # a pre-norm model without a final norm has none
     ],
 )
@@ -673,9 +673,24 @@ def test_final_norm_module_is_the_norm_in_front_of_the_unembedding(
 ) -> None:
     from lenscheck.norms import final_norm_module
 
-    found = final_norm_module(_stack(architecture, final))
+    found = final_norm_module(_stack(architecture, final, n=3))
     assert (None if found is None else type(found).__name__) == expected
     assert final_norm_module(_stack("post_norm", False, n=0)) is None  # no block to fall back on
+
+
+def test_final_norm_module_of_a_model_object_without_those_attributes() -> None:
+    """The original pipeline's API takes any model object: a missing ``ln_final`` or
+    ``ln2`` is no norm, not an AttributeError."""
+    from types import SimpleNamespace
+
+    from lenscheck.norms import final_norm_module
+
+    ln2 = _named("ln2_last")
+    post = SimpleNamespace(architecture="post_norm", blocks=[SimpleNamespace(), SimpleNamespace()])
+    assert final_norm_module(post) is None
+    post.blocks[-1].ln2 = ln2
+    assert final_norm_module(post) is ln2
+    assert final_norm_module(SimpleNamespace(architecture="pre_norm", blocks=[])) is None
 
 
 @pytest.mark.parametrize("architecture", ["pre_norm", "post_norm"])

@@ -72,7 +72,7 @@ def entropy_from_probs(probs: torch.Tensor, work: torch.Tensor | None = None) ->
     """
     import torch
 
-    terms = torch.add(probs, _LOG_EPS, out=work) if work is not None else probs + _LOG_EPS
+    terms = torch.add(probs, _LOG_EPS, out=work)  # out=None: a new tensor
     terms.log_().mul_(probs)
     nats = -terms.sum(dim=-1)
     return (nats / LN2).abs()

@@ -188,6 +188,17 @@ def records_layer_count_change(g: Doc, o: Doc) -> None:
 
 
 @scenario
+def records_without_rows_on_both_sides(g: Doc, o: Doc) -> None:
+    for doc in (g, o):
+        p(doc)["records"] = {m: [] for m in ("top1", "p_top1", "p_top2", "entropy")}
+
+
+@scenario
+def records_without_rows_in_the_run(g: Doc, o: Doc) -> None:
+    p(o)["records"] = {m: [] for m in ("top1", "p_top1", "p_top2", "entropy")}
+
+
+@scenario
 def records_missing_in_the_run(g: Doc, o: Doc) -> None:
     p(o)["records"] = None
 

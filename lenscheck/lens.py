@@ -188,7 +188,7 @@ def lens_stats_batch(
     n_layers, width = normed.shape[0], normed.shape[1]
     rows = normed.reshape(n_layers * width, normed.shape[-1])
     ends = torch.tensor(lengths).cumsum(0) - 1  # last position of each prompt
-    chunk = max(1, _CHUNK_LOGITS // max(backend.facts.d_vocab, 1))
+    chunk = max(1, _CHUNK_LOGITS // backend.facts.d_vocab)
     # Every [rows, V] buffer is made once and filled in place. Fresh buffers per chunk,
     # with the small copies made between them, fragmented the heap: the allocator grew it
     # by a buffer per chunk instead of reusing the freed ones (+190 MiB peak RSS on the

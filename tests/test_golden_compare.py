@@ -472,6 +472,44 @@ def test_final_prediction_entropy_probabilities_and_tokens(
     ]
 
 
+@pytest.mark.parametrize(
+    ("golden_probs", "observed", "near_tie"),
+    [
+        # Positions 3 and 4 swap; golden 0.0625 - 0.03125 under the gap of 0.0625.
+        ((0.5, 0.25, 0.125, 0.0625, 0.03125), "abced", True),
+        # Positions 1 and 2 swap, 0.25 - 0.125 apart: drift.
+        ((0.5, 0.25, 0.125, 0.0625, 0.03125), "acbde", False),
+        # ...also when each has a close neighbour on its other side: the swapped pair counts.
+        ((0.375, 0.359375, 0.125, 0.109375, 0.09375), "acbde", False),
+        # A rotation of the last three spans 0.125 - 0.09375.
+        ((0.375, 0.359375, 0.125, 0.109375, 0.09375), "abecd", True),
+        # A token from outside the top-5 at position 4 (golden 0.03125, down to 0: a tie)...
+        ((0.5, 0.25, 0.125, 0.0625, 0.03125), "abcdz", True),
+        # ...or at position 2, pushing c and d down (0.125 down to 0: drift).
+        ((0.5, 0.25, 0.125, 0.0625, 0.03125), "abzcd", False),
+        # A top-5 of another length is never a near-tie.
+        ((0.5, 0.25, 0.125, 0.0625, 0.03125), "abcd", False),
+    ],
+)
+def test_top5_order_changes_are_near_ties_by_the_golden_span(
+    golden: dict[str, Any],
+    run: dict[str, Any],
+    golden_probs: tuple[float, ...],
+    observed: str,
+    near_tie: bool,
+) -> None:
+    tol = dataclasses.replace(TOL, near_tie=0.0625)
+    probs = dict(zip("abcde", golden_probs))
+    entry(golden)["final_prediction"]["top5"] = [[t, p] for t, p in probs.items()]
+    entry(run)["final_prediction"]["top5"] = [[t, probs.get(t, 0.01)] for t in observed]
+    report = cmp(golden, run, tol=tol, sections=("final_prediction",))
+    found = report.near_ties if near_tie else report.drifts
+    assert found == [
+        Drift("final_prediction", "top5 tokens", list("abcde"), list(observed), 0.0625, None, PID)
+    ]
+    assert (report.drifts if near_tie else report.near_ties) == []
+
+
 def test_temperature_rows_belong_to_the_final_prediction(
     golden: dict[str, Any], run: dict[str, Any]
 ) -> None:

@@ -290,6 +290,28 @@ def collapse_flag_layer_count(g: Doc, o: Doc) -> None:
 
 
 @scenario
+def collapse_first_flag_layer_count(g: Doc, o: Doc) -> None:
+    p(o)["flags"]["copy_collapse"].pop()  # the other flags are still compared
+    p(o)["flags"]["is_answer"][1] = True
+
+
+@scenario
+def collapse_flag_flip_at_its_rule_lenient(g: Doc, o: Doc) -> dict[str, Any]:
+    p(g)["next_token"]["entropy"][2] = 1.0
+    p(o)["flags"]["entropy_collapse"][2] = True
+    return {"tol": FP32, "lenient": True}
+
+
+@scenario
+def collapse_layer_moved_by_a_tie(g: Doc, o: Doc) -> dict[str, Any]:
+    p(g)["next_token"]["entropy"][2] = 1.0
+    p(g)["flags"]["entropy_collapse"][2] = True
+    p(g)["collapse"]["L_copy_H"] = 2
+    p(o)["collapse"]["L_copy_H"] = 3
+    return {"tol": FP32}
+
+
+@scenario
 def collapse_layers_move(g: Doc, o: Doc) -> dict[str, Any]:
     p(g)["collapse"].update(L_copy=1, L_copy_H=2, L_semantic=3, delta_layers=2)
     p(o)["collapse"].update(L_copy=2, L_copy_H=0, L_semantic=None, delta_layers=2)
@@ -360,6 +382,18 @@ def final_unknown_entropy_lenient(g: Doc, o: Doc) -> dict[str, Any]:
 @scenario
 def final_unknown_entropy_strict(g: Doc, o: Doc) -> None:
     p(o)["final_prediction"]["entropy"] = None
+
+
+@scenario
+def final_entropy_outlier_within_the_cap(g: Doc, o: Doc) -> dict[str, Any]:
+    p(o)["final_prediction"]["entropy"] += 0.5
+    return {"tol": OUTLIERS}
+
+
+@scenario
+def final_entropy_beyond_the_cap(g: Doc, o: Doc) -> dict[str, Any]:
+    p(o)["final_prediction"]["entropy"] += 2.0
+    return {"tol": OUTLIERS}
 
 
 @scenario

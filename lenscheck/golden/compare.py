@@ -159,7 +159,7 @@ class _Comparer:
     def equal(self, section: str, metric: str, g: Any, o: Any, **where: Any) -> None:
         self.report.compared[section] += 1
         if g != o and not self.unknown(g, o):
-            self.add(Drift(section, metric, g, o, 0, **where))
+            self.add(Drift(section, metric, g, o, **where))
 
     def close(
         self,
@@ -286,7 +286,7 @@ def _rows(
     """Parallel arrays top1 / p_top1 / p_top2 / entropy, row by row."""
     n = len(g["top1"])
     if len(o["top1"]) != n:
-        c.add(Drift(section, "row count", n, len(o["top1"]), 0, prompt=prompt))
+        c.add(Drift(section, "row count", n, len(o["top1"]), prompt=prompt))
         return
     for i, at in enumerate(places):
         where: dict[str, Any] = {"prompt": prompt, "layer": at.layer, "pos": at.pos}
@@ -306,7 +306,7 @@ def _layers(n: int, prefix: str = "") -> list[_Place]:
 def _trajectory(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     n = len(g["layer"])
     if len(o["layer"]) != n:
-        c.add(Drift("trajectory", "layer count", n, len(o["layer"]), 0, prompt=prompt))
+        c.add(Drift("trajectory", "layer count", n, len(o["layer"]), prompt=prompt))
         return
     for i, (gl, ol) in enumerate(zip(g["layer"], o["layer"])):
         # Rows are compared by position: a shifted layer numbering is drift in itself.
@@ -323,7 +323,7 @@ def _records(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> None:
     shape_g = (len(g["top1"]), len(g["top1"][0]) if g["top1"] else 0)
     shape_o = (len(o["top1"]), len(o["top1"][0]) if o["top1"] else 0)
     if shape_g != shape_o:
-        c.add(Drift("records", "layers x positions", shape_g, shape_o, 0, prompt=prompt))
+        c.add(Drift("records", "layers x positions", shape_g, shape_o, prompt=prompt))
         return
     n_layers, n_pos = shape_g
     metrics = ("top1", "p_top1", "p_top2", "entropy")
@@ -369,13 +369,13 @@ def _collapse(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
         gf, of = g["flags"][flag], o["flags"][flag]
         ties[flag] = set()
         if len(gf) != len(of):
-            c.add(Drift("collapse", f"{flag} layer count", len(gf), len(of), 0, prompt=prompt))
+            c.add(Drift("collapse", f"{flag} layer count", len(gf), len(of), prompt=prompt))
             continue
         for layer, (a, b) in enumerate(zip(gf, of)):
             if a != b and not c.unknown(a, b) and _near_threshold(c, flag, g["next_token"], layer):
                 c.report.compared["collapse"] += 1
                 ties[flag].add(layer)
-                c.report.near_ties.append(Drift("collapse", flag, a, b, 0, layer, prompt))
+                c.report.near_ties.append(Drift("collapse", flag, a, b, layer=layer, prompt=prompt))
             else:
                 c.equal("collapse", flag, a, b, prompt=prompt, layer=layer)
     for key, flags in _LAYER_FLAGS.items():
@@ -385,7 +385,7 @@ def _collapse(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
         )
         if moved_by_a_tie:
             c.report.compared["collapse"] += 1
-            c.report.near_ties.append(Drift("collapse", key, ga, oa, c.allowance, None, prompt))
+            c.report.near_ties.append(Drift("collapse", key, ga, oa, c.allowance, prompt=prompt))
         else:
             c.layer_index("collapse", ga, oa, prompt=prompt, metric=key)
 
@@ -404,7 +404,7 @@ def _tokenization(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
 def _probes(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     gp, op = g["probes"], o["probes"]
     if gp["prompt"] != op["prompt"]:
-        c.add(Drift("probes", "probe prompts", gp["prompt"], op["prompt"], 0, prompt=prompt))
+        c.add(Drift("probes", "probe prompts", gp["prompt"], op["prompt"], prompt=prompt))
         return
     _rows(c, "probes", gp, op, prompt, [_Place(prefix=f"probe {t!r}") for t in gp["prompt"]])
 
@@ -412,19 +412,21 @@ def _probes(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
 def _top5(
     c: _Comparer, section: str, golden: list[list[Any]], observed: list[list[Any]], prompt: str
 ) -> None:
-    """The model's own top-5: the order (a swap of two tokens whose golden probabilities
-    were within the near-tie gap is reported, not failed) and each token's probability."""
+    """The model's own top-5: the order and each token's probability.
+
+    A changed order is a near-tie when the golden probabilities it spans were within the
+    near-tie gap: from the first to the last position that differs or, when a token from
+    outside the golden top-5 came in (its golden probability is unknown), from the first
+    position that differs down to 0. A top-5 of another length is never a near-tie.
+    """
     g_tokens, o_tokens = [t for t, _ in golden], [t for t, _ in observed]
     probs = [float(p) for _, p in golden]
     mismatch = [i for i, (a, b) in enumerate(zip(g_tokens, o_tokens)) if a != b]
-    gaps = [
-        min(
-            probs[i - 1] - probs[i] if i else 1.0,
-            probs[i] - probs[i + 1] if i + 1 < len(probs) else probs[i],
-        )
-        for i in mismatch
-    ]
-    c.top1(section, g_tokens, o_tokens, max(gaps, default=0.0), "top5 tokens", prompt=prompt)
+    gap = None
+    if mismatch and len(g_tokens) == len(o_tokens):
+        entered = not set(o_tokens) <= set(g_tokens)
+        gap = probs[mismatch[0]] - (0.0 if entered else probs[mismatch[-1]])
+    c.top1(section, g_tokens, o_tokens, gap, "top5 tokens", prompt=prompt)
     seen = dict((t, p) for t, p in observed)
     for rank, (tok, gp) in enumerate(golden, start=1):
         if tok in seen:

@@ -175,6 +175,11 @@ def lens_stats(
     return lens_stats_batch(backend, [residuals], k, point)[0]
 
 
+def _empty_like_rows(rows: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
+    """Uninitialized fp32 tensors of ``shapes`` on the device of ``rows``."""
+    return [torch.empty(shape, dtype=torch.float32, device=rows.device) for shape in shapes]
+
+
 def lens_stats_batch(
     backend: LensBackend, prompts: Sequence[list[torch.Tensor]], k: int, point: str = "next-ln1"
 ) -> list[LensStats]:
@@ -193,11 +198,14 @@ def lens_stats_batch(
     # with the small copies made between them, fragmented the heap: the allocator grew it
     # by a buffer per chunk instead of reusing the freed ones (+190 MiB peak RSS on the
     # embedded model, varying from run to run).
-    vocab, device = backend.facts.d_vocab, rows.device
-    scratch = torch.empty(min(chunk, rows.shape[0]), vocab, device=device)
-    dist_scratch = torch.empty_like(scratch)
-    next_token = torch.empty(len(lengths), n_layers, vocab, device=device)
-    last_layer = torch.empty(width, vocab, device=device)
+    vocab = backend.facts.d_vocab
+    scratch, dist_scratch, next_token, last_layer = _empty_like_rows(
+        rows,
+        (min(chunk, rows.shape[0]), vocab),
+        (min(chunk, rows.shape[0]), vocab),
+        (len(lengths), n_layers, vocab),
+        (width, vocab),
+    )
     wanted = [
         (p, layer, layer * width + int(end))
         for p, end in enumerate(ends)

@@ -199,6 +199,20 @@ def records_without_rows_in_the_run(g: Doc, o: Doc) -> None:
 
 
 @scenario
+def records_without_rows_in_the_golden(g: Doc, o: Doc) -> None:
+    p(g)["records"] = {m: [] for m in ("top1", "p_top1", "p_top2", "entropy")}
+
+
+@scenario
+def lenient_still_compares_known_values(g: Doc, o: Doc) -> dict[str, Any]:
+    p(o)["records"]["top1"][0][0] = "far"  # golden gap 0.83: drift
+    p(o)["records"]["top1"][0][2] = "near"  # a near-tie
+    p(g)["collapse"]["L_semantic"], p(o)["collapse"]["L_semantic"] = 1, 3
+    p(g)["decoding"]["raw"]["L_semantic"], p(o)["decoding"]["raw"]["L_semantic"] = 0, 2
+    return {"lenient": True}
+
+
+@scenario
 def records_missing_in_the_run(g: Doc, o: Doc) -> None:
     p(o)["records"] = None
 
@@ -393,6 +407,12 @@ def final_entropy_outlier_within_the_cap(g: Doc, o: Doc) -> dict[str, Any]:
 @scenario
 def final_entropy_beyond_the_cap(g: Doc, o: Doc) -> dict[str, Any]:
     p(o)["final_prediction"]["entropy"] += 2.0
+    return {"tol": OUTLIERS}
+
+
+@scenario
+def final_top5_probabilities_have_no_outlier_cap(g: Doc, o: Doc) -> dict[str, Any]:
+    p(o)["final_prediction"]["top5"][1][1] += 0.125  # beyond final_prob: always drift
     return {"tol": OUTLIERS}
 
 

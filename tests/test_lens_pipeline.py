@@ -1410,8 +1410,15 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(monkeypatch: pytest.MonkeyP
         calls.append(("entropy", tuple(probs.shape), probs.data_ptr(), work.data_ptr()))
         return entropy(probs, work=work)
 
+    topk, softmax_given = lens_mod.topk_probs, []
+
+    def spy_topk(logits: Any, k: int, probs: Any = None) -> Any:
+        softmax_given.append(None if probs is None else probs.data_ptr())  # not recomputed
+        return topk(logits, k, probs=probs)
+
     fb.unembed = spy_unembed
     monkeypatch.setattr(lens_mod, "entropy_from_probs", spy_entropy)
+    monkeypatch.setattr(lens_mod, "topk_probs", spy_topk)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns when it resizes a wrong-shaped out=
         lens_mod.lens_stats_batch(fb, prompts, 3)
@@ -1423,6 +1430,39 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(monkeypatch: pytest.MonkeyP
     probs_at = {ptr for kind, _, ptr, _ in calls if kind == "entropy"}
     work_at = {work for kind, _, _, work in calls if kind == "entropy"}
     assert len(logits_at) == len(probs_at) == 1 and work_at == logits_at != probs_at
+    assert softmax_given == [*probs_at] * len(sizes)
+
+
+def test_lens_buffers_are_fp32_on_the_rows_device() -> None:
+    import torch
+
+    from lenscheck import lens as lens_mod
+
+    rows = torch.empty(3, 4, device="meta", dtype=torch.float16)
+    made = lens_mod._empty_like_rows(rows, (2, 5), (1, 2, 3))
+    assert [(t.device.type, t.dtype, tuple(t.shape)) for t in made] == [
+        ("meta", torch.float32, (2, 5)),
+        ("meta", torch.float32, (1, 2, 3)),
+    ]
+
+
+def test_the_lens_runs_under_another_default_dtype() -> None:
+    """A research script may call torch.set_default_dtype(torch.float64): the lens' fp32
+    buffers do not follow it."""
+    import torch
+
+    from lenscheck.lens import lens_stats_batch
+
+    fb = make_fake_backend(n_layers=2)
+    prompts = [fb.forward(fb.encode(PROMPT))[0]]
+    expected = lens_stats_batch(fb, prompts, 3)[0]
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = lens_stats_batch(fb, prompts, 3)[0]
+    finally:
+        torch.set_default_dtype(before)
+    assert torch.equal(got.entropy, expected.entropy) and got.next_token.dtype == torch.float32
 
 
 @pytest.mark.parametrize("rows_per_chunk", [1, 5, 13, 14])

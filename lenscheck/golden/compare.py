@@ -189,7 +189,7 @@ class _Comparer:
             self.beyond(drift, cap)
 
     def top1(
-        self, section: str, g: Any, o: Any, gap: float | None, metric: str = "top1", **where: Any
+        self, section: str, metric: str, g: Any, o: Any, gap: float | None, **where: Any
     ) -> None:
         """A changed top-1 fails unless the golden's top-1/top-2 gap was a near-tie."""
         self.report.compared[section] += 1
@@ -291,7 +291,7 @@ def _rows(
     for i, at in enumerate(places):
         where: dict[str, Any] = {"prompt": prompt, "layer": at.layer, "pos": at.pos}
         gap = _gap(g["p_top1"], g["p_top2"], i)
-        c.top1(section, g["top1"][i], o["top1"][i], gap, at.name("top1"), **where)
+        c.top1(section, at.name("top1"), g["top1"][i], o["top1"][i], gap, **where)
         ge, oe = g["entropy"][i], o["entropy"][i]
         t = c.tol
         c.close(section, at.name("entropy"), ge, oe, t.entropy, t.entropy_cap, **where)
@@ -426,7 +426,7 @@ def _top5(
     if mismatch and len(g_tokens) == len(o_tokens):
         entered = not set(o_tokens) <= set(g_tokens)
         gap = probs[mismatch[0]] - (0.0 if entered else probs[mismatch[-1]])
-    c.top1(section, g_tokens, o_tokens, gap, "top5 tokens", prompt=prompt)
+    c.top1(section, "top5 tokens", g_tokens, o_tokens, gap, prompt=prompt)
     seen = dict((t, p) for t, p in observed)
     for rank, (tok, gp) in enumerate(golden, start=1):
         if tok in seen:

@@ -120,6 +120,21 @@ FAULTS: dict[str, list[Patch]] = {
     "temperature-multiplies": [
         ("lenscheck.lens", "_probes", [("(final / temp).float()", "(final * temp).float()")], [])
     ],
+    "final-top5-second-and-third-swapped": [
+        (
+            "lenscheck.lens",
+            "_probes",
+            [
+                (
+                    '"final_prediction": {"type": "final_prediction", "entropy": ent, '
+                    '"topk": topk}',
+                    '"final_prediction": {"type": "final_prediction", "entropy": ent, '
+                    '"topk": [topk[0], topk[2], topk[1], *topk[3:]]}',
+                )
+            ],
+            [],
+        )
+    ],
     "records-show-the-last-position": [
         (
             "lenscheck.lens",

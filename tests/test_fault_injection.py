@@ -36,6 +36,7 @@ Which models and generated tests catch each fault (asserted exactly):
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -119,6 +120,11 @@ EXPECTED: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
         SYN,
         each(SYN, {"test_final_prediction"}),
         ["final_prediction: prompt capital-de T=0.1 entropy: "],
+    ),
+    "final-top5-second-and-third-swapped": (
+        SYN,
+        each(SYN, {"test_final_prediction"}),
+        ["final_prediction: prompt capital-de top5 tokens: "],
     ),
     "records-show-the-last-position": (
         SYN,
@@ -296,15 +302,30 @@ def test_control_in_half_precision_passes_against_the_float32_goldens(
     assert result.stdout.str().count(note) == len(SYN)  # one end-of-run line per model
 
 
+#: Faults within half precision's calibrated allowance against float32 goldens: float16 and
+#: bfloat16 runs reorder the model's own top-5 by themselves (docs/tolerances.md), so such
+#: a run reports the swap as an outlier or a near-tie and passes; float32 catches it.
+HALF_TOLERATES = {"final-top5-second-and-third-swapped"}
+
+
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("fault", list(EXPECTED))
 def test_fault_is_still_caught_in_half_precision(
     project: Path, pytester: pytest.Pytester, fault: str, dtype: str
 ) -> None:
     """What float32 catches, a half-precision run against the float32 goldens catches on the
-    same models (by the same or other generated tests: the looser tolerances move some)."""
+    same models (by the same or other generated tests: the looser tolerances move some),
+    except what the half-precision allowance lets pass, which it must then report."""
     models, caught, _ = EXPECTED[fault]
-    result = run_with(pytester, FAULTS[fault], models, f"--lens-dtype={dtype}")  # type: ignore[arg-type]
+    report = pytester.path / "lens-report.jsonl"
+    args = (f"--lens-dtype={dtype}", f"--lens-report={report}")
+    result = run_with(pytester, FAULTS[fault], models, *args)  # type: ignore[arg-type]
+    if fault in HALF_TOLERATES:
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+        lines = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
+        reported = {r["model"] for r in lines if r.get("outliers", 0) + r.get("near_ties", 0)}
+        assert reported == set(models)
+        return
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     assert set(failed_by_model(result)) == set(caught)
 

@@ -198,13 +198,9 @@ def lens_stats_batch(
     # with the small copies made between them, fragmented the heap: the allocator grew it
     # by a buffer per chunk instead of reusing the freed ones (+190 MiB peak RSS on the
     # embedded model, varying from run to run).
-    vocab = backend.facts.d_vocab
+    vocab, most = backend.facts.d_vocab, min(chunk, rows.shape[0])
     scratch, dist_scratch, next_token, last_layer = _empty_like_rows(
-        rows,
-        (min(chunk, rows.shape[0]), vocab),
-        (min(chunk, rows.shape[0]), vocab),
-        (len(lengths), n_layers, vocab),
-        (width, vocab),
+        rows, (most, vocab), (most, vocab), (len(lengths), n_layers, vocab), (width, vocab)
     )
     wanted = [
         (p, layer, layer * width + int(end))

@@ -1386,7 +1386,10 @@ def test_lens_stats_of_one_prompt_match_an_independent_computation(point: str, k
     assert not torch.equal(default.entropy, stats.entropy) or point == "next-ln1"
 
 
-def test_the_lens_reuses_two_buffers_for_every_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("per_chunk", [10, 20])  # fewer and more rows than d_model (16)
+def test_the_lens_reuses_two_buffers_for_every_chunk(
+    monkeypatch: pytest.MonkeyPatch, per_chunk: int
+) -> None:
     """Peak memory: each chunk's logits go into one buffer, its softmax into another, and
     the entropy's terms back into the first; no chunk allocates [rows, V] tensors of its
     own (fresh ones fragmented the heap: +190 MiB peak RSS on the embedded model)."""
@@ -1395,7 +1398,7 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(monkeypatch: pytest.MonkeyP
     fb = make_fake_backend(n_layers=3)
     prompts = [fb.forward(fb.encode(text))[0] for text in (PROMPT, PROBES[0])]
     rows = 4 * sum(p[0].shape[0] for p in prompts)
-    monkeypatch.setattr(lens_mod, "_CHUNK_LOGITS", 10 * fb.facts.d_vocab)  # 10 rows a chunk
+    monkeypatch.setattr(lens_mod, "_CHUNK_LOGITS", per_chunk * fb.facts.d_vocab)
     calls: list[tuple[str, tuple[int, ...], int, int | None]] = []
     unembed, entropy = fb.unembed, lens_mod.entropy_from_probs
 
@@ -1422,7 +1425,7 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(monkeypatch: pytest.MonkeyP
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns when it resizes a wrong-shaped out=
         lens_mod.lens_stats_batch(fb, prompts, 3)
-    sizes = [min(10, rows - start) for start in range(0, rows, 10)]
+    sizes = [min(per_chunk, rows - start) for start in range(0, rows, per_chunk)]
     assert [(kind, shape) for kind, shape, _, _ in calls] == [
         (kind, (n, fb.facts.d_vocab)) for n in sizes for kind in ("logits", "entropy")
     ]

@@ -31,7 +31,7 @@ from lenscheck.backends.base import (
     right_pad,
     split_rows,
 )
-from lenscheck.backends.tokens import CodecBacked, TokenCodec
+from lenscheck.backends.tokens import CodecBacked
 from lenscheck.norms import UnsupportedNormError, lens_norm_modules
 
 __all__ = [
@@ -252,11 +252,7 @@ class TransformersBackend(CodecBacked):
         self, model: Any, tokenizer: Any, *, model_id: str, device: str, promote_unembed: bool
     ) -> None:
         self.model = model
-        self.model_id = model_id
-        self.device = device
-        self.dtype = next(model.parameters()).dtype
-        self.codec = TokenCodec(tokenizer)
-        self.bos_token_id = self.codec.bos_token_id
+        self._identify(model, tokenizer, model_id, device)
         self.structure = find_structure(model)
         self.facts = model_facts(model, self.structure)
         self.stack = self.structure.stack()

@@ -25,7 +25,7 @@ from lenscheck.backends.base import (
 from lenscheck.backends.hf import find_structure, model_facts
 from lenscheck.backends.hooks import attach_residual_hooks, build_cache_hook, detach_hooks
 from lenscheck.backends.tl import missing_transformer_lens
-from lenscheck.backends.tokens import CodecBacked, TokenCodec
+from lenscheck.backends.tokens import CodecBacked
 
 __all__ = ["HookedTransformerBackend", "build_hooked_transformer"]
 
@@ -88,11 +88,7 @@ class HookedTransformerBackend(CodecBacked):
         promote_unembed: bool,
     ) -> None:
         self.model = model
-        self.model_id = model_id
-        self.device = device
-        self.dtype = next(hf_model.parameters()).dtype
-        self.codec = TokenCodec(tokenizer)
-        self.bos_token_id = self.codec.bos_token_id
+        self._identify(hf_model, tokenizer, model_id, device)
         self.facts = model_facts(hf_model, find_structure(hf_model))
         self.stack = tl_layer_stack(model, self.facts.architecture)
         softcap = getattr(hf_model.config, "final_logit_softcapping", None)

@@ -24,7 +24,7 @@ from lenscheck.backends.base import (
 )
 from lenscheck.backends.hf import find_structure, model_facts, unembedder_for
 from lenscheck.backends.hooks import detach_hooks
-from lenscheck.backends.tokens import CodecBacked, TokenCodec
+from lenscheck.backends.tokens import CodecBacked
 
 __all__ = ["INSTALL_TL", "TransformerLensBackend", "boot_bridge", "missing_transformer_lens"]
 
@@ -95,11 +95,7 @@ class TransformerLensBackend(CodecBacked):
         promote_unembed: bool,
     ) -> None:
         self.bridge = bridge
-        self.model_id = model_id
-        self.device = device
-        self.dtype = next(hf_model.parameters()).dtype
-        self.codec = TokenCodec(tokenizer)
-        self.bos_token_id = self.codec.bos_token_id
+        self._identify(hf_model, tokenizer, model_id, device)
         structure = find_structure(hf_model)
         self.facts = model_facts(hf_model, structure)
         self.stack = tl_layer_stack(bridge, self.facts.architecture)

@@ -48,6 +48,18 @@ class CodecBacked:
     """
 
     codec: TokenCodec
+    model_id: str
+    device: str
+    dtype: Any
+    bos_token_id: int | None
+
+    def _identify(self, hf_model: Any, tokenizer: Any, model_id: str, device: str) -> None:
+        """What every backend sets alike: names, the compute dtype (of the transformers
+        model's weights) and the tokenizer."""
+        self.model_id, self.device = model_id, device
+        self.dtype = next(hf_model.parameters()).dtype
+        self.codec = TokenCodec(tokenizer)
+        self.bos_token_id = self.codec.bos_token_id
 
     def encode(self, text: str) -> list[int]:
         """Forward ids: BOS + the text without special tokens."""

@@ -481,8 +481,10 @@ def test_final_prediction_entropy_probabilities_and_tokens(
         ((0.5, 0.25, 0.125, 0.0625, 0.03125), "acbde", False),
         # ...also when each has a close neighbour on its other side: the swapped pair counts.
         ((0.375, 0.359375, 0.125, 0.109375, 0.09375), "acbde", False),
-        # A rotation of the last three spans 0.125 - 0.09375.
+        # A rotation of the last three spans 0.125 - 0.09375...
         ((0.375, 0.359375, 0.125, 0.109375, 0.09375), "abecd", True),
+        # ...or 0.125 - 0.03125, though its first two were within the gap: drift.
+        ((0.5, 0.25, 0.125, 0.1, 0.03125), "abecd", False),
         # A token from outside the top-5 at position 4 (golden 0.03125, down to 0: a tie)...
         ((0.5, 0.25, 0.125, 0.0625, 0.03125), "abcdz", True),
         # ...or at position 2, pushing c and d down (0.125 down to 0: drift).

@@ -241,6 +241,17 @@ def trajectory_shifted_layers_and_values(g: Doc, o: Doc) -> None:
 
 
 @scenario
+def trajectory_rows_of_another_length(g: Doc, o: Doc) -> None:
+    p(o)["next_token"]["top1"].pop()  # the layer list is intact: the rows are counted
+
+
+@scenario
+def trajectory_without_golden_p_top2(g: Doc, o: Doc) -> None:
+    p(g)["next_token"]["p_top2"] = None  # no gap known: a changed top-1 is never a tie
+    p(o)["next_token"]["top1"][1] = "other"
+
+
+@scenario
 def trajectory_layer_count(g: Doc, o: Doc) -> None:
     for values in p(o)["next_token"].values():
         values.pop()
@@ -442,6 +453,13 @@ def decoding_points_drift(g: Doc, o: Doc) -> dict[str, Any]:
     dec["raw"]["top1"][0] = "other"
     dec["raw"]["answer_rank"][1] += 1
     return {"tol": FP32}
+
+
+@scenario
+def decoding_p_answer_outlier_and_beyond_the_cap(g: Doc, o: Doc) -> dict[str, Any]:
+    p(o)["decoding"]["final"]["p_answer"][0] += 0.25  # within the cap: an outlier
+    p(o)["decoding"]["raw"]["p_answer"][1] += 0.75  # beyond: drift
+    return {"tol": OUTLIERS}
 
 
 @scenario

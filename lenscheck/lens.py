@@ -175,7 +175,7 @@ def lens_stats(
     return lens_stats_batch(backend, [residuals], k, point)[0]
 
 
-def _empty_like_rows(rows: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
+def _fp32_buffers(rows: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
     """Uninitialized fp32 tensors of ``shapes`` on the device of ``rows``."""
     return [torch.empty(shape, dtype=torch.float32, device=rows.device) for shape in shapes]
 
@@ -199,7 +199,7 @@ def lens_stats_batch(
     # by a buffer per chunk instead of reusing the freed ones (+190 MiB peak RSS on the
     # embedded model, varying from run to run).
     vocab, most = backend.facts.d_vocab, min(chunk, rows.shape[0])
-    scratch, dist_scratch, next_token, last_layer = _empty_like_rows(
+    scratch, dist_scratch, next_token, last_layer = _fp32_buffers(
         rows, (most, vocab), (most, vocab), (len(lengths), n_layers, vocab), (width, vocab)
     )
     wanted = [

@@ -1442,7 +1442,7 @@ def test_lens_buffers_are_fp32_on_the_rows_device() -> None:
     from lenscheck import lens as lens_mod
 
     rows = torch.empty(3, 4, device="meta", dtype=torch.float16)
-    made = lens_mod._empty_like_rows(rows, (2, 5), (1, 2, 3))
+    made = lens_mod._fp32_buffers(rows, (2, 5), (1, 2, 3))
     assert [(t.device.type, t.dtype, tuple(t.shape)) for t in made] == [
         ("meta", torch.float32, (2, 5)),
         ("meta", torch.float32, (1, 2, 3)),

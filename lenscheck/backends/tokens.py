@@ -42,7 +42,8 @@ class TokenCodec:
 
 
 class CodecBacked:
-    """The four tokenizer methods of the backend protocol, answered by ``self.codec``.
+    """The four tokenizer methods of the backend protocol, answered by ``self.codec``, and
+    the attributes every backend sets alike (:meth:`_identify`).
 
     Every backend tokenizes and decodes the same way; only how it runs the model differs.
     """

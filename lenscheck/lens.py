@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
@@ -67,6 +67,8 @@ _TEST_TOP_K, _TEMP_TOP_K, _FINAL_TOP_K, _PURE_TOP_K = 10, 15, 20, 5
 #: that size. Each chunk streams all of W_U once: fewer, larger chunks are a little faster
 #: and cost peak memory.
 _CHUNK_LOGITS = 1 << 23
+# The vocabulary axis of every logits tensor here ([rows, V], [L+1, V], [T, V]).
+_VOCAB = -1
 ABLATION_RULE = (
     "onset_disagreement: L_semantic under next-ln1 and under final differ by more than "
     "max(2, ceil(num_layers / 10)) layers, or only one of them exists"
@@ -126,15 +128,17 @@ def _check_finite(capture: Capture, where: str, dtype: torch.dtype) -> None:
         )
 
 
-def _check_finite_logits(
+def _diagnose_nan_entropy(
     logits: torch.Tensor, start: int, width: int, point: str, dtype: torch.dtype
-) -> None:
-    """Name the layer whose lens logits overflowed (a raw residual in half precision)."""
-    finite = torch.isfinite(logits) | (logits == float("-inf"))
-    if bool(finite.all()):
-        check_finite_logits(logits)  # -inf rows and the like: the general message
-        return
-    row = int((~finite).any(-1).nonzero()[0])
+) -> NoReturn:
+    """Raise for a chunk of lens logits (rows from ``start``) whose entropy came out NaN:
+    name the layer that overflowed (a raw residual in half precision)."""
+    overflow = ~(torch.isfinite(logits) | torch.isneginf(logits))  # NaN or +inf
+    if not bool(overflow.any()):
+        check_finite_logits(logits)  # a row of only -inf: the general message
+        # A NaN entropy takes a NaN or +inf logit or an all -inf row: one of them raised.
+        raise AssertionError
+    row = int(overflow.nonzero()[0, 0])
     raise NonFiniteResidualError(
         f"the lens logits of layer {(start + row) // width} are not finite (decoding point "
         f"{point}, unembedding in {dtype}): the residual overflows it; rerun with "
@@ -213,7 +217,7 @@ def lens_stats_batch(
         part = rows[start : start + chunk]
         buf, dist = scratch[: part.shape[0]], dist_scratch[: part.shape[0]]
         logits = backend.unembed(part, out=buf)
-        torch.softmax(logits.float(), dim=-1, out=dist)
+        torch.softmax(logits.float(), dim=_VOCAB, out=dist)
         top = topk_probs(logits, k, probs=dist)
         ids.append(top.ids)
         probs.append(top.probs)
@@ -221,9 +225,10 @@ def lens_stats_batch(
         for p, layer, row in wanted:
             if start <= row < stop:
                 next_token[p, layer].copy_(logits[row - start])
-        first = max(start, top_row)
-        if stop > first:
-            last_layer[first - top_row : stop - top_row].copy_(logits[first - start :])
+        # The chunk's rows of the last layer (none before it: both slices are then empty).
+        last_layer[max(start - top_row, 0) : max(stop - top_row, 0)].copy_(
+            logits[max(top_row - start, 0) :]
+        )
         del logits  # buf becomes the entropy's scratch
         ent.append(entropy_from_probs(dist, work=buf))
         # A row holding NaN or +inf, or only -inf, has a NaN softmax and so a NaN entropy;
@@ -231,9 +236,7 @@ def lens_stats_batch(
         # [rows, V] logits saves five passes over the logits; the diagnosis, on failure
         # only, unembeds the chunk again.
         if not bool(torch.isfinite(ent[-1]).all()):
-            logits = backend.unembed(part)
-            _check_finite_logits(logits, start, width, point, backend.unembed.dtype)
-            raise NonFiniteResidualError(f"NaN lens entropy at decoding point {point}")
+            _diagnose_nan_entropy(backend.unembed(part), start, width, point, backend.unembed.dtype)
     entropy = torch.cat(ent).reshape(n_layers, width)
     top_ids = torch.cat(ids).reshape(n_layers, width, -1)
     top_probs = torch.cat(probs).reshape(n_layers, width, -1)
@@ -335,7 +338,7 @@ def _pure_records(
 
 def _consistency(lens_last: torch.Tensor, model_logits: torch.Tensor) -> dict[str, Any]:
     kl = kl_bits(model_logits, lens_last)
-    agree = bool((lens_last.argmax(-1) == model_logits.argmax(-1)).all())
+    agree = bool((lens_last.argmax(_VOCAB) == model_logits.argmax(_VOCAB)).all())
     return {"kl_bits_last_pos": float(kl[-1]), "kl_bits_max": float(kl.max()), "top1_agree": agree}
 
 
@@ -459,13 +462,14 @@ def _ablation(
     p_answer: dict[str, list[float]] = {}
     for point in DECODE_NORMS:
         logits = by_point[point]
-        dist = torch.softmax(logits.float(), dim=-1)
-        top = topk_probs(logits, 2, probs=dist)
-        top1 = [backend.decode(int(i)) for i in top.ids[:, 0].tolist()]
+        dist = torch.softmax(logits.float(), dim=_VOCAB)
+        top = topk_probs(logits, 2)  # its own softmax: [L+1, V], a few MB at most
+        p_top1, p_top2 = top.probs.T.tolist()
+        top1 = [backend.decode(i) for i in top.ids.T[0].tolist()]
         onset = next((n for n, t in enumerate(top1) if is_semantic_top1(t, job.case.answer)), None)
         if pieces:
             target = logits[:, pieces[0] : pieces[0] + 1]
-            rank: list[int | None] = ((logits > target).sum(-1) + 1).tolist()
+            rank: list[int | None] = ((logits > target).sum(_VOCAB) + 1).tolist()
             p_answer[point] = dist[:, pieces[0]].tolist()
         else:
             rank = [None] * logits.shape[0]
@@ -473,8 +477,8 @@ def _ablation(
         block[point] = {
             "L_semantic": onset,
             "top1": top1,
-            "p_top1": top.probs[:, 0].tolist(),
-            "p_top2": top.probs[:, 1].tolist(),
+            "p_top1": p_top1,
+            "p_top2": p_top2,
             "entropy": entropy_bits(logits).tolist(),
             "p_answer": p_answer[point],
             "answer_rank": rank,

@@ -49,7 +49,7 @@ def check_finite_logits(logits: torch.Tensor, name: str = "logits") -> None:
         raise ValueError(f"{name} contains NaN; expected finite values or -inf for masked ids")
     if torch.isposinf(logits).any():
         raise ValueError(f"{name} contains +inf; expected finite values or -inf for masked ids")
-    if bool((logits == float("-inf")).all(dim=-1).any()):
+    if bool(torch.isneginf(logits).all(dim=-1).any()):
         raise ValueError(f"{name} has a row where every value is -inf: no distribution to measure")
 
 
@@ -65,7 +65,7 @@ def entropy_from_probs(probs: torch.Tensor, work: torch.Tensor | None = None) ->
     """Entropy in bits of distributions ``probs`` (a softmax output) over the last dimension.
 
     Never NaN and never -0.0: terms are p * log(p + 1e-40) <= 0, so the sum's
-    negation is >= 0 and ``abs`` only canonicalizes the sign of zero. The terms are built
+    negation is >= 0, and adding 0.0 turns a -0.0 (a one-hot row) into 0.0. The terms are built
     in one buffer (same operations, same order, so the same bits as the plain expression):
     over hundreds of rows of a 100k vocabulary the temporaries cost more than the math.
     ``work``: a scratch buffer of ``probs``' shape and dtype for the terms (overwritten).
@@ -74,8 +74,7 @@ def entropy_from_probs(probs: torch.Tensor, work: torch.Tensor | None = None) ->
 
     terms = torch.add(probs, _LOG_EPS, out=work)  # out=None: a new tensor
     terms.log_().mul_(probs)
-    nats = -terms.sum(dim=-1)
-    return (nats / LN2).abs()
+    return -terms.sum(dim=-1) / LN2 + 0.0
 
 
 def bits_entropy_from_logits(logits: torch.Tensor) -> float:
@@ -118,7 +117,7 @@ def topk_probs(logits: torch.Tensor, k: int, probs: torch.Tensor | None = None) 
         raise ValueError(f"k must be >= 1, got {k}")
     k = min(k, logits.shape[-1])
     x = logits.float()
-    _, ids = torch.topk(x, k, dim=-1, largest=True, sorted=True)
+    _, ids = torch.topk(x, k)  # the last dimension, largest first
     # Gathered from the full softmax (max-shifted, as the entropy uses): exp(x - logsumexp(x))
     # loses |x| * 2^-24 of relative precision, 1e-4 for logits near 1e4.
     dist = torch.softmax(x, dim=-1) if probs is None else probs

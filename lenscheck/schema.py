@@ -176,7 +176,7 @@ def dump_csv_bytes(
     put(csv_header(kind, top_k_verbose))
     for row in rows:
         put(row.cells(top_k_verbose))
-    return "".join(lines).encode("utf-8")
+    return "".join(lines).encode()  # str.encode is always UTF-8
 
 
 def write_csv(
@@ -275,16 +275,13 @@ class _RowParser:
 
     def topk(self, n: int, cells: list[str]) -> tuple[tuple[str, float], ...]:
         pairs: list[tuple[str, float]] = []
-        padding = False
-        for i in range(0, len(cells), 2):
-            tok, prob = cells[i], cells[i + 1]
-            col = f"prob{i // 2 + 1}"
+        for rank, (tok, prob) in enumerate(zip(cells[::2], cells[1::2]), start=1):
             if prob == "":
-                padding = True
                 if tok != "":
-                    self.bad(n, f"top{i // 2 + 1}", f"token {tok!r} without a probability")
+                    self.bad(n, f"top{rank}", f"token {tok!r} without a probability")
                 continue
-            if padding:
+            col = f"prob{rank}"
+            if len(pairs) < rank - 1:  # a padding pair came before this one
                 self.bad(n, col, "a (token, prob) pair after empty padding cells")
             pairs.append((tok, self.number(n, col, prob, float, 0.0, 1.0)))
         return tuple(pairs)
@@ -338,14 +335,13 @@ def read_csv(path: str | os.PathLike[str], *, strict: bool = True) -> CsvTable:
     whose rows keep every row of the right length, a number that does not parse reading
     as 0 (the violation says where).
     """
-    spath = os.fspath(path)
-    with open(spath, encoding="utf-8", newline="") as fh:
-        return _parse(fh, spath, strict=strict)
+    return parse_csv_bytes(Path(path).read_bytes(), os.fspath(path), strict=strict)
 
 
 def parse_csv_bytes(data: bytes, source: str, *, strict: bool = True) -> CsvTable:
     """:func:`read_csv` on the bytes of a file (``source`` names it in messages)."""
-    return _parse(io.StringIO(data.decode("utf-8"), newline=""), source, strict=strict)
+    # newline="": line ends reach the csv module as written (it tells \r\n from \r in a token).
+    return _parse(io.StringIO(data.decode(), newline=""), source, strict=strict)
 
 
 def _parse(fh: Iterable[str], spath: str, *, strict: bool) -> CsvTable:
@@ -388,6 +384,7 @@ def _parse(fh: Iterable[str], spath: str, *, strict: bool) -> CsvTable:
 def validate_csv(path: str | os.PathLike[str]) -> list[SchemaViolation]:
     """Every schema violation in ``path`` (empty list when the file is valid)."""
     try:
-        return read_csv(path, strict=False).violations
+        read_csv(path)
     except CsvSchemaError as exc:
         return exc.violations
+    return []

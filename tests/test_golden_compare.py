@@ -594,6 +594,21 @@ def test_answer_rank_may_move_by_rank_rel(
         ]
 
 
+@pytest.mark.parametrize(("golden_rank", "run_rank"), [(1, 2), (4, 7)])
+def test_an_answer_rank_beyond_its_slack_is_never_an_outlier(
+    golden: dict[str, Any], run: dict[str, Any], golden_rank: int, run_rank: int
+) -> None:
+    """The outlier allowance is for entropies and probabilities (their caps); a rank is
+    drift once beyond its slack, and stays out of the section's max |delta|."""
+    entry(golden)["decoding"]["raw"]["answer_rank"][0] = golden_rank
+    entry(run)["decoding"]["raw"]["answer_rank"][0] = run_rank
+    report = cmp(golden, run, tol=OUT, sections=("decoding",))
+    assert [(d.metric, d.golden, d.observed) for d in report.drifts] == [
+        ("raw answer_rank", golden_rank, run_rank)
+    ]
+    assert report.outliers == [] and report.max_delta["decoding"] == 0.0
+
+
 # --------------------------------------------------------- schema and tokenization
 
 

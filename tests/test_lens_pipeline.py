@@ -1386,9 +1386,11 @@ def test_lens_stats_of_one_prompt_match_an_independent_computation(point: str, k
     assert not torch.equal(default.entropy, stats.entropy) or point == "next-ln1"
 
 
-@pytest.mark.parametrize("per_chunk", [10, 20])  # fewer and more rows than d_model (16)
+# Rows per chunk: fewer and more than d_model (16); a budget under two rows (a vocabulary
+# larger than half of _CHUNK_LOGITS) or under one row still goes one row at a time.
+@pytest.mark.parametrize(("budget", "per_chunk"), [(10, 10), (20, 20), (1.5, 1), (0.5, 1)])
 def test_the_lens_reuses_two_buffers_for_every_chunk(
-    monkeypatch: pytest.MonkeyPatch, per_chunk: int
+    monkeypatch: pytest.MonkeyPatch, budget: float, per_chunk: int
 ) -> None:
     """Peak memory: each chunk's logits go into one buffer, its softmax into another, and
     the entropy's terms back into the first; no chunk allocates [rows, V] tensors of its
@@ -1398,7 +1400,7 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(
     fb = make_fake_backend(n_layers=3)
     prompts = [fb.forward(fb.encode(text))[0] for text in (PROMPT, PROBES[0])]
     rows = 4 * sum(p[0].shape[0] for p in prompts)
-    monkeypatch.setattr(lens_mod, "_CHUNK_LOGITS", per_chunk * fb.facts.d_vocab)
+    monkeypatch.setattr(lens_mod, "_CHUNK_LOGITS", int(budget * fb.facts.d_vocab))
     calls: list[tuple[str, tuple[int, ...], int, int | None]] = []
     unembed, entropy = fb.unembed, lens_mod.entropy_from_probs
 

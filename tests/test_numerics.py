@@ -50,6 +50,17 @@ def test_entropy_is_bounded_by_zero_and_log2_of_support(logits: torch.Tensor) ->
     assert h == pytest.approx(reference_entropy_bits(logits), abs=2e-5, rel=2e-5)
 
 
+@pytest.mark.parametrize("shape", [(3,), (2, 3)])
+def test_one_hot_entropy_is_positive_zero(shape: tuple[int, ...]) -> None:
+    """A row whose softmax is exactly one-hot sums -0.0 terms: the entropy is +0.0, which the
+    CSV writes as ``0.0`` (a ``-0.0`` would be a byte change)."""
+    logits = torch.full(shape, NEG_INF)
+    logits[..., 1] = 7.0
+    h = entropy_bits(logits).reshape(-1).tolist()
+    assert h == [0.0] * len(h)
+    assert [math.copysign(1.0, x) for x in h] == [1.0] * len(h)
+
+
 @given(vocab=st.integers(1, 4096), value=st.floats(-1e4, 1e4), masked=st.integers(0, 64))
 def test_uniform_logits_give_log2_of_vocabulary(vocab: int, value: float, masked: int) -> None:
     logits = torch.full((vocab + masked,), value)
@@ -120,6 +131,16 @@ def test_topk_rejects_k_below_one_and_clamps_large_k() -> None:
     top = topk_probs(torch.tensor([0.0, math.log(3.0)]), 10)
     assert top.ids.tolist() == [1, 0]
     assert top.probs.tolist() == pytest.approx([0.75, 0.25])
+
+
+def test_topk_probs_reads_the_softmax_it_is_handed() -> None:
+    """``probs=``: the caller's softmax is gathered, not recomputed (the lens passes the
+    [rows, V] buffer it already filled; a second softmax would cost another one)."""
+    logits = torch.tensor([[0.0, 2.0, 1.0]])
+    handed = torch.tensor([[0.5, 0.25, 0.125]])  # deliberately not softmax(logits)
+    top = topk_probs(logits, 2, probs=handed)
+    assert top.ids.tolist() == [[1, 2]]  # still ranked by logit
+    assert top.probs.tolist() == [[0.25, 0.125]]
 
 
 # -------------------------------------------------------------------------- KL properties

@@ -8,7 +8,6 @@ is an identity change, reported apart from numeric drift.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,7 +109,8 @@ class DriftReport:
         drifts = self.drifts if drifts is None else drifts
         layered = [d for d in drifts if d.layer is not None]
         if layered:
-            return min(layered, key=lambda d: (d.layer, d.pos if d.pos is not None else -1))
+            # A drift without a position, () before (0,), is the layer's whole row.
+            return min(layered, key=lambda d: (d.layer, () if d.pos is None else (d.pos,)))
         return drifts[0] if drifts else None
 
 
@@ -169,24 +169,42 @@ class _Comparer:
         o: Any,
         tolerance: float,
         cap: float = 0.0,
-        *,
-        track: bool = True,
         **where: Any,
     ) -> None:
-        """|o - g| <= tolerance; up to ``cap`` it may be an outlier (see Tolerances).
-        ``track``: count the |delta| in the section's max_delta (not for answer ranks)."""
+        """|o - g| <= tolerance; up to ``cap`` it may be an outlier (see Tolerances). The
+        |delta| counts in the section's max_delta."""
+        delta = self._within(section, metric, g, o, tolerance, cap, where)
+        if delta is not None:
+            self.report.max_delta[section] = max(self.report.max_delta.get(section, 0.0), delta)
+
+    def rank(self, section: str, metric: str, g: Any, o: Any, **where: Any) -> None:
+        """An answer rank within its slack; ranks stay out of max_delta, which reports
+        entropies and probabilities."""
+        slack = self.tol.rank_slack(g) if isinstance(g, int) else 0
+        self._within(section, metric, g, o, slack, 0.0, where)
+
+    def _within(
+        self,
+        section: str,
+        metric: str,
+        g: Any,
+        o: Any,
+        tolerance: float,
+        cap: float,
+        where: dict[str, Any],
+    ) -> float | None:
+        """Compare one number; its |delta| (NaN when a side is NaN), None when a side lacks it."""
         self.report.compared[section] += 1
         if self.unknown(g, o):
-            return
+            return None
         drift = Drift(section, metric, g, o, tolerance, **where)
-        if g is None or o is None or math.isnan(float(g)) or math.isnan(float(o)):
+        if g is None or o is None:
             self.add(drift)
-            return
+            return None
         delta = abs(float(o) - float(g))
-        if track:
-            self.report.max_delta[section] = max(self.report.max_delta.get(section, 0.0), delta)
-        if not delta <= tolerance:
+        if not delta <= tolerance:  # NaN included: beyond() makes it drift, never an outlier
             self.beyond(drift, cap)
+        return delta
 
     def top1(
         self, section: str, metric: str, g: Any, o: Any, gap: float | None, **where: Any
@@ -487,9 +505,7 @@ def _decoding(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
                 section, at.name("p_answer"), ga, oa, tol.p_top1, tol.p_cap, prompt=prompt, layer=i
             )
             ga, oa = gp["answer_rank"][i], op["answer_rank"][i]
-            slack = c.tol.rank_slack(ga) if isinstance(ga, int) else 0
-            name = at.name("answer_rank")
-            c.close(section, name, ga, oa, slack, track=False, prompt=prompt, layer=i)
+            c.rank(section, at.name("answer_rank"), ga, oa, prompt=prompt, layer=i)
 
 
 _PROMPT_SECTIONS: dict[str, Callable[[_Comparer, Any, Any, str], None]] = {

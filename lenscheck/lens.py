@@ -105,9 +105,10 @@ _OVERFLOW_FIX = (
 )
 
 
-def _overflowed(logits: torch.Tensor) -> bool:
-    """NaN or +inf anywhere; -inf is a legitimate mask (a banned id), not an overflow."""
-    return bool((torch.isnan(logits) | torch.isposinf(logits)).any())
+def _overflow(logits: torch.Tensor) -> torch.Tensor:
+    """Where ``logits`` hold NaN or +inf; -inf is a legitimate mask (a banned id), not an
+    overflow."""
+    return torch.isnan(logits) | torch.isposinf(logits)
 
 
 def _check_finite(capture: Capture, where: str, dtype: torch.dtype) -> None:
@@ -120,7 +121,7 @@ def _check_finite(capture: Capture, where: str, dtype: torch.dtype) -> None:
                 f"{where}residual at lens layer {layer} contains {kind} (dtype {resid.dtype}); "
                 + _OVERFLOW_FIX
             )
-    if _overflowed(capture.logits):
+    if bool(_overflow(capture.logits).any()):
         raise NonFiniteResidualError(
             f"{where}the model's own logits are not finite though every residual is (dtype "
             f"{dtype}): the overflow is in its final norm or "
@@ -133,7 +134,7 @@ def _diagnose_nan_entropy(
 ) -> NoReturn:
     """Raise for a chunk of lens logits (rows from ``start``) whose entropy came out NaN:
     name the layer that overflowed (a raw residual in half precision)."""
-    overflow = ~(torch.isfinite(logits) | torch.isneginf(logits))  # NaN or +inf
+    overflow = _overflow(logits)
     if not bool(overflow.any()):
         check_finite_logits(logits)  # a row of only -inf: the general message
         # A NaN entropy takes a NaN or +inf logit or an all -inf row: one of them raised.
@@ -537,7 +538,7 @@ def _run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dic
     for job, capture, rows in zip(jobs, mains, probe_rows):
         _check_finite(capture, suite.where(job.case), backend.dtype)
         for text, row in zip(job.cfg.test_prompts, rows):
-            if _overflowed(row):
+            if bool(_overflow(row).any()):
                 raise NonFiniteResidualError(
                     f"{suite.where(job.case)}probe {text!r}: the model's own logits are not "
                     f"finite (dtype {backend.dtype}); {_OVERFLOW_FIX}"

@@ -173,7 +173,7 @@ class _Comparer:
     ) -> None:
         """|o - g| <= tolerance; up to ``cap`` it may be an outlier (see Tolerances). The
         |delta| counts in the section's max_delta."""
-        delta = self._within(section, metric, g, o, tolerance, cap, where)
+        delta = self._within(Drift(section, metric, g, o, tolerance, **where), cap)
         if delta is not None:
             self.report.max_delta[section] = max(self.report.max_delta.get(section, 0.0), delta)
 
@@ -181,28 +181,20 @@ class _Comparer:
         """An answer rank within its slack; ranks stay out of max_delta, which reports
         entropies and probabilities."""
         slack = self.tol.rank_slack(g) if isinstance(g, int) else 0
-        self._within(section, metric, g, o, slack, 0.0, where)
+        self._within(Drift(section, metric, g, o, slack, **where), 0.0)
 
-    def _within(
-        self,
-        section: str,
-        metric: str,
-        g: Any,
-        o: Any,
-        tolerance: float,
-        cap: float,
-        where: dict[str, Any],
-    ) -> float | None:
-        """Compare one number; its |delta| (NaN when a side is NaN), None when a side lacks it."""
-        self.report.compared[section] += 1
+    def _within(self, drift: Drift, cap: float) -> float | None:
+        """Compare the drift's two numbers: their |delta| (NaN when a side is NaN), None when a
+        side lacks its value."""
+        g, o = drift.golden, drift.observed
+        self.report.compared[drift.section] += 1
         if self.unknown(g, o):
             return None
-        drift = Drift(section, metric, g, o, tolerance, **where)
         if g is None or o is None:
             self.add(drift)
             return None
         delta = abs(float(o) - float(g))
-        if not delta <= tolerance:  # NaN included: beyond() makes it drift, never an outlier
+        if not delta <= drift.tolerance:  # NaN too: beyond() makes it drift, never an outlier
             self.beyond(drift, cap)
         return delta
 

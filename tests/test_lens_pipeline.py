@@ -1290,6 +1290,33 @@ def test_lens_logits_that_overflow_name_the_layer_and_the_fix() -> None:
     )
 
 
+def test_the_first_overflowing_row_names_the_layer_even_with_one_bad_logit() -> None:
+    """One NaN logit in a row of layer 1 and a +inf in layer 2: the message names layer 1,
+    the first bad row, not the row of the next bad logit."""
+    import torch
+
+    from lenscheck.config import LensConfig
+    from lenscheck.lens import NonFiniteResidualError, run_lens
+
+    fb = make_fake_backend(n_layers=3)  # 4 lens layers
+    real = fb.unembed
+
+    class Poisoned:
+        dtype = real.dtype
+
+        def __call__(self, part: torch.Tensor, **kw: Any) -> torch.Tensor:
+            logits = real(part, **kw)
+            if part.shape[0] > 4:  # the lens' [4 x width] rows, not the ablation's 4
+                width = part.shape[0] // 4
+                logits[width + 1, 3] = float("nan")
+                logits[2 * width, :2] = float("inf")
+            return logits
+
+    fb.unembed = Poisoned()  # type: ignore[assignment]
+    with pytest.raises(NonFiniteResidualError, match="lens logits of layer 1 are not finite"):
+        run_lens(fb, LensConfig(test_prompts=()))
+
+
 def test_the_ablation_unembeds_its_rows_in_fp32_whatever_the_unembedding() -> None:
     """The ablation's few rows per point include raw residuals, which overflow a float16
     unembedding: they are unembedded in fp32, so every point's values stay finite and

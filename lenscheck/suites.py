@@ -162,13 +162,17 @@ def load_suite(path: str | Path) -> PromptSuite:
     return _suite(data, str(path), _slugify(path.stem))
 
 
-def _suite(data: Mapping[str, Any], source: str, stem: str) -> PromptSuite:
-    unknown = [k for k in data if k not in _TOP_KEYS]
+def _known_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str, what: str) -> None:
+    unknown = [k for k in table if k not in allowed]
     if unknown:
         raise SuiteError(
-            f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(_TOP_KEYS)}"
+            f"{where}: unknown {what}(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(allowed)}"
         )
+
+
+def _suite(data: Mapping[str, Any], source: str, stem: str) -> PromptSuite:
+    _known_keys(data, _TOP_KEYS, source, "top-level key")
     entries = data.get("prompts")
     if not isinstance(entries, list) or not entries:
         raise SuiteError(f"{source}: no [[prompts]] entries; {_SHAPE}")
@@ -196,12 +200,7 @@ def _case(entry: Any, source: str, n: int) -> PromptCase:
         raise SuiteError(f"{where} is {type(entry).__name__}, not a table; {_SHAPE}")
     if isinstance(entry.get("id"), str):
         where += f" (id {entry['id']!r})"
-    unknown = [k for k in entry if k not in _ENTRY_KEYS]
-    if unknown:
-        raise SuiteError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(_ENTRY_KEYS)}"
-        )
+    _known_keys(entry, _ENTRY_KEYS, where, "key")
     pid = entry.get("id")
     if not isinstance(pid, str) or not _SLUG.fullmatch(pid):
         raise SuiteError(

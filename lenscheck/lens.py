@@ -463,8 +463,9 @@ def _ablation(
     p_answer: dict[str, list[float]] = {}
     for point in DECODE_NORMS:
         logits = by_point[point]
+        check_finite_logits(logits)  # entropy_bits' check; one softmax serves all three uses
         dist = torch.softmax(logits.float(), dim=_VOCAB)
-        top = topk_probs(logits, 2)  # its own softmax: [L+1, V], a few MB at most
+        top = topk_probs(logits, 2, probs=dist)
         p_top1, p_top2 = top.probs.T.tolist()
         top1 = [backend.decode(i) for i in top.ids.T[0].tolist()]
         onset = next((n for n, t in enumerate(top1) if is_semantic_top1(t, job.case.answer)), None)
@@ -480,7 +481,7 @@ def _ablation(
             "top1": top1,
             "p_top1": p_top1,
             "p_top2": p_top2,
-            "entropy": entropy_bits(logits).tolist(),
+            "entropy": entropy_from_probs(dist).tolist(),
             "p_answer": p_answer[point],
             "answer_rank": rank,
         }

@@ -8,8 +8,10 @@
   unembedding matmul of every layer and position), at 1 thread and at all threads;
 * suite: the 16-prompt suite (benchmarks/suite16.toml) against its first prompt alone,
   post-load, at 1 and all threads, and the peak RSS of `lenscheck run` on each;
-* cli: warm `lenscheck run MODEL` (heatmap on), `--no-heatmap`, and
-  `python -c "import torch, transformers"`, median of --repeat runs each, interleaved;
+* cli: warm `lenscheck run MODEL` (heatmap on), `--no-heatmap`,
+  `python -c "import torch, transformers"`, and transformers' own load of the same
+  checkpoint plus one forward pass of the default prompt (no lenscheck), median of
+  --repeat runs each, interleaved, with lenscheck's bytecode compiled first;
 * memory: peak RSS of a pytest session on the embedded model alone and on it plus a copy
   of its converted checkpoint given as a local directory (one model in memory at a time).
 """
@@ -135,6 +137,20 @@ def pipeline_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     return out
 
 
+#: What any transformers user pays before the lens starts: import, load the checkpoint and
+#: its tokenizer, one forward pass of the prompt. argv: checkpoint, device, prompt.
+_TRANSFORMERS_FLOOR = """
+import sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+path, device, prompt = sys.argv[1:4]
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+ids = AutoTokenizer.from_pretrained(path)(prompt, return_tensors="pt")["input_ids"]
+with torch.no_grad():
+    model(ids.to(device))
+"""
+
+
 def _peak_rss_mb(args: list[str], cwd: Path | None = None) -> float:
     """Peak RSS (MiB) of ``python -m args...`` run alone in a fresh interpreter."""
     out = subprocess.run(
@@ -198,8 +214,25 @@ def suite_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     return out
 
 
+def _compile_lenscheck() -> None:
+    """Write lenscheck's bytecode, as a warm run finds it after a wheel install or any
+    earlier import. Where PYTHONDONTWRITEBYTECODE is set (this project's machines) an
+    editable install never caches it, and every run compiled ~40 modules again (~0.05 s)."""
+    import compileall
+
+    import lenscheck
+
+    compileall.compile_dir(str(Path(lenscheck.__file__).parent), quiet=1)
+
+
 def cli_part(model: str, device: str, repeat: int) -> dict[str, Any]:
-    """Warm `lenscheck run` with and without the heatmap, and the import floor, interleaved."""
+    """Warm `lenscheck run` with and without the heatmap, the import floor, and transformers'
+    own load and forward pass of the same checkpoint, interleaved."""
+    from lenscheck.models import resolve_model
+    from lenscheck.suites import DEFAULT_SUITE
+
+    checkpoint, prompt = resolve_model(model).path, DEFAULT_SUITE.cases[0].prompt
+    _compile_lenscheck()
     commands = {
         "run": [sys.executable, "-m", "lenscheck", "run", model, "--device", device],
         "run_no_heatmap": [
@@ -213,6 +246,14 @@ def cli_part(model: str, device: str, repeat: int) -> dict[str, Any]:
             "--no-heatmap",
         ],
         "import_torch_transformers": [sys.executable, "-c", "import torch, transformers"],
+        "transformers_load_forward": [
+            sys.executable,
+            "-c",
+            _TRANSFORMERS_FLOOR,
+            str(checkpoint),
+            device,
+            prompt,
+        ],
     }
     times: dict[str, list[float]] = {k: [] for k in commands}
     env = {**os.environ, **OFFLINE}
@@ -231,6 +272,9 @@ def cli_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     out["heatmap_cost_s"] = out["run_median_s"] - out["run_no_heatmap_median_s"]
     out["after_imports_s"] = (
         out["run_no_heatmap_median_s"] - out["import_torch_transformers_median_s"]
+    )
+    out["after_transformers_s"] = (
+        out["run_no_heatmap_median_s"] - out["transformers_load_forward_median_s"]
     )
     out["run_peak_rss_mb"] = rss
     return out

@@ -138,13 +138,13 @@ def pipeline_part(model: str, device: str, repeat: int) -> dict[str, Any]:
 
 
 #: What any transformers user pays before the lens starts: import, load the checkpoint and
-#: its tokenizer, one forward pass of the prompt. argv: checkpoint, device, prompt.
+#: its tokenizer, one forward pass of the prompt. argv: checkpoint, device, dtype, prompt.
 _TRANSFORMERS_FLOOR = """
 import sys
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-path, device, prompt = sys.argv[1:4]
-model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+path, device, dtype, prompt = sys.argv[1:5]
+model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
 ids = AutoTokenizer.from_pretrained(path)(prompt, return_tensors="pt")["input_ids"]
 with torch.no_grad():
     model(ids.to(device))
@@ -228,10 +228,12 @@ def _compile_lenscheck() -> None:
 def cli_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     """Warm `lenscheck run` with and without the heatmap, the import floor, and transformers'
     own load and forward pass of the same checkpoint, interleaved."""
+    from lenscheck.device import choose_dtype
     from lenscheck.models import resolve_model
     from lenscheck.suites import DEFAULT_SUITE
 
     checkpoint, prompt = resolve_model(model).path, DEFAULT_SUITE.cases[0].prompt
+    dtype = str(choose_dtype(device, model)).removeprefix("torch.")  # as `lenscheck run` picks
     _compile_lenscheck()
     commands = {
         "run": [sys.executable, "-m", "lenscheck", "run", model, "--device", device],
@@ -252,6 +254,7 @@ def cli_part(model: str, device: str, repeat: int) -> dict[str, Any]:
             _TRANSFORMERS_FLOOR,
             str(checkpoint),
             device,
+            dtype,
             prompt,
         ],
     }

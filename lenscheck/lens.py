@@ -33,8 +33,8 @@ from lenscheck.norms import (
     norm_spec,
 )
 from lenscheck.numerics import (
+    TopK,
     check_finite_logits,
-    entropy_bits,
     entropy_from_probs,
     kl_bits,
     topk_probs,
@@ -261,12 +261,19 @@ def _topk_pairs(backend: LensBackend, ids: list[int], probs: list[float]) -> lis
     return [[backend.decode(i), p] for i, p in zip(ids, probs)]
 
 
+def _softmax_stats(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, TopK, torch.Tensor]:
+    """The softmax of ``logits`` (checked as ``entropy_bits`` checks them), its top-``k`` and
+    its entropy in bits: one softmax for all three, the same values as computing each alone."""
+    check_finite_logits(logits)
+    dist = torch.softmax(logits.float(), dim=_VOCAB)
+    return dist, topk_probs(logits, k, probs=dist), entropy_from_probs(dist)
+
+
 def _distribution(
     backend: LensBackend, logits: torch.Tensor, k: int
 ) -> tuple[float, list[list[Any]]]:
-    top = topk_probs(logits, k)
-    ent = float(entropy_bits(logits).item())
-    return ent, _topk_pairs(backend, top.ids.tolist(), top.probs.tolist())
+    _, top, ent = _softmax_stats(logits, k)
+    return float(ent.item()), _topk_pairs(backend, top.ids.tolist(), top.probs.tolist())
 
 
 def _records(
@@ -463,9 +470,7 @@ def _ablation(
     p_answer: dict[str, list[float]] = {}
     for point in DECODE_NORMS:
         logits = by_point[point]
-        check_finite_logits(logits)  # entropy_bits' check; one softmax serves all three uses
-        dist = torch.softmax(logits.float(), dim=_VOCAB)
-        top = topk_probs(logits, 2, probs=dist)
+        dist, top, entropy = _softmax_stats(logits, 2)
         p_top1, p_top2 = top.probs.T.tolist()
         top1 = [backend.decode(i) for i in top.ids.T[0].tolist()]
         onset = next((n for n, t in enumerate(top1) if is_semantic_top1(t, job.case.answer)), None)
@@ -481,7 +486,7 @@ def _ablation(
             "top1": top1,
             "p_top1": p_top1,
             "p_top2": p_top2,
-            "entropy": entropy_from_probs(dist).tolist(),
+            "entropy": entropy.tolist(),
             "p_answer": p_answer[point],
             "answer_rank": rank,
         }

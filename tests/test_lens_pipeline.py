@@ -28,6 +28,10 @@ from _lens_fixtures import (
     make_fake_backend,
     write_run,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lenscheck.strategies import finite_logits
 
 #: One torch thread for this module (see _lens_fixtures.single_thread).
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -1515,3 +1519,46 @@ def test_chunked_unembedding_equals_one_chunk(
     for one, other in zip(whole, chunked):
         for field in ("entropy", "top_ids", "top_probs", "last_layer", "next_token"):
             torch.testing.assert_close(getattr(other, field), getattr(one, field), msg=field)
+
+
+@settings(deadline=None)
+@given(
+    logits=finite_logits(batch_shape=(3,), max_vocab=64),
+    k=st.integers(1, 70),
+    masked=st.integers(0, 3),
+)
+def test_one_softmax_gives_the_top_k_and_entropy_each_would_alone(
+    logits: Any, k: int, masked: int
+) -> None:
+    """_softmax_stats (the ablation, the probes, the temperatures, the final prediction)
+    shares one softmax between the top-k and the entropy: the same bits as topk_probs and
+    entropy_bits computed alone, banned (-inf) ids included."""
+    import torch
+
+    from lenscheck.lens import _softmax_stats
+    from lenscheck.numerics import entropy_bits, topk_probs
+
+    logits[:, :masked] = float("-inf")
+    logits[:, -1] = 0.0  # every row keeps an id the mask spares
+    dist, top, entropy = _softmax_stats(logits, k)
+    alone = topk_probs(logits, k)
+    assert torch.equal(dist, torch.softmax(logits.float(), dim=-1))
+    assert torch.equal(top.ids, alone.ids) and torch.equal(top.probs, alone.probs)
+    assert torch.equal(entropy, entropy_bits(logits))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [(float("nan"), "contains NaN"), (float("inf"), r"contains \+inf")],
+)
+def test_one_softmax_refuses_what_entropy_bits_refuses(bad: float, message: str) -> None:
+    import torch
+
+    from lenscheck.lens import _softmax_stats
+
+    logits = torch.zeros(2, 5)
+    logits[1, 3] = bad
+    with pytest.raises(ValueError, match=message):
+        _softmax_stats(logits, 2)
+    with pytest.raises(ValueError, match="every value is -inf"):
+        _softmax_stats(torch.full((1, 4), float("-inf")), 2)

@@ -6,6 +6,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from lenscheck.vocab import DEVICES, DTYPE_ALIASES
+
 # torch is imported inside the functions that need it: `import lenscheck` imports this
 # module and must stay free of torch.
 if TYPE_CHECKING:
@@ -22,7 +24,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
 def _check_device(device: str) -> str:
@@ -60,17 +61,10 @@ def parse_dtype(text: str) -> torch.dtype | None:
     """``'auto'`` -> None; ``'float16'``/``'fp16'``/``'torch.bfloat16'``... -> a torch dtype."""
     import torch
 
-    aliases = {
-        "fp32": "float32",
-        "fp16": "float16",
-        "half": "float16",
-        "bf16": "bfloat16",
-        "float": "float32",
-    }
     name = text.strip().removeprefix("torch.")
     if name == "auto":
         return None
-    name = aliases.get(name, name)
+    name = DTYPE_ALIASES.get(name, name)
     if name not in ("float32", "float16", "bfloat16", "float64"):
         raise ValueError(f"dtype must be auto, float32, float16 or bfloat16, got {text!r}")
     dtype: torch.dtype = getattr(torch, name)

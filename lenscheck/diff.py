@@ -20,6 +20,7 @@ from lenscheck.golden.report import render_markdown, render_report
 from lenscheck.golden.store import GoldenFormatError, loads_golden
 from lenscheck.golden.tolerances import tolerances_for
 from lenscheck.schema import CsvSchemaError
+from lenscheck.vocab import OUTPUT_PREFIX, OUTPUT_SUFFIXES
 
 __all__ = [
     "DiffInputError",
@@ -32,8 +33,9 @@ __all__ = [
     "reports_markdown",
 ]
 
-_PURE_SUFFIX = "-pure-next-token.csv"
-_RECORDS_SUFFIX = "-records.csv"
+_PURE_SUFFIX = OUTPUT_SUFFIXES["pure"]
+_RECORDS_SUFFIX = OUTPUT_SUFFIXES["records"]
+_JSON_SUFFIX = OUTPUT_SUFFIXES["json"]
 
 
 class DiffInputError(ValueError):
@@ -51,9 +53,9 @@ class RunFiles:
 
 
 def _group(json_path: Path) -> RunFiles:
-    name = json_path.name[len("output-") : -len(".json")]
-    pure = json_path.with_name(f"output-{name}{_PURE_SUFFIX}")
-    records = json_path.with_name(f"output-{name}{_RECORDS_SUFFIX}")
+    name = json_path.name[len(OUTPUT_PREFIX) : -len(_JSON_SUFFIX)]
+    pure = json_path.with_name(f"{OUTPUT_PREFIX}{name}{_PURE_SUFFIX}")
+    records = json_path.with_name(f"{OUTPUT_PREFIX}{name}{_RECORDS_SUFFIX}")
     if not pure.exists():
         raise DiffInputError(f"{json_path}: expected its pure next-token CSV at {pure}, found none")
     return RunFiles(name, json_path, pure, records if records.exists() else None)
@@ -61,9 +63,9 @@ def _group(json_path: Path) -> RunFiles:
 
 def _json_for(path: Path) -> Path:
     name = path.name
-    for suffix in (_PURE_SUFFIX, _RECORDS_SUFFIX, ".json"):
-        if name.startswith("output-") and name.endswith(suffix):
-            return path.with_name(name[: -len(suffix)] + ".json")
+    for suffix in (_PURE_SUFFIX, _RECORDS_SUFFIX, _JSON_SUFFIX):
+        if name.startswith(OUTPUT_PREFIX) and name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + _JSON_SUFFIX)
     raise DiffInputError(
         f"{path}: expected a run folder, an output-<name>.json / -pure-next-token.csv / "
         "-records.csv file, or a golden JSON file"
@@ -85,11 +87,11 @@ def load_side(path: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         raise DiffInputError(f"{path}: no such file or directory")
     if path.is_dir():
-        jsons = sorted(path.glob("output-*.json"))
+        jsons = sorted(path.glob(f"{OUTPUT_PREFIX}*{_JSON_SUFFIX}"))
         if not jsons:
             goldens = sorted(path.glob("*.json"))
             if goldens:
-                return {p.name[: -len(".json")]: _golden_doc(p) for p in goldens}
+                return {p.name[: -len(_JSON_SUFFIX)]: _golden_doc(p) for p in goldens}
             raise DiffInputError(f"{path}: no output-*.json files (and no golden files) in it")
         return {g.name: payload_from_files(g) for g in map(_group, jsons)}
     if path.suffix == ".json" and "format_version" in _read_json(path):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
-from lenscheck import __version__
+from lenscheck._version import __version__
 from lenscheck.collapse import (
     ENTROPY_COLLAPSE_BITS,
     collapse_flags,

@@ -11,7 +11,9 @@ RMSNorm, which drops the centring and the bias of TransformerLens' LayerNorm).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
+
+from lenscheck.vocab import DECODE_POINTS, FINAL, NEXT_LN1, RAW, DecodePoint
 
 # torch is imported inside the functions that need it: `import lenscheck` imports this
 # module and must stay free of torch.
@@ -37,11 +39,10 @@ __all__ = [
 ]
 
 Architecture = Literal["pre_norm", "post_norm"]
-#: Where the lens decodes each layer's residual. ``next-ln1``: the norm the model itself
-#: applies to that residual next (the original pipeline's rule, the default); ``final``: the
-#: norm in front of the unembedding, at every layer (the standard logit lens); ``raw``: none.
-DecodeNorm = Literal["next-ln1", "final", "raw"]
-DECODE_NORMS: tuple[DecodeNorm, ...] = get_args(DecodeNorm)
+#: The decoding points (owned by :mod:`lenscheck.vocab`), under the names this module has
+#: always exported them by.
+DecodeNorm = DecodePoint
+DECODE_NORMS: tuple[DecodeNorm, ...] = DECODE_POINTS
 
 # transformers RMSNorm classes that scale by (1 + w) and cast after scaling.
 GEMMA_OFFSET_RMSNORMS = frozenset({"GemmaRMSNorm", "Gemma2RMSNorm", "Gemma3RMSNorm"})
@@ -228,11 +229,11 @@ def final_norm_module(model: Any) -> Any:
 
 def decode_norm_modules(model: Any, point: str) -> list[Any]:
     """Norm module per lens layer 0..L for decoding point ``point`` (see :data:`DecodeNorm`)."""
-    if point == "next-ln1":
+    if point == NEXT_LN1:
         return lens_norm_modules(model)
     n = len(model.blocks) + 1
-    if point == "final":
+    if point == FINAL:
         return [final_norm_module(model)] * n
-    if point == "raw":
+    if point == RAW:
         return [None] * n
     raise ValueError(f"decode norm must be one of {', '.join(DECODE_NORMS)}, got {point!r}")

@@ -20,6 +20,8 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from lenscheck.vocab import FINAL, NEXT_LN1
+
 if TYPE_CHECKING:
     from lenscheck.lens import LensResult
 
@@ -36,7 +38,7 @@ _RIGHT = 4 * _DPI - (_LEFT + _CBAR_GAP + _CBAR_W + _CBAR_LABELS + _SIDE_GAP + _S
 
 WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (90, 90, 90)
 BLUE, RED, ORANGE = (31, 119, 180), (214, 39, 40), (255, 127, 14)  # matplotlib's tab: colours
-_CURVES = (("next-ln1", RED, False), ("final", ORANGE, True))  # point, colour, dashed
+_CURVES = ((NEXT_LN1, RED, False), (FINAL, ORANGE, True))  # point, colour, dashed
 _DEJAVU = "fonts/ttf/DejaVuSans.ttf"
 
 

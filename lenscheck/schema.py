@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from lenscheck._validate import check_positive_int
 from lenscheck.artifacts import atomic_write_bytes
+from lenscheck.vocab import TOP_K_RECORD, TOP_K_VERBOSE
 
 __all__ = [
     "CSV_DIALECT",
@@ -41,8 +42,6 @@ __all__ = [
     "write_csv_files",
 ]
 
-TOP_K_RECORD = 5
-TOP_K_VERBOSE = 20
 FLAG_COLUMNS = ("copy_collapse", "entropy_collapse", "is_answer")
 CsvKind = Literal["records", "pure"]
 

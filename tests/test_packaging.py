@@ -7,6 +7,7 @@ the package index, which the offline gate does not use.
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import sys
 from pathlib import Path
@@ -74,7 +75,11 @@ def test_classifiers_and_urls() -> None:
 
 
 def test_version_is_declared_once() -> None:
-    assert PROJECT["version"] == lenscheck.__version__
+    """lenscheck/_version.py holds it; pyproject reads it from there, the package too."""
+    assert "version" not in PROJECT and PROJECT["dynamic"] == ["version"]
+    dynamic = PYPROJECT["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "lenscheck._version.__version__"}
+    assert importlib.metadata.version("lenscheck") == lenscheck.__version__
 
 
 def test_entry_points() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from lenscheck.collapse import ENTROPY_COLLAPSE_BITS
 from lenscheck.golden.payload import BACKEND_DEPENDENT_FACTS, CLASS_DEPENDENT_FACTS
 from lenscheck.golden.tolerances import Tolerances
+from lenscheck.vocab import DECODE_POINTS
 
 __all__ = ["SECTIONS", "Drift", "DriftReport", "compare_golden", "pair_prompts"]
 
@@ -480,7 +481,7 @@ def _decoding(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
         return
     flag = "onset_disagreement"
     c.equal(section, flag, gd[flag], od[flag], prompt=prompt)
-    for point in ("next-ln1", "final", "raw"):
+    for point in DECODE_POINTS:
         gp, op = gd[point], od[point]
         metric = f"{point} L_semantic"
         c.layer_index(section, gp["L_semantic"], op["L_semantic"], prompt=prompt, metric=metric)

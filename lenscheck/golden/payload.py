@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lenscheck.schema import CSV_DIALECT, CsvTable, parse_csv_bytes
+from lenscheck.vocab import DECODE_POINTS, NEXT_LN1
 
 __all__ = [
     "BACKEND_DEPENDENT_FACTS",
@@ -227,7 +228,7 @@ def _decoding(ablation: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not ablation:
         return None  # files written before the ablation existed
     out: dict[str, Any] = {"onset_disagreement": ablation["onset_disagreement"]}
-    for point in ("next-ln1", "final", "raw"):
+    for point in DECODE_POINTS:
         block = ablation[point]
         out[point] = {
             "L_semantic": block["L_semantic"],
@@ -323,7 +324,7 @@ def golden_payload(prompts: Mapping[str, PromptFiles], *, model: str, suite: str
         "model": model,
         "suite": suite,
         "class": golden_class(device, dtype),
-        "decode_norm": diag.get("decode_norm", "next-ln1"),
+        "decode_norm": diag.get("decode_norm", NEXT_LN1),
         "environment": {
             **diag.get("versions", {}),
             "device": device,

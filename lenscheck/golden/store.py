@@ -14,6 +14,7 @@ from typing import Any
 
 from lenscheck.golden.payload import FORMAT_VERSION
 from lenscheck.suites import DEFAULT_SUITE_NAME
+from lenscheck.vocab import NEXT_LN1, OBTAINED_SUFFIX
 
 __all__ = [
     "OBTAINED_SUFFIX",
@@ -26,8 +27,8 @@ __all__ = [
     "read_golden",
 ]
 
-#: ``<class>.obtained.json``: what a drifting run produced, written beside its golden.
-OBTAINED_SUFFIX = ".obtained.json"
+#: How a golden's stem names a decoding point: ``cpu-float32.decode-final``.
+_DECODE = ".decode-"
 _REQUIRED = (
     "format_version",
     "model",
@@ -54,7 +55,7 @@ def golden_dir(root: Path, model_dir: str, suite: str) -> Path:
 
 def golden_stem(cls: str, decode_norm: str) -> str:
     """File stem of a golden: its class, plus the decoding point when not next-ln1."""
-    return cls if decode_norm == "next-ln1" else f"{cls}.decode-{decode_norm}"
+    return cls if decode_norm == NEXT_LN1 else f"{cls}{_DECODE}{decode_norm}"
 
 
 def _inline(value: Any) -> bool:
@@ -119,7 +120,7 @@ def read_golden(path: Path, *, fix: str = "") -> dict[str, Any]:
     return loads_golden(path.read_text(encoding="utf-8"), source=str(path), fix=fix)
 
 
-def find_golden(folder: Path, run_class: str, decode_norm: str = "next-ln1") -> Path | None:
+def find_golden(folder: Path, run_class: str, decode_norm: str = NEXT_LN1) -> Path | None:
     """The golden for ``run_class``, else another class's (fp32 CPU first), else None;
     always of the same decoding point, never an obtained file."""
     own = folder / f"{golden_stem(run_class, decode_norm)}.json"
@@ -129,8 +130,8 @@ def find_golden(folder: Path, run_class: str, decode_norm: str = "next-ln1") -> 
     def same_point(path: Path) -> bool:
         if path.name.endswith(OBTAINED_SUFFIX):
             return False
-        _, _, point = path.stem.partition(".decode-")
-        return (point or "next-ln1") == decode_norm
+        _, _, point = path.stem.partition(_DECODE)
+        return (point or NEXT_LN1) == decode_norm
 
     others = sorted(
         (p for p in folder.glob("*.json") if same_point(p)),

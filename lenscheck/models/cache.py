@@ -31,7 +31,7 @@ from typing import Any
 import platformdirs
 from filelock import FileLock
 
-from lenscheck import __version__
+from lenscheck._version import __version__
 
 __all__ = [
     "CACHE_ENV_VAR",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lenscheck import __version__
+from lenscheck._version import __version__
 from lenscheck.backends.base import library_versions
 from lenscheck.device import choose_dtype, parse_dtype, resolve_device, torch_sees
 from lenscheck.golden.payload import golden_class
@@ -19,7 +19,7 @@ from lenscheck.plugin.gpus import assign_cuda_device
 if TYPE_CHECKING:
     import pytest
 
-    from lenscheck.plugin.options import LensSettings
+    from lenscheck.plugin.settings import LensSettings
 
 __all__ = ["header_lines", "resolved_class"]
 
@@ -38,7 +38,7 @@ def _workers(config: pytest.Config) -> int:
 def header_lines(settings: LensSettings, config: pytest.Config) -> list[str]:
     """Settings, classes per model, the GPU of each xdist worker, and library versions."""
     device = resolve_device(settings.device, "--lens-device")
-    trust = " trust_remote_code=on" if settings.trust_remote_code else ""
+    trust = " trust_remote_code=on" if settings.config.trust_remote_code else ""
     suite = settings.suite
     lines = [
         f"lenscheck: models={','.join(settings.models)} device={settings.device} "

@@ -18,6 +18,7 @@ from lenscheck.golden.tolerances import CROSS_DTYPE
 from lenscheck.norms import apply_norm_or_skip, decode_norm_modules, final_norm_module, unwrap_norm
 from lenscheck.numerics import entropy_bits, kl_bits
 from lenscheck.selftest import kl_tolerance_bits
+from lenscheck.vocab import NEXT_LN1, RAW
 
 if TYPE_CHECKING:
     from lenscheck.backends.base import LensBackend
@@ -144,9 +145,9 @@ def check_invariants(lens_run: LensRun, kl_tolerance: float | None = None) -> li
             problems += _consistency_problems(
                 prompt, backend, capture.residuals[-1], capture.logits, diag, tol
             )
-            point = str(diag.get("decode_norm", "next-ln1"))
+            point = str(diag.get("decode_norm", NEXT_LN1))
             problems += _norm_problems(prompt, backend, capture.residuals, point)
-            if point != "raw":  # a raw lens is not the model at its last layer
+            if point != RAW:  # a raw lens is not the model at its last layer
                 problems += _files_problems(prompt, backend, capture.logits, files)
             tables = [t for t in (files.records, files.pure) if t is not None]
             problems += _mass_problems(prompt, tables)

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lenscheck.vocab import OUTPUT_PREFIX, OUTPUT_SUFFIXES
+
 __all__ = [
     "OutputPaths",
+    "RunStage",
     "atomic_write_bytes",
     "clean_model_name",
     "dump_json_bytes",
     "output_paths",
     "setup_run_latest_directory",
     "stage_bytes",
+    "staged_run_latest",
     "write_files_atomically",
 ]
 
@@ -49,11 +56,15 @@ class OutputPaths:
     def __init__(self, out_dir: Path, name: str) -> None:
         self.out_dir = out_dir
         self.name = name
-        self.json = out_dir / f"output-{name}.json"
-        self.records_csv = out_dir / f"output-{name}-records.csv"
-        self.pure_csv = out_dir / f"output-{name}-pure-next-token.csv"
-        self.heatmap = out_dir / f"output-{name}-lens.png"
-        self.residuals = out_dir / f"output-{name}-residuals.safetensors"
+        path = {
+            kind: out_dir / f"{OUTPUT_PREFIX}{name}{suffix}"
+            for kind, suffix in OUTPUT_SUFFIXES.items()
+        }
+        self.json = path["json"]
+        self.records_csv = path["records"]
+        self.pure_csv = path["pure"]
+        self.heatmap = path["heatmap"]
+        self.residuals = path["residuals"]
 
     def all(self) -> list[Path]:
         """Every path, in the order they are written."""
@@ -128,6 +139,41 @@ def dump_json_bytes(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False).encode("utf-8")
 
 
+_LATEST = "run-latest"
+_STAMP_PREFIX = "timestamp-"
+
+
+def _stamp(now: datetime) -> str:
+    return now.strftime("%Y%m%d-%H%M")
+
+
+def _write_stamp(folder: Path, now: datetime) -> None:
+    (folder / f"{_STAMP_PREFIX}{_stamp(now)}").write_text(
+        f"Experiment started: {now.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8"
+    )
+
+
+def _free_name(base: Path, name: str) -> Path:
+    """``base/name``, or a unique ``base/name-...`` when that exists: never overwrite a run."""
+    target = base / name
+    if target.exists():
+        target = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+        target.rmdir()
+    return target
+
+
+def _rotate(base: Path, now: datetime) -> None:
+    """Move ``run-latest`` to ``run-<its stamp>`` (``run-<now>-rotated`` without a stamp)."""
+    latest = base / _LATEST
+    if not latest.exists():
+        return
+    stamps = sorted(p.name for p in latest.iterdir() if p.name.startswith(_STAMP_PREFIX))
+    name = f"run-{stamps[0][len(_STAMP_PREFIX) :]}" if stamps else f"run-{_stamp(now)}-rotated"
+    target = _free_name(base, name)
+    log.info("rotating %s to %s", latest, target.name)
+    latest.rename(target)
+
+
 def setup_run_latest_directory(
     script_dir: str | os.PathLike[str], now_fn: Callable[[], datetime] = datetime.now
 ) -> str:
@@ -137,21 +183,64 @@ def setup_run_latest_directory(
     ``run-<now>-rotated`` if it has none. The new one gets a fresh timestamp file.
     """
     base = Path(script_dir)
-    latest = base / "run-latest"
     now = now_fn()
-    stamp = now.strftime("%Y%m%d-%H%M")
-    if latest.exists():
-        stamps = sorted(p.name for p in latest.iterdir() if p.name.startswith("timestamp-"))
-        rotated = f"run-{stamps[0][len('timestamp-') :]}" if stamps else f"run-{stamp}-rotated"
-        target = base / rotated
-        if target.exists():
-            # Two runs in the same minute: never overwrite an older run.
-            target = Path(tempfile.mkdtemp(prefix=f"{rotated}-", dir=base))
-            target.rmdir()
-        log.info("rotating %s to %s", latest, target.name)
-        latest.rename(target)
+    _rotate(base, now)
+    latest = base / _LATEST
     latest.mkdir(parents=True, exist_ok=True)
-    (latest / f"timestamp-{stamp}").write_text(
-        f"Experiment started: {now.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8"
-    )
+    _write_stamp(latest, now)
     return str(latest)
+
+
+@dataclass
+class RunStage:
+    """A run's own folder while it runs; ``final`` is where its files are afterwards.
+
+    The run sets ``succeeded`` (and ``reason`` when it did not) before the block ends.
+    """
+
+    folder: Path
+    final: Path
+    succeeded: bool = False
+    reason: str = ""
+
+
+@contextlib.contextmanager
+def staged_run_latest(
+    script_dir: str | os.PathLike[str], now_fn: Callable[[], datetime] = datetime.now
+) -> Iterator[RunStage]:
+    """A fresh folder for one run that becomes ``script_dir/run-latest`` only if it succeeds.
+
+    Until then the previous ``run-latest`` stays where it is: on success it rotates as
+    :func:`setup_run_latest_directory` rotates it and the new run takes its place. A run that
+    fails or is interrupted leaves no trace when it wrote nothing, and otherwise its files in
+    ``run-<stamp>-failed`` with a ``FAILED.txt`` that says why.
+    """
+    base = Path(script_dir)
+    now = now_fn()
+    folder = Path(tempfile.mkdtemp(prefix=f".run-{_stamp(now)}-", suffix=".partial", dir=base))
+    _write_stamp(folder, now)
+    stage = RunStage(folder, folder)
+    try:
+        yield stage
+    except BaseException as exc:
+        reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+        _keep_failed(base, stage, now, reason)
+        raise
+    if stage.succeeded:
+        _rotate(base, now)
+        stage.final = base / _LATEST
+        folder.rename(stage.final)
+    else:
+        _keep_failed(base, stage, now, stage.reason or "the run did not succeed")
+
+
+def _keep_failed(base: Path, stage: RunStage, now: datetime, reason: str) -> None:
+    outputs = [p for p in stage.folder.iterdir() if not p.name.startswith(_STAMP_PREFIX)]
+    if not outputs:
+        shutil.rmtree(stage.folder, ignore_errors=True)
+        stage.final = base / _LATEST
+        return
+    (stage.folder / "FAILED.txt").write_text(f"{reason}\n", encoding="utf-8")
+    stage.final = _free_name(base, f"run-{_stamp(now)}-failed")
+    stage.folder.rename(stage.final)
+    log.warning("this run failed (%s); its files are in %s", reason, stage.final)

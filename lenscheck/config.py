@@ -1,41 +1,288 @@
-"""One frozen configuration object carried from the CLI and the plugin to the lens."""
+"""One frozen configuration object carried from the CLI and the plugin to the lens, and the
+one declaration of every run option.
+
+Each :class:`LensConfig` field that a user can set is declared with :func:`option`: its type
+and default are the field's, its metadata says how every front end spells it. The CLI
+parser, the plugin's options and ini keys, the argv of the CLI's per-model subprocesses and
+the re-bless command the plugin prints are all generated from these declarations
+(:mod:`lenscheck.options`), so adding an option is one field here. Standard library only:
+the pytest plugin imports this module in every session to register its options.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from lenscheck._validate import check_positive_int, check_unit_interval
 from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
-from lenscheck.device import DEVICES, parse_dtype
-from lenscheck.norms import DECODE_NORMS, DecodeNorm
 from lenscheck.prompts import CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS
-from lenscheck.schema import TOP_K_RECORD, TOP_K_VERBOSE
-from lenscheck.suites import DEFAULT_SUITE, PromptCase, PromptSuite
+from lenscheck.vocab import (
+    BACKENDS,
+    DECODE_POINTS,
+    DEVICES,
+    DTYPE_ALIASES,
+    DTYPES,
+    NEXT_LN1,
+    TOP_K_RECORD,
+    TOP_K_VERBOSE,
+    Backend,
+    DecodePoint,
+)
 
-__all__ = ["BACKENDS", "Backend", "LensConfig"]
+if TYPE_CHECKING:
+    from lenscheck.suites import PromptSuite
 
-Backend = Literal["transformers", "transformer-lens", "hooked-transformer"]
-# transformer-lens = TransformerLens' TransformerBridge (3.9+ and 4.x);
-# hooked-transformer = TransformerLens 3.x HookedTransformer, as the original pipeline.
-BACKENDS: tuple[Backend, ...] = ("transformers", "transformer-lens", "hooked-transformer")
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "LensConfig",
+    "Option",
+    "OptionError",
+    "option",
+    "run_options",
+]
+
+#: How an option's text becomes the field's value: ``choice`` (one of ``choices``), ``unit``
+#: (a number in [0, 1]), ``flag`` (on/off), ``text`` (any string), ``suite`` (a prompt-suite
+#: file, read relative to the caller's base folder).
+OptionKind = Literal["choice", "unit", "flag", "text", "suite"]
+
+
+class OptionError(ValueError):
+    """An option value that cannot be used. ``detail`` says what was expected and found; each
+    front end names the option its own way (``--lens-dtype``, ``--dtype``, ``dtype``)."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name, self.detail = name, detail
+        super().__init__(f"{name}: {detail}")
+
+
+class Option:
+    """How one :class:`LensConfig` field is set from the CLI, the plugin and its ini file.
+
+    ``golden``: the option selects or shapes what a golden pins, so the plugin's re-bless
+    command carries it. ``cli``/``plugin``: which front ends offer it. ``cli_flag``: the CLI's
+    spelling when it is not ``--<word>`` (``--no-heatmap`` with ``inverted``: the flag turns
+    the field off). ``word``: how users name the option when it is not the field's name
+    (``prompts`` for the field ``suite``: ``--prompts``, ``--lens-prompts``, ``lens_prompts``).
+    ``accepts``: a check for values beyond ``choices``, described by ``accepts_text``
+    (``cuda:N``).
+
+    A plain class, not a dataclass: the plugin imports this module in every pytest session,
+    and each generated dataclass method costs a compile.
+    """
+
+    __slots__ = (
+        "accepts",
+        "accepts_text",
+        "aliases",
+        "choices",
+        "cli",
+        "cli_flag",
+        "golden",
+        "help",
+        "inverted",
+        "kind",
+        "metavar",
+        "name",
+        "plugin",
+        "word",
+    )
+
+    def __init__(
+        self,
+        help: str,
+        kind: OptionKind = "text",
+        choices: tuple[str, ...] = (),
+        aliases: Mapping[str, str] | None = None,
+        accepts: Callable[[str], bool] | None = None,
+        accepts_text: str = "",
+        metavar: str | None = None,
+        golden: bool = False,
+        cli: bool = True,
+        plugin: bool = True,
+        cli_flag: str | None = None,
+        inverted: bool = False,
+        word: str = "",
+        name: str = "",
+    ) -> None:
+        self.help, self.kind, self.choices = help, kind, choices
+        self.aliases = dict(aliases or {})
+        self.accepts, self.accepts_text = accepts, accepts_text
+        self.metavar, self.golden, self.word = metavar, golden, word
+        self.cli, self.plugin, self.cli_flag, self.inverted = cli, plugin, cli_flag, inverted
+        self.name = name  # the field's name, set by run_options()
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r}, kind={self.kind!r})"
+
+    @property
+    def _word(self) -> str:
+        return (self.word or self.name).replace("_", "-")
+
+    @property
+    def flag(self) -> str:
+        """The CLI flag: ``--decode-norm``."""
+        return self.cli_flag or f"--{self._word}"
+
+    @property
+    def pytest_flag(self) -> str:
+        """The plugin's flag: ``--lens-decode-norm``."""
+        return f"--lens-{self._word}"
+
+    @property
+    def ini(self) -> str:
+        """The plugin's ini key: ``lens_decode_norm``."""
+        return "lens_" + self._word.replace("-", "_")
+
+    def parse(self, text: Any, base: Path | None = None) -> Any:
+        """The field's value for ``text`` as a user typed it (a bool for flags)."""
+        if self.kind == "flag":
+            return bool(text)
+        raw = str(text).strip()
+        if self.kind == "unit":
+            return _unit(self, raw)
+        if self.kind == "suite":
+            from lenscheck.suites import load_suite
+
+            path = Path(raw).expanduser()
+            return load_suite(path if path.is_absolute() or base is None else base / path)
+        if self.kind == "choice":
+            value = self.aliases.get(raw, raw)
+            if value not in self.choices and not (self.accepts and self.accepts(value)):
+                raise OptionError(self.name, f"expected {self.expected()}, got {raw!r}")
+            return value
+        return raw
+
+    def expected(self) -> str:
+        """What a value must be, for messages: ``one of auto, cuda, mps, cpu or cuda:N``."""
+        listed = ", ".join(self.choices)
+        return (
+            f"one of {listed} or {self.accepts_text}" if self.accepts_text else f"one of {listed}"
+        )
+
+
+def _unit(opt: Option, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise OptionError(opt.name, f"expected a number in [0, 1], got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:  # nan too
+        raise OptionError(opt.name, f"expected a number in [0, 1], got {raw}")
+    return value
+
+
+def option(default: Any, **spec: Any) -> Any:
+    """A :class:`LensConfig` field that is a run option (see :class:`Option`)."""
+    return field(default=default, metadata={"option": Option(**spec)})
+
+
+def _cuda_index(value: str) -> bool:
+    return value.startswith("cuda:") and value[5:].isdigit()
 
 
 @dataclass(frozen=True)
 class LensConfig:
     """Every option of a lens run. Validated on construction; use :meth:`evolve` to change."""
 
-    device: str = "auto"
-    dtype: str = "auto"
-    backend: Backend = "transformers"
-    copy_threshold: float = DEFAULT_COPY_THRESHOLD
-    copy_margin: float = DEFAULT_COPY_MARGIN
-    fp32_unembed: bool = False
-    keep_residuals: bool = False
-    self_test: bool = False
-    trust_remote_code: bool = False
-    heatmap: bool = True
-    device_map: str | None = None
+    device: str = option(
+        "auto",
+        kind="choice",
+        choices=DEVICES,
+        accepts=_cuda_index,
+        accepts_text="cuda:N",
+        metavar="{auto,cuda,cuda:N,mps,cpu}",
+        golden=True,
+        help="compute device; auto prefers cuda, then mps, then cpu; an explicit device that "
+        "is not available is an error",
+    )
+    dtype: str = option(
+        "auto",
+        kind="choice",
+        choices=DTYPES,
+        aliases=DTYPE_ALIASES,
+        metavar="{" + ",".join(DTYPES) + "}",
+        golden=True,
+        help="compute dtype: auto (cuda fp16, Gemma bf16, mps fp16, cpu fp32) or a dtype "
+        "(fp32, fp16, bf16 also accepted)",
+    )
+    backend: Backend = option(
+        "transformers",
+        kind="choice",
+        choices=BACKENDS,
+        golden=True,
+        help="model library the lens reads residuals through",
+    )
+    decode_norm: DecodePoint = option(
+        NEXT_LN1,
+        kind="choice",
+        choices=DECODE_POINTS,
+        golden=True,
+        help="where each layer is decoded: next-ln1 (the norm the model applies next, the "
+        "original's rule), final (the final norm at every layer, the standard logit lens) or "
+        "raw (no norm)",
+    )
+    #: The prompts of a whole run (CLI --prompts, pytest --lens-prompts); None: the single
+    #: prompt below (the built-in default suite when it is the original's).
+    suite: PromptSuite | None = option(
+        None,
+        kind="suite",
+        word="prompts",
+        metavar="FILE",
+        golden=True,
+        help="prompt suite (TOML: [[prompts]] with id, prompt, answer, optional probes); "
+        "each prompt writes output-<name>-<prompt id>.*",
+    )
+    copy_threshold: float = option(
+        DEFAULT_COPY_THRESHOLD,
+        kind="unit",
+        golden=True,
+        help="minimum p(top-1) for copy collapse",
+    )
+    copy_margin: float = option(
+        DEFAULT_COPY_MARGIN,
+        kind="unit",
+        golden=True,
+        help="required p(top-1) - p(top-2) for copy collapse",
+    )
+    fp32_unembed: bool = option(
+        False, kind="flag", golden=True, help="unembed in fp32 whatever the compute dtype"
+    )
+    trust_remote_code: bool = option(
+        False,
+        kind="flag",
+        help="run the Python code a model repository ships (transformers' trust_remote_code); "
+        "off by default: read that code first",
+    )
+    device_map: str | None = option(
+        None,
+        metavar="MAP",
+        help="accelerate device_map for models larger than one GPU (e.g. auto)",
+    )
+    keep_residuals: bool = option(
+        False,
+        kind="flag",
+        plugin=False,
+        help="also write every layer's residual (safetensors)",
+    )
+    self_test: bool = option(
+        False,
+        kind="flag",
+        plugin=False,
+        help="check norm re-application and last-layer consistency before writing",
+    )
+    heatmap: bool = option(
+        True,
+        kind="flag",
+        plugin=False,
+        cli_flag="--no-heatmap",
+        inverted=True,
+        help="skip the PNG heatmap",
+    )
+    # Not options: set by the API and the runner; the schema fixes the top-k sizes.
     prompt: str = CONTEXT_PROMPT
     ground_truth: str = GROUND_TRUTH
     test_prompts: tuple[str, ...] = field(default=TEST_PROMPTS)
@@ -43,10 +290,6 @@ class LensConfig:
     top_k_verbose: int = TOP_K_VERBOSE
     seed: int = 316
     model_source: str = "hub"  # embedded, synthetic, local or hub (recorded in diagnostics)
-    decode_norm: DecodeNorm = "next-ln1"
-    #: The prompts of a whole run (CLI --prompts, pytest --lens-prompts); None: the single
-    #: prompt above (the built-in default suite when it is the original's).
-    suite: PromptSuite | None = None
 
     def __post_init__(self) -> None:
         check_unit_interval("copy_threshold", self.copy_threshold)
@@ -58,26 +301,28 @@ class LensConfig:
                 f"top_k_record ({self.top_k_record}) must not exceed top_k_verbose "
                 f"({self.top_k_verbose})"
             )
-        if self.decode_norm not in DECODE_NORMS:
-            raise ValueError(
-                f"decode_norm must be one of {', '.join(DECODE_NORMS)}, got {self.decode_norm!r}"
-            )
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not self.prompt.strip():
             raise ValueError("prompt is empty; expected the text the lens reads the model on")
         if not self.ground_truth.strip():
             raise ValueError("ground_truth is empty; expected the answer token text, e.g. 'Berlin'")
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        parse_dtype(self.dtype)
+        for opt in run_options():
+            if opt.kind == "choice":  # aliases become canonical names ("fp16" -> "float16")
+                value = getattr(self, opt.name)
+                try:
+                    object.__setattr__(self, opt.name, opt.parse(value))
+                except OptionError:
+                    raise ValueError(
+                        f"{opt.name} must be {opt.expected()}, got {value!r}"
+                    ) from None
 
-    def evolve(self, **changes: object) -> LensConfig:
+    def evolve(self, **changes: Any) -> LensConfig:
         """A copy with ``changes`` applied (and validated)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
     def prompt_suite(self) -> PromptSuite:
         """The suite this configuration runs: ``suite``, else the single prompt above."""
+        from lenscheck.suites import DEFAULT_SUITE, PromptCase, PromptSuite
+
         if self.suite is not None:
             return self.suite
         (default,) = DEFAULT_SUITE.cases
@@ -90,4 +335,22 @@ class LensConfig:
 
     def for_case(self, prompt: str, answer: str, probes: tuple[str, ...]) -> LensConfig:
         """This configuration reading one prompt of a suite."""
-        return replace(self, prompt=prompt, ground_truth=answer, test_prompts=probes, suite=None)
+        return self.evolve(prompt=prompt, ground_truth=answer, test_prompts=probes, suite=None)
+
+
+def run_options() -> tuple[Option, ...]:
+    """Every run option, in declaration order, each knowing its field's name."""
+    return _OPTIONS
+
+
+def _collect() -> tuple[Option, ...]:
+    found = []
+    for f in fields(LensConfig):
+        opt = f.metadata.get("option")
+        if opt is not None:
+            opt.name = f.name
+            found.append(opt)
+    return tuple(found)
+
+
+_OPTIONS = _collect()

@@ -21,6 +21,7 @@ from lenscheck.artifacts import (
     dump_json_bytes,
     output_paths,
     setup_run_latest_directory,
+    staged_run_latest,
     write_files_atomically,
 )
 
@@ -296,3 +297,65 @@ def test_successful_rewrite_replaces_every_file_and_drops_backups(tmp_path: Path
     artifacts.write_files_atomically({a: b"new", tmp_path / "output-a.json": b"{}"})
     assert a.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["output-a.csv", "output-a.json"]
+
+
+# ------------------------------------------------------------- a run staged before rotation
+
+
+def _clock(stamp: str) -> Any:
+    return lambda: datetime.strptime(stamp, "%Y%m%d-%H%M")
+
+
+def test_a_staged_run_becomes_run_latest_only_when_it_succeeds(tmp_path: Path) -> None:
+    setup_run_latest_directory(tmp_path, now_fn=_clock("20260101-0900"))
+    (tmp_path / "run-latest" / "output-a.json").write_text("{}", encoding="utf-8")
+    with staged_run_latest(tmp_path, now_fn=_clock("20260101-1000")) as stage:
+        assert stage.folder.parent == tmp_path and stage.folder.name.startswith(".run-")
+        assert (tmp_path / "run-latest" / "output-a.json").exists()  # still the old run
+        (stage.folder / "output-b.json").write_text("{}", encoding="utf-8")
+        stage.succeeded = True
+    assert stage.final == tmp_path / "run-latest"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-20260101-0900", "run-latest"]
+    assert sorted(p.name for p in (tmp_path / "run-latest").iterdir()) == [
+        "output-b.json",
+        "timestamp-20260101-1000",
+    ]
+    assert (tmp_path / "run-20260101-0900" / "output-a.json").exists()
+
+
+@pytest.mark.parametrize("failure", [None, KeyboardInterrupt(), RuntimeError("model broke")])
+def test_a_failed_run_keeps_its_files_apart_and_says_why(
+    tmp_path: Path, failure: BaseException | None
+) -> None:
+    setup_run_latest_directory(tmp_path, now_fn=_clock("20260101-0900"))
+    before = sorted(p.name for p in (tmp_path / "run-latest").iterdir())
+
+    def run() -> None:
+        with staged_run_latest(tmp_path, now_fn=_clock("20260101-1000")) as stage:
+            (stage.folder / "output-b.json").write_text("{}", encoding="utf-8")
+            stage.reason = "synthetic-gpt2: failed (3)"
+            if failure is not None:
+                raise failure
+
+    if failure is None:
+        run()
+    else:
+        with pytest.raises(type(failure)):
+            run()
+    failed = tmp_path / "run-20260101-1000-failed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-20260101-1000-failed", "run-latest"]
+    assert sorted(p.name for p in (tmp_path / "run-latest").iterdir()) == before
+    why = {
+        None: "synthetic-gpt2: failed (3)",
+        KeyboardInterrupt: "interrupted (Ctrl-C)",
+        RuntimeError: "RuntimeError('model broke')",
+    }[None if failure is None else type(failure)]
+    assert (failed / "FAILED.txt").read_text(encoding="utf-8") == why + "\n"
+    assert (failed / "output-b.json").exists()
+
+
+def test_a_failed_run_that_wrote_nothing_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), staged_run_latest(tmp_path) as stage:
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    assert stage.final == tmp_path / "run-latest"

@@ -346,7 +346,7 @@ def test_interrupted_run_leaves_no_partial_file(
 
 
 def test_lens_models_empty_duplicated_or_spaced(tmp_path: Path) -> None:
-    from lenscheck.plugin.options import _entries
+    from lenscheck.plugin.settings import _entries
 
     keys = [
         e.key for e in _entries(" synthetic-llama , synthetic-llama,synthetic-gpt2 ,", tmp_path)
@@ -366,7 +366,7 @@ def test_lens_models_empty_duplicated_or_spaced(tmp_path: Path) -> None:
 
 def test_a_checkpoint_outside_the_project_needs_a_name(tmp_path: Path) -> None:
     from lenscheck.models import resolve_model
-    from lenscheck.plugin.options import _entries
+    from lenscheck.plugin.settings import _entries
 
     ckpt = resolve_model("synthetic-llama").path
     project = tmp_path / "project"
@@ -459,7 +459,7 @@ def test_requested_device_that_is_missing(monkeypatch: pytest.MonkeyPatch) -> No
     assert resolve_device("auto") == "cpu"  # auto still resolves, to what is there
     with pytest.raises(ValueError) as err:
         LensConfig(device="tpu")
-    assert str(err.value) == "device must be one of auto, cuda, mps, cpu, got 'tpu'"
+    assert str(err.value) == "device must be one of auto, cuda, mps, cpu or cuda:N, got 'tpu'"
 
 
 # ---------------------------------------------------------------------- models and hub

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from _lens_fixtures import EMBEDDED_FILE_NAME, SINGLE_THREAD_ENV, embedded_run, synthetic_run
 
-from lenscheck.cli import build_parser, main
+from lenscheck.cli import _config, build_parser, main
 
 #: One torch thread for this module (see _lens_fixtures.single_thread).
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -373,7 +373,9 @@ def test_trust_remote_code_is_off_unless_asked(
 
     monkeypatch.setattr(hf, "_TOKENIZERS", type(hf._TOKENIZERS)())  # a cached one loads no more
     assert LensConfig().trust_remote_code is False
-    assert build_parser().parse_args(["run"]).trust_remote_code is False
+    args = build_parser().parse_args(["run"])
+    assert args.trust_remote_code is None  # not given: the field's default
+    assert _config(args).trust_remote_code is False
     seen: list[tuple[str, Any]] = []
     for cls in (AutoModelForCausalLM, AutoTokenizer):
         original = cls.from_pretrained
@@ -442,6 +444,50 @@ def test_run_latest_rotation_without_out_dir(
     assert len([p for p in latest.iterdir() if p.name.startswith("timestamp-")]) == 1
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("how", "code"),
+    [("a mistyped model", 2), ("a failing load", 2), ("Ctrl-C during the lens", 130)],
+)
+def test_a_run_that_fails_leaves_run_latest_where_it_was(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+    code: int,
+) -> None:
+    """run-latest/ rotates only after a run succeeded: a failed or interrupted one leaves the
+    previous good run in place and its own (empty) folder nowhere; Ctrl-C is one line."""
+    import lenscheck.runner
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", LLAMA, "--device", "cpu", "--no-heatmap"]) == 0
+    before = _tree(tmp_path)
+    spec = LLAMA
+    if how == "a mistyped model":
+        spec = "synthetic-lama"
+    else:
+        error = KeyboardInterrupt() if how.startswith("Ctrl-C") else OSError("disk gone")
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            raise error
+
+        monkeypatch.setattr(lenscheck.runner, "run_model", failing)
+    caplog.clear()
+    assert main(["run", spec, "--device", "cpu", "--no-heatmap"]) == code
+    assert _tree(tmp_path) == before  # nothing moved, nothing added, nothing left half-way
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    if code == 130:
+        assert errors == [
+            "interrupted (Ctrl-C): no output file was left half-written and run-latest/ was "
+            "not rotated"
+        ]
+
+
 # -------------------------------------------------------------------- interrupted writing
 
 
@@ -464,11 +510,8 @@ def test_interrupted_write_leaves_no_output_at_all(
         real_replace(src, dst)
 
     monkeypatch.setattr(lenscheck.artifacts.os, "replace", flaky)
-    if isinstance(failure, KeyboardInterrupt):
-        with pytest.raises(KeyboardInterrupt):
-            _llama(tmp_path)
-    else:
-        assert _llama(tmp_path) == 2
+    # Ctrl-C ends like a shell reports SIGINT (130), any other failure with 2.
+    assert _llama(tmp_path) == (130 if isinstance(failure, KeyboardInterrupt) else 2)
     monkeypatch.undo()
     assert renames == [f"output-{LLAMA}-records.csv", f"output-{LLAMA}-pure-next-token.csv"]
     assert _leftovers(tmp_path) == []

@@ -84,7 +84,7 @@ def test_one_prompt_on_the_command_line(tmp_path: Path) -> None:
         (
             ["--prompt", "The capital of France is"],
             "--prompt and --answer go together: --prompt TEXT --answer TEXT, where the answer "
-            "is the expected next token (it sets is_answer and L_semantic)",
+            "is the token expected after the prompt (it sets is_answer and L_semantic)",
         ),
         (
             ["--answer", "Paris"],

@@ -47,8 +47,16 @@ def test_defaults_follow_the_behaviour_spec() -> None:
         ({"backend": "jax"}, ValueError, "backend must be one of transformers, transformer-lens"),
         ({"prompt": "   "}, ValueError, "prompt is empty"),
         ({"ground_truth": ""}, ValueError, "ground_truth is empty"),
-        ({"device": "tpu"}, ValueError, "device must be one of auto, cuda, mps, cpu, got 'tpu'"),
-        ({"dtype": "int4"}, ValueError, "dtype must be auto, float32, float16 or bfloat16"),
+        (
+            {"device": "tpu"},
+            ValueError,
+            "device must be one of auto, cuda, mps, cpu or cuda:N, got 'tpu'",
+        ),
+        (
+            {"dtype": "int4"},
+            ValueError,
+            "dtype must be one of auto, float32, float16, bfloat16, got 'int4'",
+        ),
     ],
 )
 def test_invalid_values_raise_naming_the_field(
@@ -75,8 +83,9 @@ def test_invalid_values_raise_naming_the_field(
 )
 def test_valid_values_are_accepted(changes: dict[str, Any]) -> None:
     cfg = LensConfig(**changes)
+    canonical = {"bf16": "bfloat16"}  # the config holds canonical names
     for key, value in changes.items():
-        assert getattr(cfg, key) == value
+        assert getattr(cfg, key) == canonical.get(value, value)
 
 
 def test_config_is_frozen_and_evolve_copies() -> None:

@@ -33,20 +33,14 @@ def entry(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_rebless_command_names_every_option_that_chose_the_golden() -> None:
     assert rebless_command("org/m") == "pytest --lens-models=org/m --snapshot-update"
-    options = {
-        "lens_device": "auto",
-        "lens_dtype": "bfloat16",
-        "lens_backend": "transformers",
-        "lens_prompts": "suites/capitals.toml",
-        "lens_decode_norm": "final",
-    }
-    assert rebless_command("embedded", options) == (
+    flags = ["--lens-dtype=bfloat16", "--lens-prompts=suites/capitals.toml"]
+    assert rebless_command("embedded", flags) == (
         "pytest --lens-models=embedded --lens-dtype=bfloat16 "
-        "--lens-prompts=suites/capitals.toml --lens-decode-norm=final --snapshot-update"
+        "--lens-prompts=suites/capitals.toml --snapshot-update"
     )
-    cuda = {"lens_device": "cuda", "lens_backend": "transformer-lens", "lens_prompts": ""}
-    assert rebless_command("m", cuda) == (
-        "pytest --lens-models=m --lens-device=cuda --lens-backend=transformer-lens "
+    # Values a shell would split are quoted, so the printed command runs as it reads.
+    assert rebless_command("mine=/data/my model", ["--lens-prompts=my suite.toml"]) == (
+        "pytest '--lens-models=mine=/data/my model' '--lens-prompts=my suite.toml' "
         "--snapshot-update"
     )
 

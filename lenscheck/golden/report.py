@@ -24,25 +24,14 @@ __all__ = [
 _MAX_DRIFT_LINES = 12
 _CONTEXT_LAYERS = 3
 _CELL = 14
-_DEFAULT_OPTIONS = {
-    "lens_device": "auto",
-    "lens_dtype": "auto",
-    "lens_backend": "transformers",
-    "lens_decode_norm": "next-ln1",
-}
 
 
-def rebless_command(model: str, options: Mapping[str, str] | None = None) -> str:
-    """The exact command that regenerates ``model``'s golden with the options that chose it.
+def rebless_command(model: str, flags: Sequence[str] = ()) -> str:
+    """The exact command that regenerates ``model``'s golden: ``flags`` are the plugin
+    options that chose it (``--lens-dtype=bfloat16``...), quoted for a POSIX shell."""
+    from lenscheck.options import shell_command
 
-    ``options``: ini-style names (``lens_dtype``, ``lens_prompts``...) and their values;
-    those at their default are left out.
-    """
-    parts = ["pytest", f"--lens-models={model}"]
-    for name, value in (options or {}).items():
-        if value and value != _DEFAULT_OPTIONS.get(name):
-            parts.append(f"--{name.replace('_', '-')}={value}")
-    return " ".join([*parts, "--snapshot-update"])
+    return shell_command(["pytest", f"--lens-models={model}", *flags, "--snapshot-update"])
 
 
 def _fmt(value: Any) -> str:

@@ -1,28 +1,30 @@
 """The pytest plugin (``pytest11`` entry point ``lenscheck``).
 
-Inert unless asked: without ``--lens-models`` (or ``lens_models`` in an ini) it adds no
-test, no warning filter and no global torch setting, and imports nothing heavy. With
-models it generates one test per model and value class of the output files, runs each
-model once per worker, and releases it after its last test.
+Inert unless asked: without a ``--lens-*`` option or a ``lens_*`` ini key it reads no
+setting, adds no test, no warning filter and no global torch setting, and imports nothing
+beyond this module and the option declarations (standard library only); the session state,
+torch and syrupy come in through the hooks, as hypothesis' own plugin does. With models it
+generates one test per model and value class of the output files, runs each model once per
+worker, and releases it after its last test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lenscheck.device import DeviceUnavailableError, resolve_device
-from lenscheck.plugin.header import header_lines
-from lenscheck.plugin.options import LensSettings, add_options, read_settings
-from lenscheck.plugin.session import LENSCHECK_NOTE, GoldenHelper, LensRun, LensSession
-from lenscheck.plugin.xdist_groups import lens_group_scheduler
+from lenscheck.plugin.options import add_options, lens_requested
+
+if TYPE_CHECKING:
+    from lenscheck.plugin.session import GoldenHelper, LensRun, LensSession
+    from lenscheck.plugin.settings import LensSettings
 
 __all__ = ["GENERATED_NODEID", "lens_golden", "lens_model", "lens_run", "lens_settings"]
 
-_SESSION = pytest.StashKey[LensSession]()
+_SESSION = pytest.StashKey["LensSession"]()
 _NO_MODELS = "no --lens-models (or lens_models ini) given: lens golden tests not run"
 #: The "file" part of the generated tests' node ids: ``lenscheck::test_records[embedded]``.
 GENERATED_NODEID = "lenscheck"
@@ -32,9 +34,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def _session(config: pytest.Config) -> LensSession | None:
+    """This session's lens state; None when no lens option was given (the plugin is idle)."""
+    return config.stash.get(_SESSION, None)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lens: a lenscheck golden test of one model")
+    if not lens_requested(config):
+        return
+    from lenscheck.plugin.session import LensSession
+    from lenscheck.plugin.settings import read_settings
+
     settings = read_settings(config)
     config.stash[_SESSION] = LensSession(settings)
     if not settings.entries:
@@ -47,25 +59,34 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_device(settings: LensSettings) -> None:
     """An explicit device that is not there stops the session before collection."""
+    from lenscheck.device import DeviceUnavailableError, resolve_device
+
     try:
         resolve_device(settings.device, "--lens-device (ini: lens_device)")
     except DeviceUnavailableError as exc:
         raise pytest.UsageError(f"lenscheck: {exc}") from None
 
 
+def _models(config: pytest.Config) -> tuple[str, ...]:
+    session = _session(config)
+    return () if session is None else session.settings.models
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """loadgroup by lens model (xdist's own grouping misses them, see xdist_groups)."""
-    models = config.stash[_SESSION].settings.models
+    models = _models(config)
     if not models or config.getvalue("dist") != "loadgroup":
         return None
+    from lenscheck.plugin.xdist_groups import lens_group_scheduler
+
     return lens_group_scheduler(config, log, models)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "lens_model" not in metafunc.fixturenames:
         return
-    models = metafunc.config.stash[_SESSION].settings.models
+    models = _models(metafunc.config)
     if not models:
         # Only a user's own test that asked for a lens fixture gets here.
         params = [
@@ -96,11 +117,12 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     """Add the generated lens tests (once) before -k/-m selection runs."""
+    lens = _session(config)
+    if lens is None or not _wants_generated_tests(config, lens.settings):
+        return
     # The generated tests' module is imported for collection only, not with the plugin.
     from lenscheck.plugin import suite
 
-    if not _wants_generated_tests(config, config.stash[_SESSION].settings):
-        return
     path = Path(suite.__file__)
     if any(item.path == path for item in items):
         return
@@ -108,10 +130,19 @@ def pytest_collection_modifyitems(
     items.extend(item for item in session.genitems(module) if isinstance(item, pytest.Item))
 
 
+def _settings(config: pytest.Config) -> LensSettings:
+    session = _session(config)
+    if session is None:
+        from lenscheck.plugin.settings import LensSettings
+
+        return LensSettings()  # no lens option given: nothing configured
+    return session.settings
+
+
 @pytest.fixture(scope="session")
 def lens_settings(pytestconfig: pytest.Config) -> LensSettings:
-    """The plugin's resolved settings (models, device, dtype, backend, suite, golden dir)."""
-    return pytestconfig.stash[_SESSION].settings
+    """The plugin's resolved settings (models, config, golden dir, report, tolerances)."""
+    return _settings(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +161,8 @@ def lens_run(
     """This model's lens run, once per worker; released (weights too) after the last test
     that uses it. pytest orders tests by model, so each model loads once; a user test that
     asks for a model again after that re-runs it."""
+    from lenscheck.plugin.session import LENSCHECK_NOTE
+
     session = pytestconfig.stash[_SESSION]
     yield session.get(lens_model)
     note = session.release(lens_model)
@@ -142,13 +175,18 @@ def lens_golden(
     lens_run: LensRun, pytestconfig: pytest.Config, request: pytest.FixtureRequest
 ) -> GoldenHelper:
     """Compare ``lens_run`` with its golden: ``.compare()``, ``.check()``, ``.path``."""
-    settings = pytestconfig.stash[_SESSION].settings
-    return GoldenHelper(lens_run, settings, pytestconfig, node=request.node)
+    from lenscheck.plugin.session import GoldenHelper
+
+    return GoldenHelper(lens_run, _settings(pytestconfig), pytestconfig, node=request.node)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The session's lenscheck notes: cross-class comparisons, prompts the goldens have and
     the suite does not, peak device memory per model (xdist workers' notes included)."""
+    if _session(terminalreporter.config) is None:
+        return
+    from lenscheck.plugin.session import LENSCHECK_NOTE
+
     notes = dict.fromkeys(
         value
         for reports in terminalreporter.stats.values()
@@ -163,7 +201,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    settings: LensSettings = config.stash[_SESSION].settings
-    if not settings.entries:
+    session = _session(config)
+    if session is None or not session.settings.entries:
         return []
-    return header_lines(settings, config)
+    from lenscheck.plugin.header import header_lines
+
+    return header_lines(session.settings, config)

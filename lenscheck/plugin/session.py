@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lenscheck.artifacts import atomic_write_bytes
-from lenscheck.config import LensConfig
 from lenscheck.device import resolve_device
 from lenscheck.golden.compare import SECTIONS, DriftReport, compare_golden
 from lenscheck.golden.payload import PromptFiles, golden_payload, model_dir_name
@@ -32,11 +31,13 @@ from lenscheck.golden.store import (
 )
 from lenscheck.golden.tolerances import tolerances_for
 from lenscheck.plugin.gpus import assign_cuda_device
-from lenscheck.plugin.options import LensSettings
+from lenscheck.plugin.settings import LensSettings
 from lenscheck.progress import quiet_library_progress
+from lenscheck.vocab import OBTAINED_SUFFIX
 
-# Imported inside functions, to keep `import lenscheck.plugin` (every pytest session) light:
-# torch, lenscheck.runner (torch, and the model code) and lenscheck.golden.extension (syrupy).
+# The plugin imports this module only once a lens option was given. Still imported inside
+# functions: torch, lenscheck.runner (torch, and the model code) and lenscheck.golden.extension
+# (syrupy), which a session pays for only when a model runs.
 if TYPE_CHECKING:
     from lenscheck.backends.base import Capture
     from lenscheck.lens import LensResult
@@ -158,16 +159,7 @@ class LensSession:
 
         s = self.settings
         device = _worker_device(resolve_device(s.device, "--lens-device"))
-        cfg = LensConfig(
-            device=device,
-            dtype=s.dtype,
-            backend=s.backend,  # type: ignore[arg-type]
-            heatmap=False,
-            device_map=s.device_map,
-            trust_remote_code=s.trust_remote_code,
-            decode_norm=s.decode_norm,  # type: ignore[arg-type]
-            suite=s.suite,
-        )
+        cfg = s.config.evolve(device=device)
         # transformers' own progress bars ("Loading weights") would interleave with pytest's
         # output; they come back after the run.
         with quiet_library_progress():
@@ -221,13 +213,14 @@ class GoldenHelper:
         )
         self.stem = golden_stem(lens_run.golden_class, settings.decode_norm)
         self.path = self.folder / f"{self.stem}.json"
+        self.obtained_path = self.folder / f"{self.stem}{OBTAINED_SUFFIX}"
 
     # ------------------------------------------------------------------ commands
     def rebless(self) -> str:
         """The command that re-blesses this model's golden, with every class option."""
         run = self.lens_run
         models = run.model if run.model == run.spec else f"{run.model}={run.spec}"
-        return rebless_command(models, self.settings.class_options())
+        return rebless_command(models, self.settings.rebless_flags())
 
     def _diff_command(self, golden: Path, obtained: Path) -> str:
         return f"lenscheck diff {golden} {obtained}"
@@ -263,9 +256,9 @@ class GoldenHelper:
         self._log_report(report, path)
         if not report.ok:
             state.obtained = self._write_obtained()
-        elif (self.folder / f"{self.stem}.obtained.json").exists():
+        elif self.obtained_path.exists():
             # A run without drift: an obtained file of an earlier failure is stale.
-            (self.folder / f"{self.stem}.obtained.json").unlink(missing_ok=True)
+            self.obtained_path.unlink(missing_ok=True)
         return state
 
     def _log_report(self, report: DriftReport, path: Path) -> None:
@@ -324,7 +317,7 @@ class GoldenHelper:
 
     def _write_obtained(self) -> Path | None:
         """``<stem>.obtained.json`` beside the golden: what this run produced, to diff."""
-        path = self.folder / f"{self.stem}.obtained.json"
+        path = self.obtained_path
         try:
             atomic_write_bytes(path, dumps_golden(self.lens_run.payload).encode("utf-8"))
         except OSError as exc:
@@ -393,7 +386,7 @@ class GoldenHelper:
         if self.updating:
             self._bless(snapshot, self.path, self._unchanged())
             # The golden now says what this run says: an obtained file would be stale.
-            (self.folder / f"{self.stem}.obtained.json").unlink(missing_ok=True)
+            self.obtained_path.unlink(missing_ok=True)
             return
         state = self._state()
         if state.report is None or state.path is None:

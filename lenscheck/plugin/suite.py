@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from lenscheck.golden.tolerances import tolerances_for
-from lenscheck.plugin.options import LensSettings
 from lenscheck.plugin.session import GoldenHelper, LensRun
+from lenscheck.plugin.settings import LensSettings
 
 __all__: list[str] = []
 

@@ -68,5 +68,8 @@ def test_invalid_backend_is_a_usage_error(lens_project: LensProject, value: str)
     accepted = ", ".join(BACKENDS)
     assert accepted.startswith("transformers, transformer-lens")
     result.stderr.fnmatch_lines(
-        [f"ERROR: lenscheck: backend must be one of {accepted}, got '{value}'"]
+        [
+            "ERROR: lenscheck: --lens-backend (ini: lens_backend): expected one of "
+            f"{accepted}, got '{value}'"
+        ]
     )

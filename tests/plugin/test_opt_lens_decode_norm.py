@@ -61,5 +61,8 @@ def test_invalid_point_is_a_usage_error(lens_project: LensProject, value: str) -
     result = lens_project.run(f"--lens-models={MODEL}", f"--lens-decode-norm={value}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [f"ERROR: lenscheck: decode_norm must be one of next-ln1, final, raw, got '{value}'"]
+        [
+            "ERROR: lenscheck: --lens-decode-norm (ini: lens_decode_norm): expected one of "
+            f"next-ln1, final, raw, got '{value}'"
+        ]
     )

@@ -96,7 +96,10 @@ def test_invalid_device_is_a_usage_error(lens_project: LensProject, value: str) 
         value = "metal"
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [f"ERROR: lenscheck: device must be one of auto, cuda, mps, cpu, got '{value}'"]
+        [
+            "ERROR: lenscheck: --lens-device (ini: lens_device): expected one of auto, cuda, "
+            f"mps, cpu or cuda:N, got '{value}'"
+        ]
     )
     # The message names what is wrong, nothing unrelated (it used to append the backends).
     assert "backends" not in result.stderr.str()

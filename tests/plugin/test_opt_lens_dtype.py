@@ -92,5 +92,8 @@ def test_invalid_dtype_is_a_usage_error(lens_project: LensProject, value: str) -
     result = lens_project.run("--lens-models=synthetic-llama", f"--lens-dtype={value}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [f"ERROR: lenscheck: dtype must be auto, float32, float16 or bfloat16, got '{value}'"]
+        [
+            "ERROR: lenscheck: --lens-dtype (ini: lens_dtype): expected one of auto, float32, "
+            f"float16, bfloat16, got '{value}'"
+        ]
     )

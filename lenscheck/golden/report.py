@@ -149,11 +149,13 @@ def render_report(
     new: str = "run",
     rebless: str | None = None,
     sections: Sequence[str] = SECTIONS,
+    limit: int | None = _MAX_DRIFT_LINES,
 ) -> str:
     """A bounded, plain-text drift report of ``sections`` for one model.
 
     ``old``/``new`` name the two sides (``lenscheck diff`` says OLD and NEW); ``rebless``
-    is the command that regenerates the golden (None: not shown).
+    is the command that regenerates the golden (None: not shown); ``limit``: how many
+    drifts and near-ties are listed one per line (None: every one, ``--lens-details``).
     """
     drifts = [d for d in report.drifts if d.section in sections]
     lines = [_title(report, golden_path, old, new), f"  compared with {report.tolerance_note}"]
@@ -164,12 +166,15 @@ def render_report(
     else:
         lines.append(f"  {len(drifts)} drift(s); first: {_drift_line(first, old, new)}")
         lines += [f"  {line}" for line in section_summaries(report, sections)]
-        lines += ["  " + _drift_line(d, old, new) for d in drifts[:_MAX_DRIFT_LINES]]
-        if len(drifts) > _MAX_DRIFT_LINES:
-            lines.append(f"  ... and {len(drifts) - _MAX_DRIFT_LINES} more")
+        lines += ["  " + _drift_line(d, old, new) for d in drifts[:limit]]
+        if limit is not None and len(drifts) > limit:
+            lines.append(
+                f"  ... and {len(drifts) - limit} more (every one: --lens-details, ini "
+                "lens_details = true)"
+            )
         lines += ["  " + row for row in _table(report, first, old, new)]
     ties = [t for t in report.near_ties if t.section in sections]
-    for tie in ties[:_MAX_DRIFT_LINES]:
+    for tie in ties[:limit]:
         lines.append(f"  near-tie (not a failure): {_drift_line(tie, old, new)}")
     if report.removed_prompts:
         lines.append(

@@ -177,13 +177,39 @@ def lens_golden(
     """Compare ``lens_run`` with its golden: ``.compare()``, ``.check()``, ``.path``."""
     from lenscheck.plugin.session import GoldenHelper
 
-    return GoldenHelper(lens_run, _settings(pytestconfig), pytestconfig, node=request.node)
+    session = _session(pytestconfig)
+    settings = _settings(pytestconfig)
+    return GoldenHelper(lens_run, settings, pytestconfig, node=request.node, session=session)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """A deselected generated test makes the session partial: it then reports no golden
+    as unused and deletes none."""
+    lens = _session(items[0].config) if items else None
+    if lens is not None and any(i.nodeid.startswith(f"{GENERATED_NODEID}::") for i in items):
+        lens.partial = True
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Goldens no test used: reported, and deleted by --snapshot-update, but only after a
+    whole, uninterrupted, undistributed selection (see LensSession.unused_goldens)."""
+    lens = _session(session.config)
+    distributed = hasattr(session.config, "workerinput") or session.config.getvalue("dist") not in (
+        None,
+        "no",
+    )
+    if lens is None or distributed or exitstatus not in (0, 1):
+        return
+    lens.settle_unused(updating=bool(getattr(session.config.option, "update_snapshots", False)))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The session's lenscheck notes: cross-class comparisons, prompts the goldens have and
-    the suite does not, peak device memory per model (xdist workers' notes included)."""
-    if _session(terminalreporter.config) is None:
+    the suite does not, peak device memory per model (xdist workers' notes included), and
+    goldens no test used."""
+    lens = _session(terminalreporter.config)
+    if lens is None:
         return
     from lenscheck.plugin.session import LENSCHECK_NOTE
 
@@ -194,6 +220,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         for name, value in getattr(report, "user_properties", ())
         if name == LENSCHECK_NOTE
     )
+    notes.update(dict.fromkeys(lens.notes))
     if notes:
         terminalreporter.section("lenscheck")
         for note in notes:

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 #: test reports, so xdist workers' notes appear too): cross-class comparisons, prompts the
 #: golden has and the run does not, peak device memory per model.
 LENSCHECK_NOTE = "lenscheck_note"
+#: Drifts a failing test lists one per line without --lens-details.
+_DRIFT_LINES = 12
 
 
 @dataclass
@@ -111,11 +113,61 @@ class LensRun:
 
 @dataclass
 class LensSession:
-    """Runs by model; lives in ``config.stash``."""
+    """Runs by model; lives in ``config.stash``.
+
+    ``used``: the golden files the session's golden tests read or wrote, by model;
+    ``partial``: some generated test was deselected (-k, -m, --lf...), so the session says
+    nothing about goldens it did not reach.
+    """
 
     settings: LensSettings
     runs: dict[str, LensRun] = field(default_factory=dict)
+    used: dict[str, Path] = field(default_factory=dict)
+    partial: bool = False
+    #: Lines for the end-of-session "lenscheck" summary that no test carries.
+    notes: list[str] = field(default_factory=list)
     _released: list[tuple[str, Any]] = field(default_factory=list)
+
+    def settle_unused(self, *, updating: bool) -> None:
+        """Report the goldens no test used; under --snapshot-update delete them."""
+        unused = self.unused_goldens()
+        if not unused:
+            return
+        root = self.settings.golden_dir
+        names = ", ".join(str(p.relative_to(root)) for p in unused)
+        why = "their model is not in lens_models"
+        if not updating:
+            self.notes.append(
+                f"{len(unused)} golden(s) no test used ({why}): {names}; "
+                "--snapshot-update deletes them"
+            )
+            return
+        for path in unused:
+            path.unlink()
+            for parent in path.parents:  # the model's folders, once empty
+                if parent == root or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+        self.notes.append(f"deleted {len(unused)} golden(s) no test used ({why}): {names}")
+
+    def unused_goldens(self) -> list[Path]:
+        """Golden files no test of a whole-selection session used: those of model folders
+        under the golden directory whose model is no longer configured (as syrupy reports
+        snapshots no test uses). Empty unless the session ran the project's whole lens
+        selection: the models of its ini file, every generated test."""
+        s = self.settings
+        if self.partial or s.asked_on_command_line or set(self.used) != set(s.models):
+            return []
+        if not s.golden_dir.is_dir():
+            return []
+        ours = {model_dir_name(m) for m in s.models}
+        return sorted(
+            path
+            for folder in s.golden_dir.iterdir()
+            if folder.is_dir() and folder.name not in ours
+            for path in folder.rglob("*.json")
+            if not path.name.endswith(OBTAINED_SUFFIX)
+        )
 
     def get(self, model: str) -> LensRun:
         """Run ``model`` once; later calls return the same run until :meth:`release`."""
@@ -203,10 +255,12 @@ class GoldenHelper:
         settings: LensSettings,
         config: pytest.Config,
         node: pytest.Item | None = None,
+        session: LensSession | None = None,
     ) -> None:
         self.lens_run = lens_run
         self.settings = settings
         self.node = node
+        self.session = session  # where the golden tests record which goldens they used
         self.updating = bool(getattr(config.option, "update_snapshots", False))
         self.folder = golden_dir(
             settings.golden_dir, model_dir_name(lens_run.model), settings.suite.name
@@ -369,7 +423,11 @@ class GoldenHelper:
         if report.ok:
             return
         text = render_report(
-            report, golden_path=str(state.path), rebless=self.rebless(), sections=wanted
+            report,
+            golden_path=str(state.path),
+            rebless=self.rebless(),
+            sections=wanted,
+            limit=None if self.settings.details else _DRIFT_LINES,
         )
         if state.obtained is not None and state.path is not None:
             text += (
@@ -383,6 +441,8 @@ class GoldenHelper:
         otherwise present, readable, current, and holding every prompt of this suite (its
         values are the section tests' business: one drift fails one test)."""
         __tracebackhide__ = True
+        if self.session is not None:
+            self.session.used[self.lens_run.model] = self.path
         if self.updating:
             self._bless(snapshot, self.path, self._unchanged())
             # The golden now says what this run says: an obtained file would be stale.

@@ -142,7 +142,7 @@ EXAMPLE_SUITE = "examples/prompts/capitals.toml"
 
 @nox.session
 def golden(session: nox.Session) -> None:
-    """Golden runs (default: embedded + synthetic) of the default and the example suite."""
+    """Golden runs (default: embedded + synthetic): both suites, and the original preset."""
     install(session)
     args = list(session.posargs)
     if not any(a.startswith("--lens-models") for a in args):
@@ -151,6 +151,9 @@ def golden(session: nox.Session) -> None:
     if not any(a.startswith("--lens-prompts") for a in args):
         suite = [_suffixed_junit(a, "capitals") for a in args] + [f"--lens-prompts={EXAMPLE_SUITE}"]
         session.run("pytest", "-m", "lens", "-p", "no:randomly", *suite, env=OFFLINE)
+    if not any(a.startswith(("--lens-preset", "--lens-prompts")) for a in args):
+        original = [_suffixed_junit(a, "original") for a in args] + ["--lens-preset=original"]
+        session.run("pytest", "-m", "lens", "-p", "no:randomly", *original, env=OFFLINE)
 
 
 def _suffixed_junit(arg: str, suffix: str) -> str:

@@ -21,15 +21,28 @@ from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
 from lenscheck.prompts import CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS
 from lenscheck.vocab import (
     BACKENDS,
+    BOS_ALWAYS,
+    BOS_AUTO,
+    BOS_POLICIES,
     DECODE_POINTS,
     DEVICES,
     DTYPE_ALIASES,
     DTYPES,
+    FINAL,
     NEXT_LN1,
+    PRESET_ORIGINAL,
+    PRESET_STANDARD,
+    PRESETS,
+    SCHEMA_EXTENDED,
+    SCHEMA_ORIGINAL,
+    SCHEMAS,
     TOP_K_RECORD,
     TOP_K_VERBOSE,
     Backend,
+    BosPolicy,
     DecodePoint,
+    Preset,
+    Schema,
 )
 
 if TYPE_CHECKING:
@@ -37,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS",
+    "PRESET_SETTINGS",
     "Backend",
     "LensConfig",
     "Option",
@@ -44,6 +58,16 @@ __all__ = [
     "option",
     "run_options",
 ]
+
+#: What each preset sets; an option given explicitly wins. ``standard``: the model's own
+#: conventions (the final-norm logit lens, as tuned-lens' LogitLens, nnterp and
+#: TransformerLens' apply_ln read it; the tokenizer's own BOS); ``original``: the original
+#: pipeline's (the next block's ln1, BOS always), under which the built-in experiment's
+#: files are byte-identical to the published run.
+PRESET_SETTINGS: dict[str, dict[str, str]] = {
+    PRESET_STANDARD: {"decode_norm": FINAL, "bos": BOS_AUTO, "schema": SCHEMA_EXTENDED},
+    PRESET_ORIGINAL: {"decode_norm": NEXT_LN1, "bos": BOS_ALWAYS, "schema": SCHEMA_ORIGINAL},
+}
 
 #: How an option's text becomes the field's value: ``choice`` (one of ``choices``), ``unit``
 #: (a number in [0, 1]), ``flag`` (on/off), ``text`` (any string), ``suite`` (a prompt-suite
@@ -69,7 +93,8 @@ class Option:
     the field off). ``word``: how users name the option when it is not the field's name
     (``prompts`` for the field ``suite``: ``--prompts``, ``--lens-prompts``, ``lens_prompts``).
     ``accepts``: a check for values beyond ``choices``, described by ``accepts_text``
-    (``cuda:N``).
+    (``cuda:N``). ``preset``: left unset, the field takes the value of the run's preset
+    (:data:`PRESET_SETTINGS`).
 
     A plain class, not a dataclass: the plugin imports this module in every pytest session,
     and each generated dataclass method costs a compile.
@@ -89,6 +114,7 @@ class Option:
         "metavar",
         "name",
         "plugin",
+        "preset",
         "word",
     )
 
@@ -107,12 +133,14 @@ class Option:
         cli_flag: str | None = None,
         inverted: bool = False,
         word: str = "",
+        preset: bool = False,
         name: str = "",
     ) -> None:
         self.help, self.kind, self.choices = help, kind, choices
         self.aliases = dict(aliases or {})
         self.accepts, self.accepts_text = accepts, accepts_text
         self.metavar, self.golden, self.word = metavar, golden, word
+        self.preset = preset  # unset (None) means the --preset's value
         self.cli, self.plugin, self.cli_flag, self.inverted = cli, plugin, cli_flag, inverted
         self.name = name  # the field's name, set by run_options()
 
@@ -216,14 +244,51 @@ class LensConfig:
         golden=True,
         help="model library the lens reads residuals through",
     )
+    preset: Preset = option(
+        PRESET_STANDARD,
+        kind="choice",
+        choices=PRESETS,
+        golden=True,
+        help="whose conventions the defaults follow: standard (the model's own: the final-norm "
+        "lens, the tokenizer's own BOS) or original (the original pipeline's: next-ln1, BOS "
+        "always; its files byte for byte)",
+    )
     decode_norm: DecodePoint = option(
-        NEXT_LN1,
+        None,
         kind="choice",
         choices=DECODE_POINTS,
         golden=True,
-        help="where each layer is decoded: next-ln1 (the norm the model applies next, the "
-        "original's rule), final (the final norm at every layer, the standard logit lens) or "
-        "raw (no norm)",
+        preset=True,
+        help="where each layer is decoded: final (the final norm at every layer, the standard "
+        "logit lens), next-ln1 (the norm the model applies next, the original's rule) or raw "
+        "(no norm)",
+    )
+    bos: BosPolicy = option(
+        None,
+        kind="choice",
+        choices=BOS_POLICIES,
+        golden=True,
+        preset=True,
+        help="whether the prompt's ids start with the tokenizer's BOS: auto (as the tokenizer "
+        "itself does for tokenizer(text): the model's own convention), always (TransformerLens' "
+        "prepend_bos, the original's) or never",
+    )
+    schema: Schema = option(
+        None,
+        kind="choice",
+        choices=SCHEMAS,
+        golden=True,
+        preset=True,
+        help="what the files hold: extended (lenscheck's: layer 0, the embeddings, apart from "
+        "the collapse rules; the BOS policy and settings recorded) or original (the original "
+        "pipeline's columns, JSON keys and collapse rules, byte for byte)",
+    )
+    chat_template: bool = option(
+        False,
+        kind="flag",
+        golden=True,
+        help="read each prompt as a user turn of the tokenizer's chat template, with the "
+        "generation prompt appended (instruct models); refused when the tokenizer has none",
     )
     #: The prompts of a whole run (CLI --prompts, pytest --lens-prompts); None: the single
     #: prompt below (the built-in default suite when it is the original's).
@@ -290,8 +355,11 @@ class LensConfig:
     top_k_verbose: int = TOP_K_VERBOSE
     seed: int = 316
     model_source: str = "hub"  # embedded, synthetic, local or hub (recorded in diagnostics)
+    #: The preset-resolved options the caller set explicitly (the others follow the preset).
+    explicit: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._resolve_preset()
         check_unit_interval("copy_threshold", self.copy_threshold)
         check_unit_interval("copy_margin", self.copy_margin)
         check_positive_int("top_k_record", self.top_k_record)
@@ -315,9 +383,34 @@ class LensConfig:
                         f"{opt.name} must be {opt.expected()}, got {value!r}"
                     ) from None
 
+    def _resolve_preset(self) -> None:
+        """Fill each preset-resolved option left unset from the preset; remember the rest."""
+        settings = PRESET_SETTINGS.get(self.preset)
+        if settings is None:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        given = frozenset(name for name in settings if getattr(self, name) is not None)
+        object.__setattr__(self, "explicit", given)
+        for name, value in settings.items():
+            if name not in given:
+                object.__setattr__(self, name, value)
+
     def evolve(self, **changes: Any) -> LensConfig:
-        """A copy with ``changes`` applied (and validated)."""
+        """A copy with ``changes`` applied (and validated); options that followed the preset
+        follow the new one."""
+        for name in PRESET_SETTINGS[PRESET_STANDARD]:
+            if name not in changes and name not in self.explicit:
+                changes[name] = None
         return replace(self, **changes)
+
+    def settings(self) -> dict[str, Any]:
+        """The conventions a golden pins apart from the values: preset and what it resolved."""
+        return {
+            "preset": self.preset,
+            "decode_norm": self.decode_norm,
+            "bos": self.bos,
+            "schema": self.schema,
+            "chat_template": self.chat_template,
+        }
 
     def prompt_suite(self) -> PromptSuite:
         """The suite this configuration runs: ``suite``, else the single prompt above."""

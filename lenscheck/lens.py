@@ -41,6 +41,7 @@ from lenscheck.numerics import (
 )
 from lenscheck.prompts import TARGET_PREDICTION, TEMPERATURES, is_verbose_position
 from lenscheck.suites import PromptCase, PromptSuite
+from lenscheck.vocab import FINAL, NEXT_LN1, RAW, SCHEMA_ORIGINAL
 
 if TYPE_CHECKING:
     from lenscheck.backends.base import Capture, LensBackend
@@ -51,6 +52,7 @@ __all__ = [
     "LensResult",
     "LensStats",
     "NonFiniteResidualError",
+    "first_rule_layer",
     "lens_logits",
     "lens_stats",
     "lens_stats_batch",
@@ -148,7 +150,7 @@ def _diagnose_nan_entropy(
 
 
 def normalized_residuals(
-    backend: LensBackend, residuals: list[torch.Tensor], point: str = "next-ln1"
+    backend: LensBackend, residuals: list[torch.Tensor], point: str = NEXT_LN1
 ) -> torch.Tensor:
     """Each layer's residual through the norm of decoding ``point``: [L+1, T, d]."""
     norms = decode_norm_modules(backend.stack, point)
@@ -156,7 +158,7 @@ def normalized_residuals(
 
 
 def lens_logits(
-    backend: LensBackend, residuals: list[torch.Tensor], point: str = "next-ln1"
+    backend: LensBackend, residuals: list[torch.Tensor], point: str = NEXT_LN1
 ) -> torch.Tensor:
     """The lens' fp32 logits for every layer and position at once: [L+1, T, V]."""
     return backend.unembed(normalized_residuals(backend, residuals, point))
@@ -174,7 +176,7 @@ class LensStats:
 
 
 def lens_stats(
-    backend: LensBackend, residuals: list[torch.Tensor], k: int, point: str = "next-ln1"
+    backend: LensBackend, residuals: list[torch.Tensor], k: int, point: str = NEXT_LN1
 ) -> LensStats:
     """:func:`lens_stats_batch` for one prompt."""
     return lens_stats_batch(backend, [residuals], k, point)[0]
@@ -186,7 +188,7 @@ def _fp32_buffers(rows: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Te
 
 
 def lens_stats_batch(
-    backend: LensBackend, prompts: Sequence[list[torch.Tensor]], k: int, point: str = "next-ln1"
+    backend: LensBackend, prompts: Sequence[list[torch.Tensor]], k: int, point: str = NEXT_LN1
 ) -> list[LensStats]:
     """Unembed every (layer, position) of every prompt in row chunks, reduce each chunk.
 
@@ -306,6 +308,37 @@ def _records(
     return out
 
 
+def first_rule_layer(cfg: LensConfig) -> int:
+    """The first layer the collapse rules apply to: layer 0 is the embeddings, and where the
+    unembedding is (nearly) the embedding matrix the input token decodes with p ~ 1 there,
+    an identity rather than a collapse (the original schema counted it)."""
+    return 0 if cfg.schema == SCHEMA_ORIGINAL else 1
+
+
+def _flags(
+    backend: LensBackend,
+    cfg: LensConfig,
+    prompt_ids: set[int],
+    top: tuple[list[int], list[float]],
+    entropy: float,
+) -> dict[str, bool]:
+    """The three collapse flags of one next-token row, by the rule (no layer exception)."""
+    ids, probs = top
+    return {
+        "copy_collapse": collapse_flags(
+            ids[0],
+            probs[0],
+            probs[1],
+            entropy,
+            prompt_ids,
+            copy_threshold=cfg.copy_threshold,
+            copy_margin=cfg.copy_margin,
+        ),
+        "entropy_collapse": entropy <= ENTROPY_COLLAPSE_BITS,
+        "is_answer": is_semantic_top1(backend.decode(ids[0]), cfg.ground_truth),
+    }
+
+
 def _pure_records(
     backend: LensBackend,
     cfg: LensConfig,
@@ -316,10 +349,11 @@ def _pure_records(
 ) -> list[dict[str, Any]]:
     out = []
     last = len(top_ids[0]) - 1
+    start = first_rule_layer(cfg)
     for layer, (layer_ids, layer_p) in enumerate(zip(top_ids, top_p)):
         ids, probs = layer_ids[last], layer_p[last]
         e = float(ent[layer, last].item())
-        pairs = _topk_pairs(backend, ids[:_PURE_TOP_K], probs[:_PURE_TOP_K])
+        flags = _flags(backend, cfg, prompt_ids, (ids, probs), e)
         out.append(
             {
                 "type": "pure_next_token_record",
@@ -327,21 +361,27 @@ def _pure_records(
                 "pos": last,
                 "token": NEXT_TOKEN,
                 "entropy": e,
-                "topk": pairs,
-                "copy_collapse": collapse_flags(
-                    ids[0],
-                    probs[0],
-                    probs[1],
-                    e,
-                    prompt_ids,
-                    copy_threshold=cfg.copy_threshold,
-                    copy_margin=cfg.copy_margin,
-                ),
-                "entropy_collapse": e <= ENTROPY_COLLAPSE_BITS,
-                "is_answer": is_semantic_top1(pairs[0][0], cfg.ground_truth),
+                "topk": _topk_pairs(backend, ids[:_PURE_TOP_K], probs[:_PURE_TOP_K]),
+                **(flags if layer >= start else dict.fromkeys(flags, False)),
             }
         )
     return out
+
+
+def _embedding_echo(
+    backend: LensBackend, cfg: LensConfig, prompt_ids: set[int], st: LensStats
+) -> dict[str, Any]:
+    """What layer 0 (the embeddings) decodes to at the next-token position, reported apart
+    from the collapse rules: its top-1, p(top-1), whether that is a prompt token, and which
+    of the rules would have fired there."""
+    ids, probs = st.top_ids[0, -1].tolist(), st.top_probs[0, -1].tolist()
+    entropy = float(st.entropy[0, -1])
+    return {
+        "top1": backend.decode(ids[0]),
+        "p_top1": probs[0],
+        "top1_in_prompt": ids[0] in prompt_ids,
+        **_flags(backend, cfg, prompt_ids, (ids, probs), entropy),
+    }
 
 
 def _consistency(lens_last: torch.Tensor, model_logits: torch.Tensor) -> dict[str, Any]:
@@ -358,27 +398,39 @@ def _norm_names(backend: LensBackend) -> tuple[str | None, str | None]:
     return name(first), name(backend.stack.ln_final)
 
 
+def _norm_labels(backend: LensBackend, point: str) -> tuple[str, str]:
+    """``norm_alignment_fix`` and ``layer0_norm_fix``: which norms the lens applied at
+    ``point`` (the original's strings at next-ln1, where they were written)."""
+    if point == RAW:
+        return "none_raw_lens", "none_raw_lens"
+    if point == FINAL:
+        return "using_final_norm_at_every_layer", "using_final_norm_on_embeddings"
+    ln2 = backend.stack.blocks[0].ln2 if backend.stack.blocks else None
+    ln2_kind = norm_spec(ln2).kind if ln2 is not None else None
+    alignment = (
+        "fallback_to_ln1"
+        if ln2_kind is None
+        else f"using_ln2_{'layernorm' if ln2_kind == 'layernorm' else 'rmsnorm'}_for_post_block"
+    )
+    return alignment, "using_real_ln1_on_embeddings"
+
+
 def _diagnostics(backend: LensBackend, cfg: LensConfig) -> dict[str, Any]:
     first, final = _norm_names(backend)
     kind0 = norm_spec(backend.stack.blocks[0].ln1).kind if first else None
-    ln2 = backend.stack.blocks[0].ln2 if backend.stack.blocks else None
-    ln2_kind = norm_spec(ln2).kind if ln2 is not None else None
+    alignment, layer0 = _norm_labels(backend, cfg.decode_norm)
     return {
         "type": "diagnostics",
         "model": backend.model_id,
         "device": backend.device,
-        "use_norm_lens": cfg.decode_norm != "raw",
+        "use_norm_lens": cfg.decode_norm != RAW,
         "use_fp32_unembed": str(backend.dtype) == "torch.float32",
         "unembed_dtype": str(backend.unembed.dtype),
         "first_block_ln1_type": first,
         "final_ln_type": final,
         "layernorm_bias_fix": "active" if kind0 == "layernorm" else "not_needed_rms_model",
-        "norm_alignment_fix": (
-            "fallback_to_ln1"
-            if ln2_kind is None
-            else f"using_ln2_{'layernorm' if ln2_kind == 'layernorm' else 'rmsnorm'}_for_post_block"
-        ),
-        "layer0_norm_fix": "using_real_ln1_on_embeddings",
+        "norm_alignment_fix": alignment,
+        "layer0_norm_fix": layer0,
         "mixed_precision_fix": "casting_to_fp32_before_unembed",
         "layer0_position_info": (
             "additive_pos_embed_included"
@@ -473,7 +525,11 @@ def _ablation(
         dist, top, entropy = _softmax_stats(logits, 2)
         p_top1, p_top2 = top.probs.T.tolist()
         top1 = [backend.decode(i) for i in top.ids.T[0].tolist()]
-        onset = next((n for n, t in enumerate(top1) if is_semantic_top1(t, job.case.answer)), None)
+        start = first_rule_layer(job.cfg)
+        onset = next(
+            (n for n, t in enumerate(top1) if n >= start and is_semantic_top1(t, job.case.answer)),
+            None,
+        )
         if pieces:
             target = logits[:, pieces[0] : pieces[0] + 1]
             rank: list[int | None] = ((logits > target).sum(_VOCAB) + 1).tolist()
@@ -490,7 +546,7 @@ def _ablation(
             "p_answer": p_answer[point],
             "answer_rank": rank,
         }
-    a, b = block["next-ln1"]["L_semantic"], block["final"]["L_semantic"]
+    a, b = block[NEXT_LN1]["L_semantic"], block[FINAL]["L_semantic"]
     limit = onset_tolerance(backend.facts.num_layers)
     block["onset_disagreement"] = (a is None) != (b is None) or (
         a is not None and b is not None and abs(a - b) > limit
@@ -531,7 +587,16 @@ def run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dict
         return _run_suite(backend, suite, cfg)
 
 
+def _tokenize_as(backend: LensBackend, cfg: LensConfig) -> None:
+    """The backend tokenizes as ``cfg`` says (BOS policy, chat template): what the JSON
+    records is then what the ids are."""
+    codec = backend.codec
+    if (codec.bos, codec.chat_template) != (cfg.bos, cfg.chat_template):
+        backend.tokenize_with(cfg.bos, cfg.chat_template)
+
+
 def _run_suite(backend: LensBackend, suite: PromptSuite, cfg: LensConfig) -> dict[str, LensResult]:
+    _tokenize_as(backend, cfg)
     jobs = _jobs(backend, cfg, suite)
     captures = backend.run_batch([j.ids for j in jobs] + [p for j in jobs for p in j.probe_ids])
     if len(captures) != len(jobs) + sum(len(j.probe_ids) for j in jobs):
@@ -569,7 +634,7 @@ def _final_point_last_layer(
     next-ln1 and final already decode the last layer that way; raw does not, and the
     last-layer consistency check is about the lens machinery, not the decoding point.
     """
-    if job.cfg.decode_norm != "raw":
+    if job.cfg.decode_norm != RAW:
         return st.last_layer
     return backend.unembed(
         apply_norm_or_skip(capture.residuals[-1], final_norm_module(backend.stack))
@@ -587,13 +652,14 @@ def _result(
     cfg, ids = job.cfg, job.ids
     top_ids, top_p = st.top_ids.tolist(), st.top_probs.tolist()
     records = _records(backend, cfg, ids, st.entropy, top_ids, top_p)
-    pure = _pure_records(
-        backend, cfg, set(backend.prompt_ids(cfg.prompt)), st.entropy, top_ids, top_p
-    )
+    prompt_ids = set(backend.prompt_ids(cfg.prompt))
+    pure = _pure_records(backend, cfg, prompt_ids, st.entropy, top_ids, top_p)
     lens_last = _final_point_last_layer(backend, job, capture, st)
     ablation, p_answer = _ablation(backend, job, by_point)
     diag = _diagnostics(backend, cfg)
     diag.update(summarize_collapse(pure))
+    if cfg.schema != SCHEMA_ORIGINAL:
+        diag["embedding_echo"] = _embedding_echo(backend, cfg, prompt_ids, st)
     diag.update(_extra_diagnostics(backend, cfg, ids, job.answer, lens_last, capture.logits))
     diag["decoding_ablation"] = ablation
     probes = _probes(backend, job, probe_rows, capture.logits[-1])
@@ -650,13 +716,37 @@ def _extra_diagnostics(
         "compute_dtype": str(backend.dtype),
         "architecture": backend.facts.architecture,
         "model_class": backend.facts.model_class,
-        "tokenization": {
-            "prepend_bos": backend.bos_token_id is not None,
-            "n_tokens": len(ids),
-            "input_ids": ids,
-        },
+        "tokenization": _tokenization(backend, cfg, ids),
         "copy_threshold": cfg.copy_threshold,
         "copy_margin": cfg.copy_margin,
         **answer,
         "decode_norm": cfg.decode_norm,
+        **({} if cfg.schema == SCHEMA_ORIGINAL else _settings(cfg)),
+    }
+
+
+def _tokenization(backend: LensBackend, cfg: LensConfig, ids: list[int]) -> dict[str, Any]:
+    bos = backend.bos_token_id
+    facts: dict[str, Any] = {
+        "prepend_bos": bos is not None and ids[:1] == [bos],
+        "n_tokens": len(ids),
+        "input_ids": ids,
+    }
+    if cfg.schema != SCHEMA_ORIGINAL:
+        facts.update(
+            bos_policy=cfg.bos,
+            tokenizer_adds_bos=backend.codec.adds_bos,
+            chat_template=cfg.chat_template,
+        )
+    return facts
+
+
+def _settings(cfg: LensConfig) -> dict[str, Any]:
+    """The run's conventions (extended schema): what a golden of another preset differs in."""
+    return {
+        "preset": cfg.preset,
+        "bos": cfg.bos,
+        "schema": cfg.schema,
+        "chat_template": cfg.chat_template,
+        "collapse_from_layer": first_rule_layer(cfg),
     }

@@ -45,6 +45,11 @@ def golden_options() -> tuple[Option, ...]:
 
 
 def _default_text(opt: Option) -> str:
+    if opt.preset:
+        from lenscheck.config import PRESET_SETTINGS
+
+        by = ", ".join(f"{v[opt.name]} under {p}" for p, v in PRESET_SETTINGS.items())
+        return f"the preset's: {by}"
     default = next(f.default for f in _fields() if f.name == opt.name)
     if opt.kind == "flag":
         return "on" if default else "off"

@@ -32,7 +32,9 @@ from lenscheck.models import (
     ResolvedModel,
     resolve_model,
 )
+from lenscheck.numerics import topk_probs
 from lenscheck.schema import dump_csv_bytes, pure_row, record_row
+from lenscheck.vocab import BOS_ALWAYS, BOS_AUTO, SCHEMA_ORIGINAL, BosPolicy
 
 if TYPE_CHECKING:
     from lenscheck.backends.base import LensBackend
@@ -159,6 +161,7 @@ def load_model(
         trust_remote_code=cfg.trust_remote_code,
         device_map=cfg.device_map,
     )
+    backend.tokenize_with(cfg.bos, cfg.chat_template)
     return resolved, backend
 
 
@@ -198,6 +201,8 @@ def _run_model(
         keep_residuals=cfg.keep_residuals or cfg.self_test, model_source=resolved.source
     )
     results = lens.run_suite(backend, suite, lens_cfg)
+    if cfg.schema != SCHEMA_ORIGINAL:
+        _record_other_bos(backend, cfg, results)
     timings["lens_s"] = time.perf_counter() - t0 - timings["load_s"]
     if cfg.self_test:
         note("self-test")
@@ -224,6 +229,30 @@ def _run_model(
             run.paths[case.id] = paths
     timings["total_s"] = time.perf_counter() - t0
     return run
+
+
+def _record_other_bos(
+    backend: LensBackend, cfg: LensConfig, results: dict[str, LensResult]
+) -> None:
+    """Where the ``auto`` and ``always`` BOS policies give a prompt different ids, the model's
+    own answer the other way (one more forward pass): whether the choice matters."""
+    other: BosPolicy = BOS_AUTO if cfg.bos == BOS_ALWAYS else BOS_ALWAYS
+    for result in results.values():
+        prompt = result.json_data["prompt"]["context_prompt"]
+        if backend.codec.encode(prompt, BOS_AUTO) == backend.codec.encode(prompt, BOS_ALWAYS):
+            continue
+        ids = backend.codec.encode(prompt, other)
+        with torch.no_grad():
+            logits = backend.run(ids).logits[-1].float()
+        top = topk_probs(logits, 2)
+        first, second = top.probs.tolist()
+        result.diagnostics["tokenization"]["other_bos"] = {
+            "policy": other,
+            "input_ids": ids,
+            "final_top1": backend.decode(int(top.ids[0])),
+            "final_p_top1": first,
+            "final_p_top2": second,
+        }
 
 
 def _self_test(backend: LensBackend, results: dict[str, LensResult], *, keep: bool) -> None:

@@ -30,6 +30,9 @@ __all__ = [
     "PRESET_ORIGINAL",
     "PRESET_STANDARD",
     "RAW",
+    "SCHEMAS",
+    "SCHEMA_EXTENDED",
+    "SCHEMA_ORIGINAL",
     "TOP_K_RECORD",
     "TOP_K_VERBOSE",
     "Backend",
@@ -37,6 +40,7 @@ __all__ = [
     "DecodePoint",
     "OutputKind",
     "Preset",
+    "Schema",
 ]
 
 #: Where the lens decodes each layer's residual. ``next-ln1``: the norm the model itself
@@ -54,6 +58,14 @@ Preset = Literal["standard", "original"]
 PRESET_STANDARD: Final = "standard"
 PRESET_ORIGINAL: Final = "original"
 PRESETS: tuple[Preset, ...] = get_args(Preset)
+
+#: What the files hold: ``original``, the original pipeline's columns, JSON keys and collapse
+#: rules byte for byte; ``extended``, lenscheck's (the embeddings' layer apart from the
+#: collapse rules, the BOS policy and settings recorded, and the measurements added since).
+Schema = Literal["extended", "original"]
+SCHEMA_EXTENDED: Final = "extended"
+SCHEMA_ORIGINAL: Final = "original"
+SCHEMAS: tuple[Schema, ...] = get_args(Schema)
 
 #: Whether the forward ids start with the tokenizer's BOS: ``auto`` as the tokenizer itself
 #: does for ``tokenizer(text)``, ``always`` (TransformerLens' ``prepend_bos``), ``never``.

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from _lens_fixtures import make_fake_backend
 
+from lenscheck.golden.payload import FORMAT_VERSION
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "golden" / "synthetic-llama" / "cpu-float32.json"
 LLAMA = "synthetic-llama"
@@ -61,8 +63,8 @@ def test_golden_with_a_newer_format_version(tmp_path: Path) -> None:
     with pytest.raises(GoldenFormatError) as info:
         read_golden(path, fix=REBLESS)
     assert str(info.value) == (
-        f"golden file {path} has format 99, newer than this lenscheck reads (2); upgrade "
-        f"lenscheck (pip install -U lenscheck) or {REBLESS}"
+        f"golden file {path} has format 99, newer than this lenscheck reads (3); "
+        f"upgrade lenscheck (pip install -U lenscheck) or {REBLESS}"
     )
 
 
@@ -76,8 +78,11 @@ def test_golden_from_an_older_lenscheck(tmp_path: Path) -> None:
     with pytest.raises(GoldenFormatError) as info:
         read_golden(path, fix=REBLESS)
     assert str(info.value) == (
-        f"golden file {path} has format 1, older than the current 2 (which pins every "
-        f"records cell, the probes and more); {REBLESS}"
+        f"golden file {path} has format 1, older than the current 3, which "
+        "records the settings a golden was blessed under. Since format 3 lenscheck's defaults "
+        "are the model's own conventions (the final-norm lens, the tokenizer's own BOS); a "
+        "golden meant to keep the original pipeline's (next-ln1, BOS always) is re-blessed "
+        f"with --lens-preset=original. {REBLESS}"
     )
 
 
@@ -186,7 +191,9 @@ def test_fp16_overflow_of_a_real_model_names_where_and_writes_nothing(
 
     ckpt = _scaled_llama(tmp_path / "llama-scaled", scale)
     out = tmp_path / "out"
+    # The original preset: the scales above were found with its BOS-first prompts.
     args = ["run", str(ckpt), "--device", "cpu", "--dtype", "float16", "--no-heatmap"]
+    args += ["--preset", "original"]
     with caplog.at_level(logging.ERROR, logger="lenscheck"):
         assert main([*args, "--out-dir", str(out)]) == 2
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [message]
@@ -649,7 +656,7 @@ def test_goldens_are_json_only() -> None:
     assert files and all(p.suffix == ".json" for p in files)
     assert not [p for p in files if p.name.endswith(".obtained.json")]
     for path in files:
-        assert read_golden(path)["format_version"] == 2
+        assert read_golden(path)["format_version"] == FORMAT_VERSION
 
 
 def test_records_are_csv_and_residuals_are_safetensors(tmp_path: Path) -> None:

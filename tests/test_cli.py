@@ -269,12 +269,12 @@ def test_keep_residuals_writes_safetensors(tmp_path: Path) -> None:
     header_len = int.from_bytes(path.read_bytes()[:8], "little")
     assert path.read_bytes()[8:9] == b"{" and header_len > 0  # safetensors, not a pickle
     tensors = load_file(str(path))
-    ref = synthetic_run(LLAMA)
+    ref = synthetic_run(LLAMA, preset="standard")  # as the CLI run above
     n_layers = ref.result.json_data["model_stats"]["num_layers"]
     assert sorted(tensors) == [f"layer_{i:02d}" for i in range(n_layers + 1)]
     capture = ref.backend.run(ref.result.input_ids)
     for i, resid in enumerate(capture.residuals):
-        assert tensors[f"layer_{i:02d}"].shape == (17, 64)
+        assert tensors[f"layer_{i:02d}"].shape == (16, 64)  # the tokenizer adds no BOS
         torch.testing.assert_close(tensors[f"layer_{i:02d}"], resid, rtol=0, atol=0)
     with safe_open(str(path), framework="pt") as fh:
         assert fh.metadata() == {"format": "lenscheck-residuals", "layers": str(n_layers + 1)}

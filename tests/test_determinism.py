@@ -85,7 +85,7 @@ def test_two_processes_write_identical_bytes(two_cli_runs: tuple[Path, Path]) ->
 def test_cli_run_equals_the_in_process_run(two_cli_runs: tuple[Path, Path], tmp_path: Path) -> None:
     """The library called from pytest (another process, other modules loaded, the model
     already used by other tests) writes the same bytes as the console script."""
-    written = write_run(embedded_run("transformers"), tmp_path)
+    written = write_run(embedded_run("transformers", preset="standard"), tmp_path)
     a, _ = two_cli_runs
     for key, name in zip(("records", "pure", "json"), FILES):
         _assert_same_bytes(name, written[key].read_bytes(), (a / name).read_bytes(), "in-process")

@@ -8,7 +8,10 @@ with a report naming where. A control run with the same conftest and no fault pa
 the failures come from the fault alone. If lenscheck's source changes so that a fault's
 line no longer exists, the inner run stops with a usage error instead of passing vacuously.
 
-Which models and generated tests catch each fault (asserted exactly):
+Every fault runs under both presets: the original (against the committed
+``<class>.original.json`` goldens, the table below) and the standard default (the STANDARD
+table, which says where it differs). Which models and generated tests catch each fault under
+the original preset (asserted exactly):
 
 * eps-outside-sqrt: synthetic-llama's records, trajectory and decoding points (entropy
   |Δ| 4e-4 at layer 0) and its invariants (the re-applied RMSNorm differs from the module);
@@ -163,6 +166,67 @@ EXPECTED: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
         ["capital-de: records layer 0 pos 0: listed probabilities "],
     ),
 }
+#: The standard preset (the default: the final-norm lens, the tokenizer's own BOS, layer 0
+#: apart from the collapse rules), where it differs from the original's table above. A fault
+#: in the next-ln1 norm choice shows in the decoding-point ablation only (test_decoding pins
+#: all three points whatever the chosen one); the collapse layers move where the standard
+#: rule has one (only the post-norm OPT copies from layer 1; layer 0's echo is apart);
+#: synthetic-llama's last layer is near-tied at every position, so the records' top-1 there
+#: is the golden's business alone.
+STANDARD: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
+    **EXPECTED,
+    "wrong-norm-post-block": (
+        SYN,
+        each(PRE_NORM, {"test_decoding"}),
+        ["decoding: prompt capital-de layer 1 next-ln1 "],
+    ),
+    "entropy-in-nats": (
+        SYN,
+        {**each(SYN, ENTROPY_TESTS), "synthetic-gemma3": ENTROPY_TESTS | {"test_collapse"}},
+        ["trajectory: prompt capital-de layer 0 entropy: ", "final_prediction: prompt capital-de"],
+    ),
+    "layer-off-by-one": (
+        SYN,
+        {
+            **each(SYN, {"test_trajectory"}),
+            "synthetic-opt-postnorm": {"test_collapse", "test_trajectory"},
+        },
+        [
+            "trajectory: prompt capital-de layer 0 layer index: golden 0 vs run 1",
+            "collapse: prompt capital-de L_copy: golden 1 vs run 2",
+        ],
+    ),
+    "records-show-the-last-position": (
+        SYN,
+        {**each(SYN, {"test_records", "test_invariants"}), "synthetic-llama": {"test_records"}},
+        ["records: prompt capital-de layer 0 pos 0 "],
+    ),
+    "last-layer-unnormed-and-hidden": (
+        SYN,
+        each(PRE_NORM, {"test_decoding"}),
+        ["decoding: prompt capital-de layer 3 next-ln1 entropy: "],
+    ),
+    "ablation-decodes-every-point-alike": (
+        SYN,
+        each(SYN, {"test_decoding"}),
+        ["decoding: prompt capital-de layer 0 raw entropy: "],
+    ),
+}
+#: Where bfloat16 against the float32 goldens catches a standard-preset fault on fewer models
+#: than float32: a fault only in the next-ln1 ablation moves a few of test_decoding's values,
+#: which bfloat16's calibrated outlier allowance (docs/tolerances.md) lets pass on the others
+#: (the original preset, decoding at next-ln1, moves every records cell and catches them all).
+HALF_PARTIAL: dict[tuple[str, str, str], set[str]] = {
+    ("standard", "bfloat16", "wrong-norm-post-block"): {"synthetic-gpt2", "synthetic-neox"},
+    ("standard", "bfloat16", "last-layer-unnormed-and-hidden"): {
+        "synthetic-gemma3",
+        "synthetic-gpt2",
+    },
+}
+#: Each preset's table, and the flags that choose it.
+TABLES = {"original": (EXPECTED, ("--lens-preset=original",)), "standard": (STANDARD, ())}
+CASES = [(preset, fault) for preset in TABLES for fault in FAULTS]
+
 #: The embedded model's share (slow: a 135M model per run).
 EMBEDDED: dict[str, tuple[set[str], list[str]]] = {
     "eps-outside-sqrt": (
@@ -249,6 +313,7 @@ def check(result: pytest.RunResult, caught: dict[str, set[str]], texts: list[str
             assert f"pytest --lens-models={model}" in out and "--snapshot-update" in out
 
 
+@pytest.mark.parametrize("preset", list(TABLES))
 @pytest.mark.parametrize(
     "models",
     [
@@ -257,10 +322,10 @@ def check(result: pytest.RunResult, caught: dict[str, set[str]], texts: list[str
     ],
 )
 def test_control_no_fault_passes(
-    project: Path, pytester: pytest.Pytester, models: tuple[str, ...]
+    project: Path, pytester: pytest.Pytester, models: tuple[str, ...], preset: str
 ) -> None:
     """The same conftest machinery with no fault: everything passes on the same models."""
-    result = run_with(pytester, [], models)
+    result = run_with(pytester, [], models, *TABLES[preset][1])
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(passed=10 * len(models))
     assert f"{len(models)} snapshot" in result.stdout.str()
@@ -268,34 +333,39 @@ def test_control_no_fault_passes(
 
 
 def test_every_fault_has_an_expectation() -> None:
-    assert set(EXPECTED) == set(FAULTS)
+    assert set(EXPECTED) == set(STANDARD) == set(FAULTS)
     assert set(EMBEDDED) <= set(FAULTS)
 
 
-@pytest.mark.parametrize("fault", list(EXPECTED))
+@pytest.mark.parametrize(("preset", "fault"), CASES)
 def test_fault_fails_the_generated_tests(
-    project: Path, pytester: pytest.Pytester, fault: str
+    project: Path, pytester: pytest.Pytester, preset: str, fault: str
 ) -> None:
-    models, caught, texts = EXPECTED[fault]
-    check(run_with(pytester, FAULTS[fault], models), caught, texts)  # type: ignore[arg-type]
+    table, flags = TABLES[preset]
+    models, caught, texts = table[fault]
+    result = run_with(pytester, FAULTS[fault], models, *flags)  # type: ignore[arg-type]
+    check(result, caught, texts)
 
 
 @pytest.mark.parametrize("fault", list(EMBEDDED))
 def test_fault_fails_the_embedded_models_tests(
     project: Path, pytester: pytest.Pytester, fault: str
 ) -> None:
+    """Under the original preset: the published run's conventions, on the real model."""
     tests, texts = EMBEDDED[fault]
-    result = run_with(pytester, FAULTS[fault], ("embedded",))  # type: ignore[arg-type]
+    flags = TABLES["original"][1]
+    result = run_with(pytester, FAULTS[fault], ("embedded",), *flags)  # type: ignore[arg-type]
     check(result, {"embedded": tests}, texts)
 
 
+@pytest.mark.parametrize("preset", list(TABLES))
 @pytest.mark.parametrize("dtype", HALF)
 def test_control_in_half_precision_passes_against_the_float32_goldens(
-    project: Path, pytester: pytest.Pytester, dtype: str
+    project: Path, pytester: pytest.Pytester, dtype: str, preset: str
 ) -> None:
     """Correct half-precision runs meet the committed float32 goldens: no false alarm
     (cross-class tolerances measured in docs/tolerances.md)."""
-    result = run_with(pytester, [], SYN, f"--lens-dtype={dtype}")
+    result = run_with(pytester, [], SYN, f"--lens-dtype={dtype}", *TABLES[preset][1])
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.assert_outcomes(passed=10 * len(SYN))
     note = f"cross-class tolerances (golden cpu-float32, run cpu-{dtype}: the looser of both)"
@@ -309,16 +379,17 @@ HALF_TOLERATES = {"final-top5-second-and-third-swapped"}
 
 
 @pytest.mark.parametrize("dtype", HALF)
-@pytest.mark.parametrize("fault", list(EXPECTED))
+@pytest.mark.parametrize(("preset", "fault"), CASES)
 def test_fault_is_still_caught_in_half_precision(
-    project: Path, pytester: pytest.Pytester, fault: str, dtype: str
+    project: Path, pytester: pytest.Pytester, preset: str, fault: str, dtype: str
 ) -> None:
     """What float32 catches, a half-precision run against the float32 goldens catches on the
     same models (by the same or other generated tests: the looser tolerances move some),
     except what the half-precision allowance lets pass, which it must then report."""
-    models, caught, _ = EXPECTED[fault]
+    table, flags = TABLES[preset]
+    models, caught, _ = table[fault]
     report = pytester.path / "lens-report.jsonl"
-    args = (f"--lens-dtype={dtype}", f"--lens-report={report}")
+    args = (f"--lens-dtype={dtype}", f"--lens-report={report}", *flags)
     result = run_with(pytester, FAULTS[fault], models, *args)  # type: ignore[arg-type]
     if fault in HALF_TOLERATES:
         assert result.ret == pytest.ExitCode.OK, result.stdout.str()
@@ -327,7 +398,7 @@ def test_fault_is_still_caught_in_half_precision(
         assert reported == set(models)
         return
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
-    assert set(failed_by_model(result)) == set(caught)
+    assert set(failed_by_model(result)) == HALF_PARTIAL.get((preset, dtype, fault), set(caught))
 
 
 def test_a_missing_fault_line_is_an_error_not_a_pass(

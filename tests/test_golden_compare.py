@@ -62,11 +62,15 @@ def test_equal_documents_are_ok_and_count_what_they_compared(
         "cpu-float32",
     )
     assert report.golden is golden and report.observed is run
-    # 4 layers x 17 positions x (top1, entropy, p_top1); 4 layers x 4 (index + 3 metrics).
-    assert report.compared["records"] == 4 * 17 * 3
+    # 4 layers x 16 positions x (top1, entropy, p_top1); 4 layers x 4 (index + 3 metrics).
+    assert report.compared["records"] == 4 * 16 * 3
     assert report.compared["trajectory"] == 4 * 4
     assert report.compared["probes"] == 14 * 3
-    assert report.compared["collapse"] == 4 + 3 * 4
+    # 4 collapse layers, 3 flags x 4 layers, the embedding echo (top1, p_top1, 4 facts).
+    assert report.compared["collapse"] == 4 + 3 * 4 + 6
+    # prepend_bos, bos_policy, tokenizer_adds_bos, input_ids, tokens, answer_ids, and the
+    # other BOS policy's ids, policy, top-1 and p(top-1).
+    assert report.compared["tokenization"] == 6 + 4
     # final: entropy, top5 tokens, 5 probabilities; 2 temperatures x 3.
     assert report.compared["final_prediction"] == 7 + 6
     # onset flag; per point L_semantic + 4 layers x (top1, entropy, p_top1, p_answer, rank).
@@ -161,7 +165,7 @@ def test_records_shape_change_is_one_drift(golden: dict[str, Any], run: dict[str
         entry(run)["records"][metric].append(entry(run)["records"][metric][-1])
     report = cmp(golden, run, sections=("records",))
     assert [(d.metric, d.golden, d.observed) for d in report.drifts] == [
-        ("layers x positions", (4, 17), (5, 17))
+        ("layers x positions", (4, 16), (5, 16))
     ]
 
 
@@ -277,7 +281,11 @@ def test_a_flag_flip_at_its_threshold_is_a_near_tie(
         Drift("collapse", "L_copy", None, 2, 0, None, PID),
         Drift("collapse", "L_copy_H", None, 1, 0, None, PID),
     ]
-    assert report.compared["collapse"] == 4 + 3 * 4  # near-ties are counted as compared
+    # 4 collapse layers, 3 flags x 4 layers, the embedding echo (top1, p_top1, 4 facts).
+    assert report.compared["collapse"] == 4 + 3 * 4 + 6
+    # prepend_bos, bos_policy, tokenizer_adds_bos, input_ids, tokens, answer_ids, and the
+    # other BOS policy's ids, policy, top-1 and p(top-1).
+    assert report.compared["tokenization"] == 6 + 4  # near-ties are counted as compared
     # The same flips under float32's tolerances are drift.
     assert {d.metric for d in cmp(golden, run, tol=FP32).drifts} == {
         "copy_collapse",
@@ -340,7 +348,8 @@ def test_which_golden_values_make_a_flag_flip_a_near_tie(
     flips = [(d.section, d.metric, d.layer) for d in (report.near_ties if near else report.drifts)]
     assert flips == [("collapse", flag, 2)]
     assert report.ok is near
-    assert report.compared["collapse"] == 4 + 3 * 4
+    # 4 collapse layers, 3 flags x 4 layers, the embedding echo (top1, p_top1, 4 facts).
+    assert report.compared["collapse"] == 4 + 3 * 4 + 6
 
 
 def test_copy_rules_without_threshold_or_margin_facts_use_the_entropy_rule_only(
@@ -687,8 +696,8 @@ def test_tokenization_compares_every_key(golden: dict[str, Any], run: dict[str, 
 def test_sections_select_what_is_compared(golden: dict[str, Any], run: dict[str, Any]) -> None:
     e = entry(run)
     run["schema"]["pure_header"] = "x"
-    e["tokenization"]["prepend_bos"] = False
-    e["collapse"]["L_copy"] = 2
+    e["tokenization"]["prepend_bos"] = not e["tokenization"]["prepend_bos"]
+    e["collapse"]["L_copy"] = 99
     e["next_token"]["entropy"][0] += 9
     e["records"]["entropy"][0][0] += 9
     e["probes"]["entropy"][0] += 9

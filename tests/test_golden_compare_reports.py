@@ -120,7 +120,7 @@ def within_tolerance_everywhere(g: Doc, o: Doc) -> None:
 @scenario
 def records_entropy_and_p_top1_beyond(g: Doc, o: Doc) -> None:
     p(o)["records"]["entropy"][1][2] += 0.5
-    p(o)["records"]["p_top1"][3][16] -= 0.25
+    p(o)["records"]["p_top1"][3][15] -= 0.25
 
 
 @scenario

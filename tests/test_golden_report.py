@@ -65,7 +65,7 @@ def test_report_names_prompt_layer_position_metric_and_counts(
         "layer 3); first: prompt capital-de layer 3 entropy"
     )
     assert lines[4] == (
-        "  records: 1 of 204 values drifted, max |Δ| 0.5 (entropy, prompt capital-de "
+        "  records: 1 of 192 values drifted, max |Δ| 0.5 (entropy, prompt capital-de "
         "layer 2 pos 5); first: prompt capital-de layer 2 pos 5 entropy"
     )
     assert "  next-token rows of prompt capital-de:" in lines
@@ -78,10 +78,10 @@ def test_report_names_prompt_layer_position_metric_and_counts(
 
 def test_sections_limit_the_report(golden: dict[str, Any], run: dict[str, Any]) -> None:
     entry(run)["records"]["entropy"][2][5] += 0.5
-    entry(run)["collapse"]["L_copy"] = 1
+    entry(run)["collapse"]["L_copy"] = 99
     report = compare_golden(golden, run, FP32)
     text = render_report(report, sections=("collapse",))
-    assert "collapse: 1 of 16 values drifted" in text
+    assert "collapse: 1 of 22 values drifted" in text  # 4 layers, 12 flags, 6 echo values
     assert "records" not in text
     assert render_report(report, sections=("probes",)).splitlines()[2] == (
         "  no drift beyond tolerance"
@@ -95,21 +95,21 @@ def test_report_is_bounded(golden: dict[str, Any], run: dict[str, Any]) -> None:
         cells["entropy"][layer] = [e + 1 for e in cells["entropy"][layer]]
         cells["p_top1"][layer] = [p + 0.5 for p in cells["p_top1"][layer]]
     report = compare_golden(golden, run, FP32)
-    assert len(report.drifts) == 4 * 17 * 2
+    assert len(report.drifts) == 4 * 16 * 2
     lines = render_report(report).splitlines()
-    assert "  ... and 124 more" in lines
+    assert "  ... and 116 more (every one: --lens-details, ini lens_details = true)" in lines
     assert sum(line.startswith("  records: prompt") for line in lines) == 12
-    assert "  records: 136 of 204 values drifted" in "\n".join(lines)
+    assert "  records: 128 of 192 values drifted" in "\n".join(lines)
     assert len(lines) < 40
 
 
 def test_report_caps_near_ties_and_long_values(golden: dict[str, Any], run: dict[str, Any]) -> None:
     g, o = entry(golden)["records"], entry(run)["records"]
     for layer in range(4):
-        g["p_top1"][layer] = [0.3] * 17
-        g["p_top2"][layer] = [0.3] * 17
-        o["p_top1"][layer] = [0.3] * 17
-        o["top1"][layer] = ["x" * 500] * 17
+        g["p_top1"][layer] = [0.3] * 16
+        g["p_top2"][layer] = [0.3] * 16
+        o["p_top1"][layer] = [0.3] * 16
+        o["top1"][layer] = ["x" * 500] * 16
     text = render_report(compare_golden(golden, run, FP32))
     assert text.count("near-tie (not a failure)") == 12
     assert "x" * 100 not in text
@@ -153,3 +153,15 @@ def test_markdown_summary(golden: dict[str, Any], run: dict[str, Any]) -> None:
     assert "### synthetic-llama" in lines
     assert any("'a\\|b'" in line for line in lines)  # a | inside a cell is escaped
     assert text.endswith("\n")
+
+
+def test_a_half_precision_run_failing_a_float32_golden_says_why_and_how_to_pin_it() -> None:
+    from lenscheck.plugin.session import _cross_dtype_note
+
+    cmd = "pytest --lens-models=m --lens-dtype=bfloat16 --snapshot-update"
+    note = _cross_dtype_note("cpu-float32", "cuda-bfloat16", cmd)
+    assert "a bfloat16 run against a float32 golden" in note
+    assert "docs/tolerances.md" in note and note.endswith(f"bless a golden of it: {cmd}")
+    assert _cross_dtype_note("cpu-float32", "cuda-float32", cmd) == ""  # no dtype change
+    assert _cross_dtype_note("cuda-float16", "cuda-float16", cmd) == ""
+    assert _cross_dtype_note("cuda-bfloat16", "cpu-float32", cmd) == ""  # fp32 is the reference

@@ -10,6 +10,7 @@ import pytest
 
 from lenscheck.golden.payload import FORMAT_VERSION
 from lenscheck.golden.store import (
+    STANDARD_SETTINGS,
     GoldenFormatError,
     dumps_golden,
     find_golden,
@@ -26,6 +27,7 @@ REQUIRED = (
     "suite",
     "class",
     "decode_norm",
+    "settings",
     "environment",
     "schema",
     "model_stats",
@@ -44,14 +46,16 @@ def test_committed_goldens_load_and_round_trip_byte_for_byte(path: Path) -> None
     data = read_golden(path)
     model = path.relative_to(COMMITTED).parts[0]
     suite = "default" if path.parent.name == model else path.parent.name
-    cls, _, point = path.stem.partition(".decode-")
+    cls = path.stem.partition(".")[0]
     assert (data["format_version"], data["model"], data["suite"], data["class"]) == (
         FORMAT_VERSION,
         model,
         suite,
         cls,
     )
-    assert data["decode_norm"] == (point or "next-ln1")
+    # The file is named after the settings it was blessed under, and says them.
+    assert golden_stem(cls, data["settings"]) == path.stem
+    assert data["decode_norm"] == data["settings"]["decode_norm"]
     assert dumps_golden(data) == path.read_text(encoding="utf-8")  # the committed form
 
 
@@ -62,6 +66,8 @@ def test_committed_goldens_cover_the_default_and_the_example_suite() -> None:
     found = {str(p.relative_to(COMMITTED)) for p in COMMITTED_FILES}
     assert {f"{m}/cpu-float32.json" for m in models} <= found
     assert {f"{m}/capitals/cpu-float32.json" for m in models} <= found
+    # The original pipeline's conventions stay gated too (--lens-preset=original).
+    assert {f"{m}/cpu-float32.original.json" for m in models} <= found
     capitals = read_golden(COMMITTED / "embedded" / "capitals" / "cpu-float32.json")
     assert len(capitals["prompts"]) == 8
 
@@ -69,13 +75,24 @@ def test_committed_goldens_cover_the_default_and_the_example_suite() -> None:
 def test_layout_default_suite_in_the_model_folder_others_below(tmp_path: Path) -> None:
     assert golden_dir(tmp_path, "embedded", "default") == tmp_path / "embedded"
     assert golden_dir(tmp_path, "embedded", "capitals") == tmp_path / "embedded" / "capitals"
-    assert golden_stem("cpu-float32", "next-ln1") == "cpu-float32"
-    assert golden_stem("cuda-bfloat16", "final") == "cuda-bfloat16.decode-final"
+    assert golden_stem("cpu-float32", STANDARD_SETTINGS) == "cpu-float32"
+    assert golden_stem("cpu-float32", {}) == "cpu-float32"  # unnamed settings: standard
+    assert golden_stem("cuda-bfloat16", {"decode_norm": "raw"}) == "cuda-bfloat16.decode-raw"
+    original = {"decode_norm": "next-ln1", "bos": "always", "schema": "original"}
+    assert golden_stem("cpu-float32", original) == "cpu-float32.original"
+    assert golden_stem("cpu-float32", {**original, "bos": "auto"}) == (
+        "cpu-float32.decode-next-ln1.schema-original"
+    )
+    assert golden_stem("cpu-float32", {"bos": "never", "chat_template": True}) == (
+        "cpu-float32.bos-never.chat"
+    )
 
 
 def test_dumps_is_diff_friendly(golden: dict[str, Any]) -> None:
     text = dumps_golden(golden)
-    assert text.startswith('{\n "format_version": 2,\n "model": "synthetic-llama",\n')
+    assert text.startswith(
+        f'{{\n "format_version": {FORMAT_VERSION},\n "model": "synthetic-llama",\n'
+    )
     assert text.endswith("}\n")
     lines = text.splitlines()
     # One layer of a records metric per line: a change at one layer is a one-line diff.
@@ -125,7 +142,8 @@ def test_newer_format_says_upgrade(golden: dict[str, Any]) -> None:
     with pytest.raises(GoldenFormatError) as info:
         loads_golden(json.dumps(golden), source="g.json", fix=FIX)
     assert str(info.value) == (
-        f"golden file g.json has format 99, newer than this lenscheck reads ({FORMAT_VERSION}); "
+        f"golden file g.json has format {FORMAT_VERSION + 97}, newer than this lenscheck reads "
+        f"({FORMAT_VERSION}); "
         f"upgrade lenscheck (pip install -U lenscheck) or {FIX}"
     )
 
@@ -135,8 +153,11 @@ def test_format_1_says_re_bless(golden: dict[str, Any]) -> None:
     with pytest.raises(GoldenFormatError) as info:
         loads_golden(json.dumps(golden), source="g.json", fix=FIX)
     assert str(info.value) == (
-        "golden file g.json has format 1, older than the current 2 (which pins every records "
-        f"cell, the probes and more); {FIX}"
+        f"golden file g.json has format 1, older than the current {FORMAT_VERSION}, which "
+        "records the settings a golden was blessed under. Since format 3 lenscheck's defaults "
+        "are the model's own conventions (the final-norm lens, the tokenizer's own BOS); a "
+        "golden meant to keep the original pipeline's (next-ln1, BOS always) is re-blessed "
+        f"with --lens-preset=original. {FIX}"
     )
 
 
@@ -186,21 +207,16 @@ def test_find_golden_falls_back_to_cpu_float32_then_by_name(tmp_path: Path) -> N
     assert find_golden(tmp_path, "mps-float16") == tmp_path / "a-float16.json"
 
 
-def test_find_golden_never_takes_an_obtained_file_or_another_decoding_point(
+def test_find_golden_never_takes_an_obtained_file_or_other_settings(
     tmp_path: Path,
 ) -> None:
-    _touch(tmp_path, "cpu-float32.obtained", "cpu-float32.decode-final", "cuda-float16.decode-raw")
+    _touch(tmp_path, "cpu-float32.obtained", "cpu-float32.decode-raw", "cuda-float16.original")
     assert find_golden(tmp_path, "cpu-float32") is None
-    assert find_golden(tmp_path, "cuda-float16", "final") == (
-        tmp_path / "cpu-float32.decode-final.json"
+    raw = {"decode_norm": "raw"}
+    assert find_golden(tmp_path, "cuda-float16", raw) == tmp_path / "cpu-float32.decode-raw.json"
+    original = {"decode_norm": "next-ln1", "bos": "always", "schema": "original"}
+    assert find_golden(tmp_path, "cpu-float32", original) == (
+        tmp_path / "cuda-float16.original.json"
     )
-    assert find_golden(tmp_path, "cpu-float32", "raw") == tmp_path / "cuda-float16.decode-raw.json"
     _touch(tmp_path, "cuda-float16")
     assert find_golden(tmp_path, "cpu-float32") == tmp_path / "cuda-float16.json"
-
-
-def test_find_golden_none(tmp_path: Path) -> None:
-    assert find_golden(tmp_path / "missing", "cpu-float32") is None
-    _touch(tmp_path)
-    (tmp_path / "notes.txt").write_text("not a golden", encoding="utf-8")
-    assert find_golden(tmp_path, "cpu-float32") is None

@@ -20,6 +20,9 @@ from lenscheck.numerics import safe_cast_for_unembed
 if TYPE_CHECKING:
     import torch
 
+    from lenscheck.backends.tokens import TokenCodec
+    from lenscheck.vocab import BosPolicy
+
 __all__ = [
     "BlockNorms",
     "Capture",
@@ -161,8 +164,13 @@ class LensBackend(Protocol):
     unembed: Unembedder
     bos_token_id: int | None
 
+    codec: TokenCodec
+
     def encode(self, text: str) -> list[int]:
-        """Forward token ids: BOS (when the tokenizer has one) + the text without specials."""
+        """Forward token ids under the run's BOS policy (and chat template)."""
+
+    def tokenize_with(self, bos: BosPolicy, chat_template: bool = False) -> None:
+        """Tokenize under ``bos`` (and the tokenizer's chat template) from now on."""
 
     def prompt_ids(self, text: str) -> list[int]:
         """The text's ids without any special token (the copy-detection set)."""

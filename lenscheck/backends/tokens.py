@@ -5,33 +5,81 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["CodecBacked", "TokenCodec"]
+from lenscheck.vocab import BOS_ALWAYS, BOS_AUTO, BOS_NEVER, BOS_POLICIES, BosPolicy
+
+__all__ = ["ChatTemplateError", "CodecBacked", "TokenCodec"]
+
+
+class ChatTemplateError(ValueError):
+    """``--chat-template`` on a tokenizer that has none."""
 
 
 class TokenCodec:
-    """BOS-prepending encoder and per-id decoders over a transformers tokenizer.
+    """Forward ids under a BOS policy, and per-id decoders, over a transformers tokenizer.
 
-    Forward ids follow TransformerLens' ``to_tokens``: the BOS id, then the text
-    tokenized without special tokens. Top-k texts follow the original pipeline's
-    ``tokenizer.decode([id])``; position labels follow ``to_str_tokens`` (no clean-up).
+    ``bos``: ``auto`` starts the ids with BOS exactly when the tokenizer itself does for
+    ``tokenizer(text)`` (its ``add_bos_token`` / post-processor: the model's own convention);
+    ``always`` prepends the tokenizer's BOS id whenever it has one (TransformerLens'
+    ``to_tokens``, the original pipeline); ``never`` does not. Other special tokens the
+    tokenizer may add (an EOS) are never part of the forward ids: the lens reads the next
+    token after the prompt. ``chat_template``: each text becomes a user turn of the tokenizer's
+    chat template with the generation prompt appended, and ``auto`` keeps the template's own
+    BOS. Top-k texts follow the original pipeline's ``tokenizer.decode([id])``; position
+    labels follow ``to_str_tokens`` (no clean-up).
     """
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(
+        self, tokenizer: Any, bos: BosPolicy = BOS_ALWAYS, chat_template: bool = False
+    ) -> None:
+        if bos not in BOS_POLICIES:
+            raise ValueError(f"bos must be one of {', '.join(BOS_POLICIES)}, got {bos!r}")
         self.tokenizer = tokenizer
-        bos = getattr(tokenizer, "bos_token_id", None)
-        self.bos_token_id: int | None = None if bos is None else int(bos)
+        found = getattr(tokenizer, "bos_token_id", None)
+        self.bos_token_id: int | None = None if found is None else int(found)
+        self.bos, self.chat_template = bos, chat_template
+        if chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ChatTemplateError(
+                "--chat-template was asked for, but this model's tokenizer has no chat "
+                "template (tokenizer_config.json has no 'chat_template'); expected an "
+                "instruct/chat model's tokenizer. Run without --chat-template (pytest: "
+                "--lens-chat-template) to read the raw prompt text"
+            )
         self.decode = lru_cache(maxsize=None)(self._decode)  # each id decoded once per run
+        self.adds_bos = self._tokenizer_adds_bos()
 
     def prompt_ids(self, text: str) -> list[int]:
         """The text's ids without special tokens."""
         return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
 
-    def encode(self, text: str) -> list[int]:
-        """BOS (when the tokenizer has one) followed by :meth:`prompt_ids`."""
+    def _tokenizer_adds_bos(self) -> bool:
+        """Whether ``tokenizer(text)`` starts with BOS by itself (the model's convention)."""
+        if self.bos_token_id is None:
+            return False
+        probe = "a"
+        own = [int(i) for i in self.tokenizer(probe)["input_ids"]]
+        return own[:1] == [self.bos_token_id] and self.prompt_ids(probe)[:1] != own[:1]
+
+    def _text_ids(self, text: str) -> list[int]:
+        if not self.chat_template:
+            return self.prompt_ids(text)
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+        return self.prompt_ids(str(rendered))  # the template writes its special tokens itself
+
+    def encode(self, text: str, bos: BosPolicy | None = None) -> list[int]:
+        """Forward ids of ``text`` under ``bos`` (default: this codec's policy)."""
         if not text:
             raise ValueError("prompt is empty; expected at least one character of text")
-        ids = self.prompt_ids(text)
-        return ids if self.bos_token_id is None else [self.bos_token_id, *ids]
+        ids = self._text_ids(text)
+        policy = bos or self.bos
+        if self.bos_token_id is None:
+            return ids
+        starts = ids[:1] == [self.bos_token_id]
+        if policy == BOS_NEVER or (policy == BOS_AUTO and self.chat_template):
+            return ids[1:] if starts and policy == BOS_NEVER else ids
+        wanted = policy == BOS_ALWAYS or self.adds_bos
+        return [self.bos_token_id, *ids] if wanted and not starts else ids
 
     def _decode(self, token_id: int) -> str:
         return str(self.tokenizer.decode([int(token_id)]))
@@ -62,8 +110,12 @@ class CodecBacked:
         self.codec = TokenCodec(tokenizer)
         self.bos_token_id = self.codec.bos_token_id
 
+    def tokenize_with(self, bos: BosPolicy, chat_template: bool = False) -> None:
+        """Tokenize under ``bos`` (and the chat template) from now on."""
+        self.codec = TokenCodec(self.codec.tokenizer, bos=bos, chat_template=chat_template)
+
     def encode(self, text: str) -> list[int]:
-        """Forward ids: BOS + the text without special tokens."""
+        """Forward ids under the run's BOS policy (and chat template)."""
         return self.codec.encode(text)
 
     def prompt_ids(self, text: str) -> list[int]:

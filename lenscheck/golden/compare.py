@@ -389,6 +389,7 @@ def _collapse(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
                 c.report.near_ties.append(Drift("collapse", flag, a, b, layer=layer, prompt=prompt))
             else:
                 c.equal("collapse", flag, a, b, prompt=prompt, layer=layer)
+    _echo(c, g["collapse"].get("embedding_echo"), o["collapse"].get("embedding_echo"), prompt)
     for key, flags in _LAYER_FLAGS.items():
         ga, oa = g["collapse"].get(key), o["collapse"].get(key)
         moved_by_a_tie = ga != oa and any(
@@ -401,15 +402,42 @@ def _collapse(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
             c.layer_index("collapse", ga, oa, prompt=prompt, metric=key)
 
 
+def _echo(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
+    """Layer 0 (the embeddings), apart from the collapse rules: its top-1 and p(top-1), and
+    which rules would fire there."""
+    section = "collapse"
+    if g is None or o is None:
+        if not c.unknown(g, o):
+            c.equal(section, "embedding echo present", g is not None, o is not None, prompt=prompt)
+        return
+    gap = None  # a changed top-1 at the embeddings is never a near-tie: they are exact ids
+    c.top1(section, "embedding echo top1", g["top1"], o["top1"], gap, prompt=prompt, layer=0)
+    c.close(section, "embedding echo p_top1", g["p_top1"], o["p_top1"], c.tol.p_top1, prompt=prompt)
+    for key in sorted(set(g) - {"top1", "p_top1"}):
+        c.equal(section, f"embedding echo {key}", g.get(key), o.get(key), prompt=prompt, layer=0)
+
+
 def _tokenization(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
-    for key in sorted(set(g["tokenization"]) | set(o["tokenization"])):
-        c.equal(
-            "tokenization",
-            key,
-            g["tokenization"].get(key),
-            o["tokenization"].get(key),
-            prompt=prompt,
-        )
+    gt, ot = g["tokenization"], o["tokenization"]
+    for key in sorted((set(gt) | set(ot)) - {"other_bos"}):
+        c.equal("tokenization", key, gt.get(key), ot.get(key), prompt=prompt)
+    _other_bos(c, gt.get("other_bos"), ot.get("other_bos"), prompt)
+
+
+def _other_bos(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
+    """The model's own answer under the other BOS policy (one extra forward pass): which
+    policy and ids exactly, its top-1 (a near-tie by the golden's top-1/top-2 gap), its
+    probability within the final prediction's tolerance."""
+    section = "tokenization"
+    if g is None or o is None:
+        c.equal(section, "other BOS policy", g, o, prompt=prompt)
+        return
+    for key in ("policy", "input_ids"):
+        c.equal(section, f"other BOS {key}", g.get(key), o.get(key), prompt=prompt)
+    gap = None if "final_p_top2" not in g else g["final_p_top1"] - g["final_p_top2"]
+    c.top1(section, "other BOS final_top1", g["final_top1"], o["final_top1"], gap, prompt=prompt)
+    metric = "other BOS final_p_top1"
+    c.close(section, metric, g["final_p_top1"], o["final_p_top1"], c.tol.final_prob, prompt=prompt)
 
 
 def _probes(c: _Comparer, g: Any, o: Any, prompt: str) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lenscheck.schema import CSV_DIALECT, CsvTable, parse_csv_bytes
-from lenscheck.vocab import DECODE_POINTS, NEXT_LN1
+from lenscheck.vocab import BOS_ALWAYS, DECODE_POINTS, NEXT_LN1, SCHEMA_ORIGINAL
 
 __all__ = [
     "BACKEND_DEPENDENT_FACTS",
@@ -38,11 +38,14 @@ __all__ = [
     "prompt_digest",
     "prompt_payload",
     "round_sig",
+    "settings_of",
 ]
 
-#: 2: one entry per prompt (suites), every records cell, probes, temperatures, flags,
-#: the decoding-point ablation, model facts; 1: one prompt, next-token rows only.
-FORMAT_VERSION = 2
+#: 3: the settings a golden was blessed under (decoding point, BOS policy, schema, chat
+#: template) and their facts, the BOS alternative and the embedding echo; 2: one entry per
+#: prompt (suites), every records cell, probes, temperatures, flags, the decoding-point
+#: ablation, model facts; 1: one prompt, next-token rows only.
+FORMAT_VERSION = 3
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SIG_DIGITS = 8
 #: Diagnostics pinned as facts (norm classes, the fixes the lens applied, configuration).
@@ -62,6 +65,10 @@ FACT_KEYS = (
     "copy_threshold",
     "copy_margin",
     "decode_norm",
+    "bos",
+    "schema",
+    "chat_template",
+    "collapse_from_layer",
     "use_fp32_unembed",
     "unembed_dtype",
 )
@@ -242,6 +249,30 @@ def _decoding(ablation: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def settings_of(diag: Mapping[str, Any]) -> dict[str, Any]:
+    """The conventions a run's JSON says it followed (the original schema records only its
+    decoding point: the rest are the original pipeline's)."""
+    return {
+        "decode_norm": diag.get("decode_norm", NEXT_LN1),
+        "bos": diag.get("bos", BOS_ALWAYS),
+        "schema": diag.get("schema", SCHEMA_ORIGINAL),
+        "chat_template": bool(diag.get("chat_template", False)),
+    }
+
+
+def _other_bos(tokenization: Mapping[str, Any]) -> dict[str, Any] | None:
+    other = tokenization.get("other_bos")
+    if not other:
+        return None
+    probs = {k: round_sig(float(other[k])) for k in ("final_p_top1", "final_p_top2") if k in other}
+    return {**other, **probs}
+
+
+def _echo(diag: Mapping[str, Any]) -> dict[str, Any] | None:
+    echo = diag.get("embedding_echo")
+    return None if echo is None else {**echo, "p_top1": round_sig(float(echo["p_top1"]))}
+
+
 def prompt_payload(
     json_data: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]] | None,
@@ -265,11 +296,17 @@ def prompt_payload(
         "answer": prompt["ground_truth"],
         "tokenization": {
             "prepend_bos": tokenization.get("prepend_bos"),
+            "bos_policy": tokenization.get("bos_policy"),
+            "tokenizer_adds_bos": tokenization.get("tokenizer_adds_bos"),
             "input_ids": tokenization.get("input_ids"),
             "tokens": None if records is None else [r["token"] for r in records if r["layer"] == 0],
             "answer_ids": diag.get("ground_truth_token_ids"),
+            "other_bos": _other_bos(tokenization),
         },
-        "collapse": {k: diag.get(k) for k in _UNSTABLE_DIAGNOSTICS},
+        "collapse": {
+            **{k: diag.get(k) for k in _UNSTABLE_DIAGNOSTICS},
+            "embedding_echo": _echo(diag),
+        },
         "flags": flags,
         "next_token": rows,
         "records": None if records is None else _grid(records),
@@ -311,9 +348,16 @@ class PromptFiles:
         return prompt_payload(self.json, records, self.pure.records())
 
 
-def golden_payload(prompts: Mapping[str, PromptFiles], *, model: str, suite: str) -> dict[str, Any]:
+def golden_payload(
+    prompts: Mapping[str, PromptFiles],
+    *,
+    model: str,
+    suite: str,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The golden document of one model and suite; ``prompts`` maps each prompt id to its
-    parsed files, in suite order."""
+    parsed files, in suite order. ``settings``: the run's conventions when the caller knows
+    them (the original schema's files record only the decoding point; else inferred)."""
     files = list(prompts.values())
     diag = files[0].json["diagnostics"]
     dtype = str(diag.get("compute_dtype") or diag["unembed_dtype"])
@@ -325,11 +369,13 @@ def golden_payload(prompts: Mapping[str, PromptFiles], *, model: str, suite: str
         "suite": suite,
         "class": golden_class(device, dtype),
         "decode_norm": diag.get("decode_norm", NEXT_LN1),
+        "settings": dict(settings) if settings is not None else settings_of(diag),
         "environment": {
             **diag.get("versions", {}),
             "device": device,
             "dtype": dtype,
             "backend": diag.get("backend", "unknown (original pipeline)"),
+            "preset": diag.get("preset", "unrecorded (original schema)"),
         },
         "schema": {
             "records_header": None if records is None else records.header,

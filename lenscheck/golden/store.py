@@ -1,40 +1,50 @@
 """Reading and writing golden files, with errors that name the file and the fix.
 
-Where a golden lives: ``<golden dir>/<model>/[<suite>/]<class>[.decode-<point>].json``. The
-default suite's goldens sit directly in the model's folder (where format 1 kept them),
-another suite's in a sub-folder named after it; a decoding point other than next-ln1 is
-part of the file name, so one model keeps a golden per point.
+Where a golden lives: ``<golden dir>/<model>/[<suite>/]<class><settings>.json``. The
+default suite's goldens sit directly in the model's folder, another suite's in a sub-folder
+named after it. ``<settings>`` names the conventions the golden was blessed under where
+they differ from the standard preset's (``.decode-next-ln1``, ``.bos-always``,
+``.schema-original``, ``.chat``), or ``.original`` for the original pipeline's whole set,
+so one model keeps a golden per decoding point and convention.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lenscheck.config import PRESET_SETTINGS
 from lenscheck.golden.payload import FORMAT_VERSION
 from lenscheck.suites import DEFAULT_SUITE_NAME
-from lenscheck.vocab import NEXT_LN1, OBTAINED_SUFFIX
+from lenscheck.vocab import OBTAINED_SUFFIX, PRESET_ORIGINAL, PRESET_STANDARD
 
 __all__ = [
     "OBTAINED_SUFFIX",
+    "STANDARD_SETTINGS",
     "GoldenFormatError",
     "dumps_golden",
     "find_golden",
     "golden_dir",
     "golden_stem",
+    "goldens_of_class",
     "loads_golden",
     "read_golden",
 ]
 
-#: How a golden's stem names a decoding point: ``cpu-float32.decode-final``.
-_DECODE = ".decode-"
+#: The conventions a golden's file name leaves out: the standard preset's.
+STANDARD_SETTINGS: dict[str, object] = {**PRESET_SETTINGS[PRESET_STANDARD], "chat_template": False}
+_ORIGINAL_SETTINGS = {**PRESET_SETTINGS[PRESET_ORIGINAL], "chat_template": False}
+#: How a stem spells each setting that differs from the standard.
+_STEM_PARTS = {"decode_norm": "decode", "bos": "bos", "schema": "schema"}
 _REQUIRED = (
     "format_version",
     "model",
     "suite",
     "class",
     "decode_norm",
+    "settings",
     "environment",
     "schema",
     "model_stats",
@@ -53,9 +63,20 @@ def golden_dir(root: Path, model_dir: str, suite: str) -> Path:
     return base if suite == DEFAULT_SUITE_NAME else base / suite
 
 
-def golden_stem(cls: str, decode_norm: str) -> str:
-    """File stem of a golden: its class, plus the decoding point when not next-ln1."""
-    return cls if decode_norm == NEXT_LN1 else f"{cls}{_DECODE}{decode_norm}"
+def golden_stem(cls: str, settings: Mapping[str, object]) -> str:
+    """File stem of a golden: its class, then the settings that differ from the standard's
+    (``cpu-float32.decode-raw``), or ``.original`` for the original pipeline's conventions."""
+    full = {**STANDARD_SETTINGS, **{k: v for k, v in settings.items() if k in STANDARD_SETTINGS}}
+    if full == _ORIGINAL_SETTINGS:
+        return f"{cls}.{PRESET_ORIGINAL}"
+    parts = [
+        f".{_STEM_PARTS[key]}-{full[key]}"
+        for key in _STEM_PARTS
+        if full[key] != STANDARD_SETTINGS[key]
+    ]
+    if full["chat_template"]:
+        parts.append(".chat")
+    return cls + "".join(parts)
 
 
 def _inline(value: Any) -> bool:
@@ -107,7 +128,10 @@ def loads_golden(text: str, *, source: str = "<golden>", fix: str = "") -> dict[
     if version < FORMAT_VERSION:
         raise GoldenFormatError(
             f"golden file {source} has format {version}, older than the current "
-            f"{FORMAT_VERSION} (which pins every records cell, the probes and more); {fix}"
+            f"{FORMAT_VERSION}, which records the settings a golden was blessed under. Since "
+            "format 3 lenscheck's defaults are the model's own conventions (the final-norm lens, "
+            "the tokenizer's own BOS); a golden meant to keep the original pipeline's (next-ln1, "
+            f"BOS always) is re-blessed with --lens-preset=original. {fix}"
         )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
@@ -120,21 +144,34 @@ def read_golden(path: Path, *, fix: str = "") -> dict[str, Any]:
     return loads_golden(path.read_text(encoding="utf-8"), source=str(path), fix=fix)
 
 
-def find_golden(folder: Path, run_class: str, decode_norm: str = NEXT_LN1) -> Path | None:
+def find_golden(
+    folder: Path, run_class: str, settings: Mapping[str, object] = STANDARD_SETTINGS
+) -> Path | None:
     """The golden for ``run_class``, else another class's (fp32 CPU first), else None;
-    always of the same decoding point, never an obtained file."""
-    own = folder / f"{golden_stem(run_class, decode_norm)}.json"
+    always of the same settings, never an obtained file."""
+    own = folder / f"{golden_stem(run_class, settings)}.json"
     if own.exists():
         return own
+    suffix = golden_stem("", settings)
 
-    def same_point(path: Path) -> bool:
+    def same_settings(path: Path) -> bool:
         if path.name.endswith(OBTAINED_SUFFIX):
             return False
-        _, _, point = path.stem.partition(_DECODE)
-        return (point or NEXT_LN1) == decode_norm
+        cls, _, rest = path.stem.partition(".")
+        return (f".{rest}" if rest else "") == suffix and bool(cls)
 
     others = sorted(
-        (p for p in folder.glob("*.json") if same_point(p)),
+        (p for p in folder.glob("*.json") if same_settings(p)),
         key=lambda p: (not p.stem.startswith("cpu-float32"), p.stem),
     )
     return others[0] if others else None
+
+
+def goldens_of_class(folder: Path, run_class: str) -> list[Path]:
+    """Every golden of ``run_class`` in ``folder`` whatever its settings (no obtained file)."""
+    return sorted(
+        p
+        for p in folder.glob(f"{run_class}*.json")
+        if not p.name.endswith(OBTAINED_SUFFIX)
+        and (p.stem == run_class or p.stem.startswith(f"{run_class}."))
+    )

@@ -195,10 +195,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Goldens no test used: reported, and deleted by --snapshot-update, but only after a
     whole, uninterrupted, undistributed selection (see LensSession.unused_goldens)."""
     lens = _session(session.config)
-    distributed = hasattr(session.config, "workerinput") or session.config.getvalue("dist") not in (
-        None,
-        "no",
-    )
+    config = session.config
+    dist = getattr(config.option, "dist", "no")  # absent without pytest-xdist
+    distributed = hasattr(config, "workerinput") or dist not in (None, "no")
     if lens is None or distributed or exitstatus not in (0, 1):
         return
     lens.settle_unused(updating=bool(getattr(session.config.option, "update_snapshots", False)))

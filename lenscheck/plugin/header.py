@@ -38,13 +38,15 @@ def _workers(config: pytest.Config) -> int:
 def header_lines(settings: LensSettings, config: pytest.Config) -> list[str]:
     """Settings, classes per model, the GPU of each xdist worker, and library versions."""
     device = resolve_device(settings.device, "--lens-device")
-    trust = " trust_remote_code=on" if settings.config.trust_remote_code else ""
+    cfg = settings.config
+    trust = " trust_remote_code=on" if cfg.trust_remote_code else ""
     suite = settings.suite
     lines = [
         f"lenscheck: models={','.join(settings.models)} device={settings.device} "
         f"dtype={settings.dtype} backend={settings.backend} suite={suite.name} "
         f"({len(suite)} prompt{'s' if len(suite) != 1 else ''}) "
-        f"decode_norm={settings.decode_norm} golden={settings.golden_dir}{trust}",
+        f"preset={cfg.preset} decode_norm={cfg.decode_norm} bos={cfg.bos} schema={cfg.schema}"
+        f"{' chat_template=on' if cfg.chat_template else ''} golden={settings.golden_dir}{trust}",
         "lenscheck: classes: "
         + ", ".join(
             f"{e.key} {resolved_class(settings, e.spec, device)}" for e in settings.entries

@@ -18,7 +18,7 @@ from lenscheck.golden.tolerances import CROSS_DTYPE
 from lenscheck.norms import apply_norm_or_skip, decode_norm_modules, final_norm_module, unwrap_norm
 from lenscheck.numerics import entropy_bits, kl_bits
 from lenscheck.selftest import kl_tolerance_bits
-from lenscheck.vocab import NEXT_LN1, RAW
+from lenscheck.vocab import BOS_AUTO, NEXT_LN1, RAW
 
 if TYPE_CHECKING:
     from lenscheck.backends.base import LensBackend
@@ -130,6 +130,28 @@ def _files_problems(
     return problems[:_MAX_MASS_LINES]
 
 
+def _tokenization_problems(prompt: str, backend: LensBackend, files: PromptFiles) -> list[str]:
+    """Under ``bos=auto`` the forward ids are what the model's own tokenizer gives for
+    ``tokenizer(text)`` (special tokens it appends after the text, an EOS, left out: the lens
+    reads the next token): asked of the tokenizer here, not of lenscheck's codec."""
+    tokenization = files.json["diagnostics"].get("tokenization") or {}
+    if tokenization.get("bos_policy") != BOS_AUTO or tokenization.get("chat_template"):
+        return []
+    text = files.json["prompt"]["context_prompt"]
+    tokenizer = backend.codec.tokenizer
+    own = [int(i) for i in tokenizer(text)["input_ids"]]
+    specials = set(getattr(tokenizer, "all_special_ids", ()) or ()) - {backend.bos_token_id}
+    while own and own[-1] in specials:
+        own.pop()
+    written = tokenization.get("input_ids")
+    if written != own:
+        return [
+            f"{prompt}: bos=auto, but the forward ids {written} are not the tokenizer's own "
+            f"for the prompt ({own}): the run does not read the model as its tokenizer does"
+        ]
+    return []
+
+
 def check_invariants(lens_run: LensRun, kl_tolerance: float | None = None) -> list[str]:
     """Every violated invariant of every prompt, as readable lines (empty when all hold).
 
@@ -149,6 +171,7 @@ def check_invariants(lens_run: LensRun, kl_tolerance: float | None = None) -> li
             problems += _norm_problems(prompt, backend, capture.residuals, point)
             if point != RAW:  # a raw lens is not the model at its last layer
                 problems += _files_problems(prompt, backend, capture.logits, files)
+            problems += _tokenization_problems(prompt, backend, files)
             tables = [t for t in (files.records, files.pure) if t is not None]
             problems += _mass_problems(prompt, tables)
     return problems

@@ -27,13 +27,15 @@ from lenscheck.golden.store import (
     find_golden,
     golden_dir,
     golden_stem,
+    goldens_of_class,
     read_golden,
 )
 from lenscheck.golden.tolerances import tolerances_for
+from lenscheck.norms import UnsupportedNormError
 from lenscheck.plugin.gpus import assign_cuda_device
 from lenscheck.plugin.settings import LensSettings
 from lenscheck.progress import quiet_library_progress
-from lenscheck.vocab import OBTAINED_SUFFIX
+from lenscheck.vocab import HALF_DTYPES, OBTAINED_SUFFIX
 
 # The plugin imports this module only once a lens option was given. Still imported inside
 # functions: torch, lenscheck.runner (torch, and the model code) and lenscheck.golden.extension
@@ -51,6 +53,17 @@ log = logging.getLogger(__name__)
 #: test reports, so xdist workers' notes appear too): cross-class comparisons, prompts the
 #: golden has and the run does not, peak device memory per model.
 LENSCHECK_NOTE = "lenscheck_note"
+#: Errors whose message is the whole story (what was expected, what was found, the fix):
+#: a model run failing with one fails its tests with that line alone. A bug elsewhere
+#: (TypeError, AttributeError...) keeps its traceback.
+RUN_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    LookupError,
+    OSError,
+    ImportError,
+    ArithmeticError,
+    UnsupportedNormError,
+)
 #: Drifts a failing test lists one per line without --lens-details.
 _DRIFT_LINES = 12
 
@@ -123,6 +136,7 @@ class LensSession:
     settings: LensSettings
     runs: dict[str, LensRun] = field(default_factory=dict)
     used: dict[str, Path] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
     partial: bool = False
     #: Lines for the end-of-session "lenscheck" summary that no test carries.
     notes: list[str] = field(default_factory=list)
@@ -170,10 +184,22 @@ class LensSession:
         )
 
     def get(self, model: str) -> LensRun:
-        """Run ``model`` once; later calls return the same run until :meth:`release`."""
+        """Run ``model`` once; later calls return the same run until :meth:`release`.
+
+        A run that fails for a reason its message explains (a model that cannot load, a
+        prompt too long, a tokenizer without a chat template...) fails each of the model's
+        tests with that one line, not a traceback, and is not retried.
+        """
+        __tracebackhide__ = True
+        if model in self.failed:
+            pytest.fail(self.failed[model], pytrace=False)
         if model not in self.runs:
             self.settle()
-            self.runs[model] = self._run(model)
+            try:
+                self.runs[model] = self._run(model)
+            except RUN_ERRORS as exc:
+                self.failed[model] = f"lenscheck: {model}: {exc}"
+                pytest.fail(self.failed[model], pytrace=False)
         return self.runs[model]
 
     def release(self, model: str) -> str | None:
@@ -223,8 +249,26 @@ class LensSession:
             )
             for case in s.suite.cases
         }
-        payload = golden_payload(files, model=model, suite=s.suite.name)
+        settings = {k: v for k, v in cfg.settings().items() if k != "preset"}
+        payload = golden_payload(files, model=model, suite=s.suite.name, settings=settings)
         return LensRun(model, s.spec(model), run.backend.device, run, files, payload)
+
+
+def _cross_dtype_note(golden_class: str, run_class: str, rebless: str) -> str:
+    """Why a half-precision run may fail a float32 golden, and how to pin that class."""
+    golden_dtype, run_dtype = golden_class.split("-", 1)[-1], run_class.split("-", 1)[-1]
+    if golden_dtype == run_dtype or run_dtype not in HALF_DTYPES:
+        return ""
+    return (
+        f"\n  note: a {run_dtype} run against a {golden_dtype} golden. The model's own "
+        f"{run_dtype} forward pass may differ from its {golden_dtype} one by more than the "
+        "calibrated cross-dtype tolerances on some models (docs/tolerances.md says which were "
+        f"measured); to pin this class, bless a golden of it: {rebless}"
+    )
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in settings.items())
 
 
 def _worker_device(device: str) -> str:
@@ -265,7 +309,7 @@ class GoldenHelper:
         self.folder = golden_dir(
             settings.golden_dir, model_dir_name(lens_run.model), settings.suite.name
         )
-        self.stem = golden_stem(lens_run.golden_class, settings.decode_norm)
+        self.stem = golden_stem(lens_run.golden_class, lens_run.payload["settings"])
         self.path = self.folder / f"{self.stem}.json"
         self.obtained_path = self.folder / f"{self.stem}{OBTAINED_SUFFIX}"
 
@@ -282,7 +326,30 @@ class GoldenHelper:
     # ------------------------------------------------------------------- state
     def golden_path(self) -> Path | None:
         """The golden this run compares with (its own class first, else another class)."""
-        return find_golden(self.folder, self.lens_run.golden_class, self.settings.decode_norm)
+        run = self.lens_run
+        return find_golden(self.folder, run.golden_class, run.payload["settings"])
+
+    def _other_settings(self) -> str:
+        """The goldens of this class blessed under other settings, and how they differ."""
+        mine = self.lens_run.payload["settings"]
+        lines = []
+        for path in goldens_of_class(self.folder, self.lens_run.golden_class):
+            try:
+                theirs = read_golden(path).get("settings") or {}
+            except (GoldenFormatError, OSError):
+                continue
+            differ = [
+                f"{k} {theirs.get(k)!r} (this run: {v!r})"
+                for k, v in mine.items()
+                if theirs.get(k) != v
+            ]
+            lines.append(f"{path.name} was blessed with {', '.join(differ)}")
+        if not lines:
+            return ""
+        return (
+            "; ".join(lines) + " (give those settings to compare with it, e.g. --lens-preset, "
+            "--lens-decode-norm, --lens-bos); or "
+        )
 
     def _state(self) -> _GoldenState:
         key = f"golden:{self.folder}/{self.stem}"
@@ -296,7 +363,8 @@ class GoldenHelper:
         if path is None:
             problem = (
                 f"no golden for {self.lens_run.model} ({self.lens_run.golden_class}, suite "
-                f"{self.settings.suite.name}) in {self.folder}; create it with: {self.rebless()}"
+                f"{self.settings.suite.name}, {_describe(self.lens_run.payload['settings'])}) "
+                f"in {self.folder}; {self._other_settings()}create it with: {self.rebless()}"
             )
             self._log_line({"ok": False, "problem": problem})
             return _GoldenState(None, problem)
@@ -341,7 +409,7 @@ class GoldenHelper:
             "model": run.model,
             "suite": self.settings.suite.name,
             "class": run.golden_class,
-            "decode_norm": self.settings.decode_norm,
+            "settings": run.payload["settings"],
             "backend": run.payload["environment"].get("backend"),
             **fields,
         }
@@ -429,6 +497,7 @@ class GoldenHelper:
             sections=wanted,
             limit=None if self.settings.details else _DRIFT_LINES,
         )
+        text += _cross_dtype_note(report.golden_class, report.run_class, self.rebless())
         if state.obtained is not None and state.path is not None:
             text += (
                 f"\n  this run's golden document: {state.obtained}"

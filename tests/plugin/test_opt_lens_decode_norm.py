@@ -18,7 +18,7 @@ def test_seen(lens_run):
 """
 
 
-@pytest.mark.parametrize("point", ["final", "raw"])
+@pytest.mark.parametrize("point", ["next-ln1", "raw"])
 def test_each_point_gets_its_own_golden_beside_the_default(
     lens_project: LensProject, point: str
 ) -> None:
@@ -35,7 +35,7 @@ def test_each_point_gets_its_own_golden_beside_the_default(
     path = default.with_name(f"cpu-float32.decode-{point}.json")
     golden = read_golden(path)
     assert (golden["decode_norm"], golden["facts"]["decode_norm"]) == (point, point)
-    assert default.read_bytes() == before  # the next-ln1 golden is another file, untouched
+    assert default.read_bytes() == before  # the final-norm golden is another file, untouched
     # The chosen point decides the records; every point is in the ablation of both goldens.
     ours, theirs = golden["prompts"]["capital-de"], read_golden(default)["prompts"]["capital-de"]
     assert ours["records"] != theirs["records"]
@@ -46,14 +46,18 @@ def test_each_point_gets_its_own_golden_beside_the_default(
 
 
 def test_ini_equivalent_and_the_rebless_command(lens_project: LensProject) -> None:
-    lens_project.ini("lens_decode_norm = final")
-    lens_project.copy_golden(MODEL)  # a next-ln1 golden is not a final one
+    lens_project.ini("lens_decode_norm = next-ln1")
+    lens_project.copy_golden(MODEL)  # a final-norm golden is not a next-ln1 one
     result = lens_project.run(f"--lens-models={MODEL}")
     assert failed_models(result) == {MODEL: {"test_golden_file"}}
+    out = result.stdout.str()
+    # The golden that is there, and how its settings differ from this run's.
+    assert ("cpu-float32.json was blessed with decode_norm 'final' (this run: 'next-ln1')") in out
     assert (
-        f"create it with: pytest --lens-models={MODEL} --lens-decode-norm=final --snapshot-update"
-    ) in result.stdout.str()
-    assert "decode_norm=final" in result.stdout.str()  # the header
+        f"create it with: pytest --lens-models={MODEL} --lens-decode-norm=next-ln1 "
+        "--snapshot-update"
+    ) in out
+    assert "decode_norm=next-ln1" in out  # the header
 
 
 @pytest.mark.parametrize("value", ["final-norm", "ln1", "none"])

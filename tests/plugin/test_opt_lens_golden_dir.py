@@ -7,6 +7,7 @@ import json
 import pytest
 from _plugin_helpers import GENERATED, LensProject
 
+from lenscheck.golden.payload import FORMAT_VERSION
 from lenscheck.golden.store import read_golden
 
 MODEL = "synthetic-neox"
@@ -16,7 +17,7 @@ def assert_created(path, model: str = MODEL) -> None:  # type: ignore[no-untyped
     assert path.is_file(), f"{path} was not created"
     golden = read_golden(path)
     assert (golden["format_version"], golden["model"], golden["class"]) == (
-        2,
+        FORMAT_VERSION,
         model,
         "cpu-float32",
     )
@@ -40,7 +41,8 @@ def test_custom_dir_is_used_for_creation_and_reading(lens_project: LensProject) 
     # One failure (test_golden_file, with the fix); the value tests skip; invariants need none.
     missing.assert_outcomes(passed=1, failed=1, skipped=len(GENERATED) - 2)
     assert (
-        f"no golden for {MODEL} (cpu-float32, suite default) in "
+        f"no golden for {MODEL} (cpu-float32, suite default, "
+        "decode_norm=final bos=auto schema=extended chat_template=False) in "
         f"{lens_project.path / 'golden' / MODEL}; create it with: "
         f"pytest --lens-models={MODEL} --snapshot-update"
     ) in missing.stdout.str()
@@ -94,5 +96,5 @@ def test_ini_dir_is_where_snapshot_update_writes(lens_project: LensProject) -> N
     assert_created(path)
     # Human-readable: one key per line (indent 1), trailing newline.
     text = path.read_text(encoding="utf-8")
-    assert text.startswith('{\n "format_version": 2,\n') and text.endswith("}\n")
+    assert text.startswith(f'{{\n "format_version": {FORMAT_VERSION},\n') and text.endswith("}\n")
     assert json.loads(text)["model_stats"]["num_layers"] == 3

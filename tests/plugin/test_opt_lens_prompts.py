@@ -144,7 +144,7 @@ def test_a_prompt_longer_than_the_context_names_file_and_entry(lens_project: Len
     result.assert_outcomes(errors=len(GENERATED))  # the shared run fails once, in setup
     result.stdout.fnmatch_lines(
         [
-            f"*{path}: prompt 'capital-it': prompt is 201 tokens long but {MODEL} has a context "
+            f"*{path}: prompt 'capital-it': prompt is 200 tokens long but {MODEL} has a context "
             "of 128 tokens; shorten the prompt*"
         ]
     )

@@ -30,7 +30,7 @@ def test_one_line_per_model_with_classes_drifts_and_max_delta(lens_project: Lens
         True,
     )
     assert llama["drifts"] == {} and max(llama["max_delta"].values()) < 1e-4  # thread noise
-    assert llama["compared"]["records"] == 4 * 17 * 3
+    assert llama["compared"]["records"] == 4 * 16 * 3
     assert (gpt2["ok"], gpt2["drifts"]) == (False, {"records": 1})
     assert abs(gpt2["max_delta"]["records"] - 0.5) < 1e-6
     assert gpt2["golden"].endswith("golden/synthetic-gpt2/cpu-float32.json")

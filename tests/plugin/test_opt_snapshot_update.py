@@ -29,7 +29,7 @@ def snapshot_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.json"))}
 
 
-def test_creates_the_golden_with_format_version_2(lens_project: LensProject) -> None:
+def test_creates_the_golden_in_the_current_format(lens_project: LensProject) -> None:
     result = lens_project.run("--lens-models=synthetic-llama", "--snapshot-update")
     result.assert_outcomes(passed=len(GENERATED))
     assert snapshot_summary(result) == "1 snapshot generated."
@@ -38,7 +38,7 @@ def test_creates_the_golden_with_format_version_2(lens_project: LensProject) -> 
         Path("golden/synthetic-llama/cpu-float32.json")
     ]
     golden = read_golden(path)
-    assert golden["format_version"] == FORMAT_VERSION == 2
+    assert golden["format_version"] == FORMAT_VERSION == 3
     assert (golden["model"], golden["suite"], golden["class"]) == (
         "synthetic-llama",
         "default",

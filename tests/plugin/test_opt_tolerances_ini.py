@@ -73,46 +73,48 @@ def test_bad_tolerance_line_is_a_usage_error(lens_project: LensProject, line: st
     assert repr(line) in err
 
 
+#: The synthetic family whose committed golden has a copy-collapse layer (L_copy = 1).
+COPIES = "synthetic-opt-postnorm"
+
+
 def l_copy_plus_one(data: dict[str, Any]) -> None:
     collapse = data["prompts"]["capital-de"]["collapse"]
-    assert collapse["L_copy"] == 0  # the committed synthetic-gpt2 golden
-    collapse["L_copy"] = 1
+    assert collapse["L_copy"] == 1  # the committed synthetic-opt-postnorm golden
+    collapse["L_copy"] = 2
 
 
 def test_collapse_allowance_per_model(lens_project: LensProject) -> None:
-    lens_project.copy_golden("synthetic-gpt2")
-    lens_project.edit_golden("synthetic-gpt2", l_copy_plus_one)
+    lens_project.copy_golden(COPIES)
+    lens_project.edit_golden(COPIES, l_copy_plus_one)
 
-    default = lens_project.run("--lens-models=synthetic-gpt2")
-    assert failed_models(default) == {"synthetic-gpt2": {"test_collapse"}}
+    default = lens_project.run(f"--lens-models={COPIES}")
+    assert failed_models(default) == {COPIES: {"test_collapse"}}
     assert (
-        "collapse: prompt capital-de L_copy: golden 1 vs run 0 |Δ| 1 > tol 0"
+        "collapse: prompt capital-de L_copy: golden 2 vs run 1 |Δ| 1 > tol 0"
         in default.stdout.str()
     )
 
     # Another model's allowance does not apply.
     lens_project.ini("lens_collapse_allowance = synthetic-llama=3")
-    assert failed_models(lens_project.run("--lens-models=synthetic-gpt2")) == {
-        "synthetic-gpt2": {"test_collapse"}
-    }
+    assert failed_models(lens_project.run(f"--lens-models={COPIES}")) == {COPIES: {"test_collapse"}}
 
-    lens_project.ini("lens_collapse_allowance =", "    synthetic-llama=3", "    synthetic-gpt2 = 1")
-    lens_project.run("--lens-models=synthetic-gpt2").assert_outcomes(passed=len(GENERATED))
+    lens_project.ini("lens_collapse_allowance =", "    synthetic-llama=3", f"    {COPIES} = 1")
+    lens_project.run(f"--lens-models={COPIES}").assert_outcomes(passed=len(GENERATED))
 
 
 def test_collapse_allowance_is_a_bound_not_a_pass(lens_project: LensProject) -> None:
     """Allowance 1 accepts |Δ| = 1, not 2."""
 
     def l_copy_plus_two(data: dict[str, Any]) -> None:
-        data["prompts"]["capital-de"]["collapse"]["L_copy"] = 2
+        data["prompts"]["capital-de"]["collapse"]["L_copy"] = 3
 
-    lens_project.copy_golden("synthetic-gpt2")
-    lens_project.edit_golden("synthetic-gpt2", l_copy_plus_two)
-    lens_project.ini("lens_collapse_allowance = synthetic-gpt2=1")
-    result = lens_project.run("--lens-models=synthetic-gpt2")
-    assert failed_models(result) == {"synthetic-gpt2": {"test_collapse"}}
+    lens_project.copy_golden(COPIES)
+    lens_project.edit_golden(COPIES, l_copy_plus_two)
+    lens_project.ini(f"lens_collapse_allowance = {COPIES}=1")
+    result = lens_project.run(f"--lens-models={COPIES}")
+    assert failed_models(result) == {COPIES: {"test_collapse"}}
     assert (
-        "collapse: prompt capital-de L_copy: golden 2 vs run 0 |Δ| 2 > tol 1" in result.stdout.str()
+        "collapse: prompt capital-de L_copy: golden 3 vs run 1 |Δ| 2 > tol 1" in result.stdout.str()
     )
 
 

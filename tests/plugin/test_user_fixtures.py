@@ -7,7 +7,7 @@ from typing import Any
 
 from _plugin_helpers import COMMITTED, GENERATED, LensProject, outcomes_by_test
 
-MODELS = ("synthetic-gpt2", "synthetic-llama")
+MODELS = ("synthetic-opt-postnorm", "synthetic-llama")
 
 
 def committed(model: str) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def test_users_tests_on_the_fixtures(lens_project: LensProject) -> None:
     expected_l_copy = {
         m: committed(m)["prompts"]["capital-de"]["collapse"]["L_copy"] for m in MODELS
     }
-    assert expected_l_copy == {"synthetic-gpt2": 0, "synthetic-llama": None}
+    assert expected_l_copy == {"synthetic-opt-postnorm": 1, "synthetic-llama": None}
     lens_project.pytester.makepyfile(
         test_users=USER_TESTS.format(expected_l_copy=expected_l_copy, models=MODELS)
     )
@@ -104,9 +104,9 @@ def test_users_tests_on_the_fixtures(lens_project: LensProject) -> None:
         **{f"{t}[{m}]": "passed" for m in MODELS for t in ("test_knows", "test_records")},
         **{f"test_residuals[{m}]": "passed" for m in MODELS},
         "test_settings": "passed",  # no model fixture: not parametrized
-        "test_compare[synthetic-gpt2]": "passed",
+        "test_compare[synthetic-opt-postnorm]": "passed",
         "test_compare[synthetic-llama]": "failed",  # report.ok is False: the tampering
-        "test_compare_sees_a_tampered_golden[synthetic-gpt2]": "skipped",
+        "test_compare_sees_a_tampered_golden[synthetic-opt-postnorm]": "skipped",
         "test_compare_sees_a_tampered_golden[synthetic-llama]": "passed",
     }
     result.assert_outcomes(passed=9, failed=1, skipped=1, deselected=2 * len(GENERATED))

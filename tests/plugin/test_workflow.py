@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from _plugin_helpers import GENERATED, LensProject, failed_models, snapshot_summary
 
+from lenscheck.golden.payload import FORMAT_VERSION
 from lenscheck.golden.store import read_golden
 
 MODEL = "synthetic-llama"
@@ -27,7 +28,8 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     missing.assert_outcomes(passed=1, failed=1, skipped=len(GENERATED) - 2)
     out = missing.stdout.str()
     assert (
-        f"no golden for {MODEL} (cpu-float32, suite default) in {path.parent}; "
+        f"no golden for {MODEL} (cpu-float32, suite default, "
+        f"decode_norm=final bos=auto schema=extended chat_template=False) in {path.parent}; "
         f"create it with: {REBLESS}"
     ) in out
     assert not path.exists()
@@ -37,7 +39,7 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     created.assert_outcomes(passed=len(GENERATED))
     assert snapshot_summary(created) == "1 snapshot generated."
     first = path.read_bytes()
-    assert read_golden(path)["format_version"] == 2
+    assert read_golden(path)["format_version"] == FORMAT_VERSION
 
     # 3. A plain rerun passes against it, and leaves it alone.
     rerun = lens_project.run(*RUN)
@@ -49,7 +51,7 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     lens_project.edit_golden(MODEL, lambda d: d.update(format_version=1))
     old = lens_project.run(*RUN)
     assert failed_models(old) == {MODEL: {"test_golden_file"}}
-    assert "has format 1, older than the current 2" in old.stdout.str()
+    assert "has format 1, older than the current 3" in old.stdout.str()
     assert f"re-bless it with: {REBLESS}" in old.stdout.str()
     reblessed = lens_project.run(*RUN, "--snapshot-update")
     reblessed.assert_outcomes(passed=len(GENERATED))
@@ -106,7 +108,7 @@ CASES: dict[str, tuple[Edit, set[str], list[str]]] = {
     "records-cell": (
         _at("records", "p_top1", (1, 6), -0.25),
         {"test_records"},
-        [f"records: 1 of 204 values drifted, max |Δ| 0.25 (p_top1, prompt {PID} layer 1 pos 6)"],
+        [f"records: 1 of 192 values drifted, max |Δ| 0.25 (p_top1, prompt {PID} layer 1 pos 6)"],
     ),
     "probe": (
         _at("probes", "entropy", 4, 0.5),
@@ -128,7 +130,7 @@ CASES: dict[str, tuple[Edit, set[str], list[str]]] = {
         lambda data: data.update(format_version=99),
         {"test_golden_file"},
         [
-            "has format 99, newer than this lenscheck reads (2); upgrade lenscheck",
+            "has format 99, newer than this lenscheck reads (3); upgrade lenscheck",
             f"or re-bless it with: {REBLESS}",
         ],
     ),

@@ -8,6 +8,7 @@ import re
 import pytest
 from _plugin_helpers import COMMITTED, GENERATED, LensProject, snapshot_summary
 
+from lenscheck.golden.payload import FORMAT_VERSION
 from lenscheck.golden.store import read_golden
 from lenscheck.models import SYNTHETIC_ALIASES
 
@@ -107,7 +108,7 @@ def test_n2_snapshot_update_writes_all_goldens_intact(lens_project: LensProject)
     for model in SYNTHETIC_ALIASES:
         golden = read_golden(lens_project.golden(model))  # valid, complete JSON
         assert (golden["format_version"], golden["model"], golden["class"]) == (
-            2,
+            FORMAT_VERSION,
             model,
             "cpu-float32",
         )

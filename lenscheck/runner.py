@@ -121,6 +121,19 @@ def _deterministic_kernels(mode: bool, *, warn_only: bool) -> None:
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     """Create ``out_dir`` if needed and prove it is writable, before any model loads."""
     path = Path(out_dir)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    # mkdir's own errors name neither the file in the way nor what was expected: "File
+    # exists" for the path itself, "Not a directory" for a path under a file.
+    if blocker == path:
+        raise NotADirectoryError(
+            f"output directory {str(path)!r} exists and is a file, not a directory; expected "
+            "a directory (or a path where one can be created): pass a folder with --out-dir"
+        )
+    if blocker is not None:
+        raise NotADirectoryError(
+            f"output directory {str(path)!r} is not writable: {str(blocker)!r} is a file, not "
+            "a directory; pass a folder with --out-dir"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".lenscheck-probe-"):

@@ -141,6 +141,15 @@ def test_identity_problems_are_listed_before_drift(
     text = render_report(report)
     assert "  not in this run (the golden has them): gone" in text
     assert "\n      prompt run:    'Another prompt'\n" in text
+    # Without a golden to re-bless (lenscheck diff) the report does not advise it...
+    assert (
+        "  prompt 'capital-de' changed: prompt differs from the golden's; its values are not "
+        "compared\n" in text
+    )
+    assert "--snapshot-update" not in text
+    # ...with one (the plugin) it does.
+    blessed = render_report(report, rebless=rebless_command("synthetic-llama"))
+    assert "its values are not compared, re-bless with --snapshot-update\n" in blessed
 
 
 def test_a_changed_prompt_shows_what_changed_on_both_sides(

@@ -402,7 +402,12 @@ def test_an_uncached_hub_id_offline_blames_the_hub_and_lists_the_aliases(
     with pytest.raises(ModelNotAvailable) as info:
         check_model_spec(spec)
     assert str(info.value) == expected.format(why="HF_HUB_OFFLINE is set")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "yes")
+    with pytest.raises(ModelNotAvailable) as info:
+        check_model_spec(spec)
+    assert str(info.value) == expected.format(why="HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE are set")
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
     monkeypatch.setattr(resolve_mod, "_hub_reachable", lambda: False)
     with pytest.raises(ModelNotAvailable) as info:
         check_model_spec(spec)

@@ -85,11 +85,14 @@ def section_summaries(report: DriftReport, sections: Sequence[str] = SECTIONS) -
     return lines
 
 
-def identity_problems(report: DriftReport, old: str = "golden", new: str = "run") -> list[str]:
+def identity_problems(
+    report: DriftReport, old: str = "golden", new: str = "run", *, rebless: bool = True
+) -> list[str]:
     """Prompts whose text changed or that have no golden entry (re-bless, not drift).
 
     A changed prompt says which of its prompt, answer and probes changed, then shows each
-    one's text on both sides (``old``, the golden, first) on indented lines.
+    one's text on both sides (``old``, the golden, first) on indented lines. ``rebless``:
+    advise --snapshot-update (not for ``lenscheck diff``, where no golden is involved).
     """
     lines: list[str] = []
     for pid in report.changed_prompts:
@@ -102,10 +105,8 @@ def identity_problems(report: DriftReport, old: str = "golden", new: str = "run"
             if shown
             else f"its hash differs from the {old}'s (prompt, answer and probes read the same)"
         )
-        lines.append(
-            f"prompt {pid!r} changed: {what}; its values are not compared, "
-            "re-bless with --snapshot-update"
-        )
+        advice = ", re-bless with --snapshot-update" if rebless else ""
+        lines.append(f"prompt {pid!r} changed: {what}; its values are not compared{advice}")
         width = max(
             (len(f"{field} {side}:") for field, _, _ in shown for side in (old, new)), default=0
         )
@@ -229,7 +230,8 @@ def render_report(
     """
     drifts = [d for d in report.drifts if d.section in sections]
     lines = [_title(report, golden_path, old, new), f"  compared with {report.tolerance_note}"]
-    lines += [f"  {line}" for line in identity_problems(report, old, new)]
+    problems = identity_problems(report, old, new, rebless=rebless is not None)
+    lines += [f"  {line}" for line in problems]
     first = report.first_divergence(drifts)
     if first is None:
         lines.append("  no drift beyond tolerance")
@@ -284,7 +286,7 @@ def render_markdown(reports: Sequence[DriftReport], *, old: str = "OLD", new: st
         lines += ["", f"### {_md(r.model, quote=False)}", "", f"compared with {r.tolerance_note}"]
         lines += [""] + [
             f"{'  ' if line.startswith('    ') else ''}- {_md(line.strip(), quote=False)}"
-            for line in identity_problems(r, old, new) + section_summaries(r)
+            for line in identity_problems(r, old, new, rebless=False) + section_summaries(r)
         ]
         if r.drifts:
             lines += [

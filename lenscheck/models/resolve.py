@@ -249,7 +249,8 @@ def _check_hub(repo_id: str, offline: bool | None) -> None:
     if offline is not None:
         why = "lenscheck was told to run offline" if offline else ""
     elif hub_offline_from_env():
-        why = " or ".join(v for v in _OFFLINE_ENV_VARS if _truthy(os.environ.get(v))) + " is set"
+        names = [v for v in _OFFLINE_ENV_VARS if _truthy(os.environ.get(v))]
+        why = f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} set"
     else:
         why = "" if _hub_reachable() else f"no answer within {_PROBE_TIMEOUT_S:g} s"
     if why:

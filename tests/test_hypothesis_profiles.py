@@ -35,18 +35,19 @@ def test_record(n, x, t):
 """
 
 
-def _draws(pytester: pytest.Pytester, run: str, **env: str) -> tuple[list[str], dict[str, object]]:
-    """Run RECORDER under the repo's own conftest in a fresh interpreter; its draws and profile."""
+def _draws(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, run: str, **env: str
+) -> tuple[list[str], dict[str, object]]:
+    """Run RECORDER under the repo's own conftest in a fresh interpreter with ``env`` (and
+    neither CI nor HYPOTHESIS_PROFILE unless given); its draws and its loaded profile."""
     draws = pytester.path / f"draws-{run}"
-    clean = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
-    for key, value in {**clean, **env, "DRAWS": str(draws), "PYTHONPATH": str(TESTS)}.items():
-        pytester._monkeypatch.setenv(key, value)
-    for key in ("CI", "HYPOTHESIS_PROFILE"):
-        if key not in env:
-            pytester._monkeypatch.delenv(key, raising=False)
+    for key in ("CI", "HYPOTHESIS_PROFILE", "LENSCHECK_EXPLORE_EXAMPLES"):
+        monkeypatch.delenv(key, raising=False)
     # Only the hypothesis plugin (its pytest hooks, as in the gate): the other installed
     # plugins took 20 s per run to import and play no part.
-    pytester._monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    fixed = {"DRAWS": str(draws), "PYTHONPATH": str(TESTS), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    for key, value in {**env, **fixed}.items():
+        monkeypatch.setenv(key, value)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "_hypothesis_pytestplugin"
     )
@@ -71,18 +72,20 @@ GATE = {
 }
 
 
-def test_the_gate_draws_the_same_examples_every_run_ci_or_not(recorder: pytest.Pytester) -> None:
-    first, profile = _draws(recorder, "a")
-    again, _ = _draws(recorder, "b")
-    on_ci, ci_profile = _draws(recorder, "ci", CI="true")
+def test_the_gate_draws_the_same_examples_every_run_ci_or_not(
+    recorder: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, profile = _draws(recorder, monkeypatch, "a")
+    again, _ = _draws(recorder, monkeypatch, "b")
+    on_ci, ci_profile = _draws(recorder, monkeypatch, "ci", CI="true")
     assert profile == ci_profile == GATE
     assert len(first) >= 40 and len(set(first)) > 30  # real, varied examples...
     assert again == first  # ...and the very same ones, in the same order
     assert on_ci == first  # CI=true changes nothing
     # The explicit override still works: explore draws fresh examples every run.
     env = {"HYPOTHESIS_PROFILE": "explore", "LENSCHECK_EXPLORE_EXAMPLES": "300"}
-    wild, explore = _draws(recorder, "x1", **env)
-    wild_again, _ = _draws(recorder, "x2", **env)
+    wild, explore = _draws(recorder, monkeypatch, "x1", **env)
+    wild_again, _ = _draws(recorder, monkeypatch, "x2", **env)
     assert explore == {**GATE, "max_examples": 300, "derandomize": False}
     assert wild != wild_again and wild != first
 
@@ -105,6 +108,7 @@ def test_profile_names_and_settings() -> None:
     assert explore.print_blob is True
     register({})
     assert settings.get_profile("explore").max_examples == EXPLORE_EXAMPLES == 1000
+    register()  # as the conftest registered them (re-registering may reload the active one)
     # This very session runs under the profile the environment names (the gate by default).
     assert settings.default.derandomize is (os.environ.get("HYPOTHESIS_PROFILE") != "explore")
 
@@ -122,3 +126,4 @@ def test_the_gate_sessions_pass_the_derandomized_profile_and_explore_the_random_
     assert '"HYPOTHESIS_PROFILE": "explore"' in explore
     assert '"-m", "hypothesis and not slow"' in explore
     assert '"""Not a gate: ' in explore  # a one-line docstring, like the other sessions
+    assert 'install(session, "test,tl")' in explore  # the norms' tests need the tl extra

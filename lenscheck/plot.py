@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import io
-import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from lenscheck.vocab import FINAL, NEXT_LN1
 if TYPE_CHECKING:
     from lenscheck.lens import LensResult
 
-__all__ = ["render_heatmap_png"]
+__all__ = ["UNKNOWN_BYTES", "cell_font_size", "render_heatmap_png"]
 
 _MAX_LABEL = 8
 _DPI = 110
@@ -38,11 +38,44 @@ _RIGHT = 4 * _DPI - (_LEFT + _CBAR_GAP + _CBAR_W + _CBAR_LABELS + _SIDE_GAP + _S
 
 WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (90, 90, 90)
 BLUE, RED, ORANGE = (31, 119, 180), (214, 39, 40), (255, 127, 14)  # matplotlib's tab: colours
-_CURVES = ((NEXT_LN1, RED, False), (FINAL, ORANGE, True))  # point, colour, dashed
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """One p(answer) curve's style. Drawn in this order: the wide final band first, the
+    thin next-ln1 line on top, so that where the two agree (most layers) both stay visible:
+    a red line inside an orange band."""
+
+    point: str
+    colour: tuple[int, int, int]
+    width: int
+    marker: str  # "square" or "dot"
+    radius: int
+
+
+_CURVES = (_Curve(FINAL, ORANGE, 7, "square", 4), _Curve(NEXT_LN1, RED, 2, "dot", 2))
 _DEJAVU = "fonts/ttf/DejaVuSans.ttf"
+#: Cell text: as large as the cell height allows while the label fits the cell width, not
+#: below the smallest size that still reads (the old fixed size).
+_CELL_FONT_MAX, _CELL_FONT_MIN = round(0.45 * _CELL_H), 9
+_CELL_PAD = 6
+#: A label's stand-in for bytes that are no whole UTF-8 character, when the tokenizer
+#: cannot say which bytes they are.
+UNKNOWN_BYTES = "\\x??"
+
+TokenBytes = Callable[[int], "bytes | None"]
 
 
-def _label(text: str) -> str:
+def _label(text: str, raw: bytes | None = None) -> str:
+    """A short, readable label. A token that is a piece of a UTF-8 character (its text
+    holds U+FFFD) shows its bytes as escapes, ``\\xe2``, like other unprintable text."""
+    if "\ufffd" in text:
+        # With the bytes, a genuine U+FFFD (bytes EF BF BD) stays, spelled as its escape.
+        text = (
+            text.replace("\ufffd", UNKNOWN_BYTES)
+            if raw is None
+            else raw.decode("utf-8", "backslashreplace").replace("\ufffd", "\\ufffd")
+        )
     shown = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
     return shown if len(shown) <= _MAX_LABEL else shown[: _MAX_LABEL - 1] + "…"
 
@@ -93,8 +126,14 @@ class _Frame:
         return self.cbar_left + _CBAR_W + _CBAR_LABELS + _SIDE_GAP
 
 
-def render_heatmap_png(result: LensResult, title: str) -> bytes:
-    """PNG bytes: entropy heatmap with top-1 tokens, plus next-token entropy and p(answer)."""
+def render_heatmap_png(
+    result: LensResult, title: str, *, token_bytes: TokenBytes | None = None
+) -> bytes:
+    """PNG bytes: entropy heatmap with top-1 tokens, plus next-token entropy and p(answer).
+
+    ``token_bytes(id)``: the raw bytes of a token id (a backend's ``token_bytes``), so that
+    byte tokens read as ``\\xe2`` rather than U+FFFD; without it they read ``\\x??``.
+    """
     ent = result.entropies.cpu().double().numpy()
     frame = _Frame(*ent.shape)
     img = Image.new("RGB", frame.size, WHITE)
@@ -106,8 +145,13 @@ def render_heatmap_png(result: LensResult, title: str) -> bytes:
         font=_font(15),
     )
     lo, hi = float(ent.min()), float(ent.max())
-    _cells(draw, frame, ent, _top1_texts(result, *ent.shape), (lo, hi))
-    _grid_axes(img, draw, frame, [_label(r["token"]) for r in result.records[: frame.n_pos]])
+    top1 = _top1_texts(result, frame.n_layers, frame.n_pos, token_bytes)
+    _cells(draw, frame, ent, top1, (lo, hi))
+    positions = [
+        _label(r["token"], _raw(token_bytes, i, r["token"]))
+        for r, i in zip(result.records[: frame.n_pos], result.input_ids, strict=False)
+    ]
+    _grid_axes(img, draw, frame, positions)
     _colorbar(img, draw, frame, (lo, hi))
     _side_panel(img, draw, frame, result)
     buf = io.BytesIO()
@@ -126,7 +170,6 @@ def _cells(
 ) -> None:
     rgb = _colours(ent, span)
     dark = span[1] / 2  # white text on the dark (high-entropy) end of viridis_r
-    font = _font(9)
     for layer, row in enumerate(top1):
         top, bottom = frame.y(layer + 1), frame.y(layer)
         for pos, text in enumerate(row):
@@ -135,9 +178,21 @@ def _cells(
                 (left, top, right - 1, bottom - 1), fill=tuple(int(c) for c in rgb[layer, pos])
             )
             colour = WHITE if ent[layer, pos] > dark else BLACK
+            font = _font(cell_font_size(text))
             draw.text(
                 ((left + right) / 2, (top + bottom) / 2), text, fill=colour, font=font, anchor="mm"
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def cell_font_size(label: str) -> int:
+    """The largest size (px) at which ``label`` fits a cell, from what the cell height
+    allows (0.45 of 33 px: 15 px) down to the minimum; only a wide label gets smaller."""
+    width = _CELL_W - _CELL_PAD
+    for px in range(_CELL_FONT_MAX, _CELL_FONT_MIN, -1):
+        if _font(px).getlength(label) <= width:
+            return px
+    return _CELL_FONT_MIN
 
 
 def _grid_axes(img: Any, draw: Any, frame: _Frame, tokens: list[str]) -> None:
@@ -211,7 +266,7 @@ def _side_panel(img: Any, draw: Any, frame: _Frame, result: LensResult) -> None:
         font=_font(13),
         anchor="md",
     )
-    _polyline(draw, _xs(entropy, (left, right), (0.0, e_hi)), rows, BLUE, dashed=False)
+    _polyline(draw, _xs(entropy, (left, right), (0.0, e_hi)), rows, BLUE, width=2)
     # p(answer) at both normed decoding points, on a 0..1 axis along the top. Markers and a
     # margin: p(answer) sits at ~0 for most layers, which a bare line would draw on the spine.
     # Where the two curves part, the onset is an artefact of the decoding point.
@@ -222,22 +277,31 @@ def _side_panel(img: Any, draw: Any, frame: _Frame, result: LensResult) -> None:
         ((left + right) // 2, top - 22), f"p({answer})", fill=RED, font=_font(13), anchor="md"
     )
     p_answer = result.extras.get("p_answer", {})
-    for point, colour, dashed in _CURVES:
-        xs = _xs(p_answer.get(point, [0.0] * frame.n_layers), (left, right), p_span)
-        _polyline(draw, xs, rows, colour, dashed=dashed)
+    for curve in _CURVES:
+        xs = _xs(p_answer.get(curve.point, [0.0] * frame.n_layers), (left, right), p_span)
+        _polyline(draw, xs, rows, curve.colour, width=curve.width)
         for x, y in zip(xs, rows, strict=True):
-            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+            _marker(draw, curve, x, y)
     _legend(draw, (right - 90, bottom - 52))
+
+
+def _marker(draw: Any, curve: _Curve, x: float, y: float) -> None:
+    box = (x - curve.radius, y - curve.radius, x + curve.radius, y + curve.radius)
+    if curve.marker == "square":
+        draw.rectangle(box, fill=curve.colour)
+    else:
+        draw.ellipse(box, fill=curve.colour)
 
 
 def _legend(draw: Any, at: tuple[int, int]) -> None:
     x, y = at
     draw.rectangle((x, y, x + 84, y + 46), fill=WHITE, outline=GREY)
     draw.text((x + 42, y + 4), "decoded at", fill=BLACK, font=_font(9), anchor="mt")
-    for i, (point, colour, dashed) in enumerate(_CURVES):
+    for i, curve in enumerate(sorted(_CURVES, key=lambda c: c.point != "next-ln1")):
         row = y + 22 + 13 * i
-        _polyline(draw, [x + 6.0, x + 30.0], [row, row], colour, dashed=dashed)
-        draw.text((x + 35, row), point, fill=BLACK, font=_font(9), anchor="lm")
+        _polyline(draw, [x + 6.0, x + 30.0], [row, row], curve.colour, width=curve.width)
+        _marker(draw, curve, x + 18.0, row)
+        draw.text((x + 35, row), curve.point, fill=BLACK, font=_font(9), anchor="lm")
 
 
 def _xaxis(
@@ -267,21 +331,9 @@ def _xs(values: list[float], xspan: tuple[int, int], span: tuple[float, float]) 
 
 
 def _polyline(
-    draw: Any, xs: list[float], ys: list[float], colour: tuple[int, int, int], *, dashed: bool
+    draw: Any, xs: list[float], ys: list[float], colour: tuple[int, int, int], *, width: int
 ) -> None:
-    points = list(zip(xs, ys, strict=True))
-    if not dashed:
-        draw.line(points, fill=colour, width=2, joint="curve")
-        return
-    for (x0, y0), (x1, y1) in itertools.pairwise(points):
-        length = math.hypot(x1 - x0, y1 - y0)
-        for start in range(0, max(int(length), 1), 10):
-            a, b = start / max(length, 1), min((start + 6) / max(length, 1), 1.0)
-            draw.line(
-                (x0 + a * (x1 - x0), y0 + a * (y1 - y0), x0 + b * (x1 - x0), y0 + b * (y1 - y0)),
-                fill=colour,
-                width=2,
-            )
+    draw.line(list(zip(xs, ys, strict=True)), fill=colour, width=width, joint="curve")
 
 
 def _rotated(
@@ -320,8 +372,17 @@ def _tick_text(value: float) -> str:
     return f"{value:g}"
 
 
-def _top1_texts(result: LensResult, n_layers: int, n_pos: int) -> list[list[str]]:
+def _raw(token_bytes: TokenBytes | None, token_id: int, text: str) -> bytes | None:
+    """The id's bytes, asked for only where its text hides them (U+FFFD)."""
+    return token_bytes(int(token_id)) if token_bytes is not None and "\ufffd" in text else None
+
+
+def _top1_texts(
+    result: LensResult, n_layers: int, n_pos: int, token_bytes: TokenBytes | None = None
+) -> list[list[str]]:
     grid = [["" for _ in range(n_pos)] for _ in range(n_layers)]
+    ids = result.top1_ids.tolist()
     for rec in result.records:
-        grid[rec["layer"]][rec["pos"]] = _label(rec["topk"][0][0])
+        layer, pos, text = rec["layer"], rec["pos"], rec["topk"][0][0]
+        grid[layer][pos] = _label(text, _raw(token_bytes, ids[layer][pos], text))
     return grid

@@ -123,6 +123,19 @@ def _deterministic_kernels(mode: bool, *, warn_only: bool) -> None:
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     """Create ``out_dir`` if needed and prove it is writable, before any model loads."""
     path = Path(out_dir)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    # mkdir's own errors name neither the file in the way nor what was expected: "File
+    # exists" for the path itself, "Not a directory" for a path under a file.
+    if blocker == path:
+        raise NotADirectoryError(
+            f"output directory {str(path)!r} exists and is a file, not a directory; expected "
+            "a directory (or a path where one can be created): pass a folder with --out-dir"
+        )
+    if blocker is not None:
+        raise NotADirectoryError(
+            f"output directory {str(path)!r} is not writable: {str(blocker)!r} is a file, not "
+            "a directory; pass a folder with --out-dir"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".lenscheck-probe-"):
@@ -224,7 +237,11 @@ def _run_model(
         for case in suite.cases:
             paths = output_paths(out_dir, run.name + suite.file_suffix(case))
             write_outputs(
-                results[case.id], paths, cfg, title=f"{run.name}{suite.file_suffix(case)}"
+                results[case.id],
+                paths,
+                cfg,
+                title=f"{run.name}{suite.file_suffix(case)}",
+                token_bytes=getattr(backend, "token_bytes", None),
             )
             run.paths[case.id] = paths
     timings["total_s"] = time.perf_counter() - t0
@@ -275,7 +292,11 @@ def output_bytes(result: LensResult, cfg: LensConfig) -> tuple[bytes, bytes, byt
 
 
 def _file_bytes(
-    result: LensResult, paths: OutputPaths, cfg: LensConfig, title: str
+    result: LensResult,
+    paths: OutputPaths,
+    cfg: LensConfig,
+    title: str,
+    token_bytes: Callable[[int], bytes | None] | None = None,
 ) -> dict[Path, bytes]:
     json_bytes, records, pure = output_bytes(result, cfg)
     files = {paths.records_csv: records, paths.pure_csv: pure, paths.json: json_bytes}
@@ -283,7 +304,7 @@ def _file_bytes(
         # Imported here: matplotlib and Pillow only for a heatmap (the plugin draws none).
         from lenscheck.plot import render_heatmap_png
 
-        files[paths.heatmap] = render_heatmap_png(result, title)
+        files[paths.heatmap] = render_heatmap_png(result, title, token_bytes=token_bytes)
     if cfg.keep_residuals and result.residuals is not None:
         files[paths.residuals] = _residual_bytes(result.residuals)
     return files
@@ -296,6 +317,15 @@ def _residual_bytes(residuals: list[Any]) -> bytes:
     )
 
 
-def write_outputs(result: LensResult, paths: OutputPaths, cfg: LensConfig, *, title: str) -> None:
-    """Write every output file of one model as a set: all of them or none."""
-    write_files_atomically(_file_bytes(result, paths, cfg, title))
+def write_outputs(
+    result: LensResult,
+    paths: OutputPaths,
+    cfg: LensConfig,
+    *,
+    title: str,
+    token_bytes: Callable[[int], bytes | None] | None = None,
+) -> None:
+    """Write every output file of one model as a set: all of them or none.
+
+    ``token_bytes``: the backend's, so that the heatmap shows byte tokens as bytes."""
+    write_files_atomically(_file_bytes(result, paths, cfg, title, token_bytes))

@@ -117,6 +117,13 @@ def residuals(
     coordinate per row 50x larger, as in real residual streams); ``constant_row`` and
     ``zero_row`` (a row with no spread: LayerNorm's degenerate case); ``sparse`` (most
     coordinates zero). Values stay far below fp16's overflow (max ~3e4).
+
+    ``min_scale``/``max_scale`` bound the gaussian's scale, not each row's RMS: a
+    ``zero_row`` or ``sparse`` row plus a few exact values from hypothesis (zeros, bounds,
+    tiny numbers, in float64 before the cast, so a fp32 subnormal such as 1.4e-45 can
+    arrive) can have any RMS down to 0, and a row whose fp32 mean square underflows. A norm
+    must still equal its module there; a property that needs a computable x / rms(x) must
+    say so itself (tests/test_norms.py: ``fp32_mean_square_is_normal``).
     """
     if shape is None:
         shape = draw(residual_shapes(d_model=d_model, max_batch_dims=max_batch_dims))

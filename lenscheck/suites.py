@@ -210,7 +210,7 @@ def _case(entry: Any, source: str, n: int) -> PromptCase:
     prompt, answer = entry.get("prompt"), entry.get("answer")
     for key, value, example in (
         ("prompt", prompt, "the text the lens reads"),
-        ("answer", answer, "the expected next token, e.g. 'Paris'"),
+        ("answer", answer, "the token the model should predict next, e.g. 'Paris'"),
     ):
         if not isinstance(value, str) or not value.strip():
             raise SuiteError(f"{where}: {key} is missing or empty; expected {example}")

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _hypothesis_profiles import load as load_hypothesis_profile
 from _threads import share_cores_between_workers
-from hypothesis import settings
 
-# Hypothesis profiles. "ci": 200 examples per property, derandomized (reproducible in CI),
-# no deadline (the first call into torch is slow), and the reproduction blob printed on
-# failure. "dev": a quicker local loop. HYPOTHESIS_PROFILE picks one explicitly; otherwise
-# "ci" whenever the CI environment variable is set, else "dev". Property tests never set
-# max_examples themselves, so the profile decides.
-settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)
-
-
-def _default_profile() -> str:
-    ci = os.environ.get("CI", "").strip().lower()
-    return "ci" if ci not in ("", "0", "false", "no") else "dev"
-
-
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or _default_profile())
+# Hypothesis profiles (tests/_hypothesis_profiles.py): the derandomized "gate" wherever the
+# suite runs, CI or not, unless HYPOTHESIS_PROFILE names another ("explore" for random
+# examples). Property tests never set max_examples themselves, so the profile decides.
+HYPOTHESIS_PROFILE = load_hypothesis_profile()
 
 
 @pytest.fixture(scope="module")

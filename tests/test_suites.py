@@ -175,18 +175,24 @@ def test_bad_suite_name(tmp_path: Path) -> None:
     )
 
 
+#: Not "expected the expected next token" (issue 26): the template adds the "expected".
+ANSWER_MISSING = (
+    "answer is missing or empty; expected the token the model should predict next, e.g. 'Paris'"
+)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
         (
             'answer = "Rome"',
             'answer = ""',
-            "answer is missing or empty; expected the expected next token, e.g. 'Paris'",
+            ANSWER_MISSING,
         ),
         (
             'answer = "Rome"',
             "",
-            "answer is missing or empty; expected the expected next token, e.g. 'Paris'",
+            ANSWER_MISSING,
         ),
         (
             'prompt = "The capital of Italy is called simply"',
@@ -196,7 +202,7 @@ def test_bad_suite_name(tmp_path: Path) -> None:
         (
             'answer = "Rome"',
             "answer = 3",
-            "answer is missing or empty; expected the expected next token, e.g. 'Paris'",
+            ANSWER_MISSING,
         ),
     ],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -88,6 +90,40 @@ class TokenCodec:
         """A prompt id as the position label."""
         return str(self.tokenizer.decode([int(token_id)], clean_up_tokenization_spaces=False))
 
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The raw bytes one id stands for, or None when the tokenizer does not say.
+
+        For labels only (the heatmap): an id that is a lone piece of a UTF-8 character
+        decodes to U+FFFD, which hides the byte. Byte-level BPE (GPT-2, SmolLM2, Llama 3)
+        spells every byte as one character of its alphabet; SentencePiece's byte fallback
+        spells it ``<0xE2>``.
+        """
+        convert = getattr(self.tokenizer, "convert_ids_to_tokens", None)
+        piece = None if convert is None else convert(int(token_id))
+        if not isinstance(piece, str) or not piece:
+            return None
+        if match := _SENTENCEPIECE_BYTE.fullmatch(piece):
+            return bytes([int(match.group(1), 16)])
+        decoder = getattr(getattr(self.tokenizer, "backend_tokenizer", None), "decoder", None)
+        alphabet = _byte_level_alphabet()
+        if "ByteLevel" in repr(decoder) and all(ch in alphabet for ch in piece):
+            return bytes(alphabet[ch] for ch in piece)
+        return None
+
+
+_SENTENCEPIECE_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+@functools.cache
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's character -> byte table (GPT-2's bytes_to_unicode, inverted): the
+    printable Latin-1 bytes stand for themselves, the other 68 for chr(256 + n)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    others = [b for b in range(256) if b not in printable]
+    table = {chr(b): b for b in printable}
+    table.update({chr(256 + n): b for n, b in enumerate(others)})
+    return table
+
 
 class CodecBacked:
     """The four tokenizer methods of the backend protocol, answered by ``self.codec``, and
@@ -129,3 +165,7 @@ class CodecBacked:
     def token_text(self, token_id: int) -> str:
         """One prompt id as the position label."""
         return self.codec.token_text(token_id)
+
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The raw bytes behind one id (heatmap labels of byte tokens), None if unknown."""
+        return self.codec.token_bytes(token_id)

@@ -74,15 +74,76 @@ def section_summaries(report: DriftReport, sections: Sequence[str] = SECTIONS) -
     return lines
 
 
-def identity_problems(report: DriftReport) -> list[str]:
-    """Prompts whose text changed or that have no golden entry (re-bless, not drift)."""
-    lines = [
-        f"prompt {pid!r} changed ({', '.join(fields)} differ from the golden's): prompt "
-        "changed, re-bless with --snapshot-update"
-        for pid, fields in report.changed_prompts.items()
-    ]
+def identity_problems(
+    report: DriftReport, old: str = "golden", new: str = "run", *, rebless: bool = True
+) -> list[str]:
+    """Prompts whose text changed or that have no golden entry (re-bless, not drift).
+
+    A changed prompt says which of its prompt, answer and probes changed, then shows each
+    one's text on both sides (``old``, the golden, first) on indented lines. ``rebless``:
+    advise --snapshot-update (not for ``lenscheck diff``, where no golden is involved).
+    """
+    lines: list[str] = []
+    for pid in report.changed_prompts:
+        g = report.golden.get("prompts", {}).get(pid, {})
+        o = report.observed.get("prompts", {}).get(pid, {})
+        shown = _changed_texts(g, o)
+        what = (
+            f"{_and([field for field, _, _ in shown])} "
+            f"{'differs' if len(shown) == 1 else 'differ'} from the {old}'s"
+            if shown
+            else f"its hash differs from the {old}'s (prompt, answer and probes read the same)"
+        )
+        advice = ", re-bless with --snapshot-update" if rebless else ""
+        lines.append(f"prompt {pid!r} changed: {what}; its values are not compared{advice}")
+        width = max(
+            (len(f"{field} {side}:") for field, _, _ in shown for side in (old, new)), default=0
+        )
+        for field, g_text, o_text in shown:
+            lines.append(f"    {f'{field} {old}:'.ljust(width)} {g_text}")
+            lines.append(f"    {f'{field} {new}:'.ljust(width)} {o_text}")
     lines += [f"prompt {pid!r} has no golden entry" for pid in report.missing_prompts]
     return lines
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+#: How much of a changed prompt's text a report shows per side.
+_EXCERPT = 96
+
+
+def _changed_texts(g: Mapping[str, Any], o: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, golden side, run side) for each of prompt, answer and probes that differ,
+    ready to print: texts quoted and cut around their first difference; probes as the
+    first probe that differs (``probe #n``), else the two probe counts."""
+    shown = [
+        (key, *_excerpts(str(g[key]), str(o[key])))
+        for key in ("prompt", "answer")
+        if key in g and key in o and g[key] != o[key]
+    ]
+    g_probes = list((g.get("probes") or {}).get("prompt", []))
+    o_probes = list((o.get("probes") or {}).get("prompt", []))
+    at = next((i for i, (a, b) in enumerate(zip(g_probes, o_probes)) if a != b), None)
+    if at is not None:
+        shown.append((f"probe #{at + 1}", *_excerpts(g_probes[at], o_probes[at])))
+    elif len(g_probes) != len(o_probes):
+        shown.append(("probes", f"{len(g_probes)} probes", f"{len(o_probes)} probes"))
+    return shown
+
+
+def _excerpts(a: str, b: str, width: int = _EXCERPT) -> tuple[str, str]:
+    """Both texts quoted, cut to ``width`` characters around their first difference."""
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    # From the start when the difference shows there, else from a third of a width before it.
+    start = 0 if first < width * 2 // 3 else first - width // 3
+
+    def cut(text: str) -> str:
+        part = text[start : start + width]
+        return ("…" if start else "") + repr(part) + ("…" if start + width < len(text) else "")
+
+    return cut(a), cut(b)
 
 
 def _cell(text: Any) -> str:
@@ -132,12 +193,13 @@ def _versions(env: Mapping[str, Any]) -> str:
 
 
 def _title(report: DriftReport, golden_path: str, old: str, new: str) -> str:
+    """``lenscheck drift: MODEL, suite S: golden CLASS (PATH) vs run CLASS``: old side first."""
     suite = report.observed.get("suite") or report.golden.get("suite")
     suite_part = f", suite {suite}" if suite else ""
-    where = f" {golden_path}" if golden_path else ""
+    where = f" ({golden_path})" if golden_path else ""
     return (
-        f"lenscheck drift: {report.model}{suite_part} ({report.run_class} {new} vs "
-        f"{report.golden_class} {old}{where})"
+        f"lenscheck drift: {report.model}{suite_part}: {old} {report.golden_class}{where} "
+        f"vs {new} {report.run_class}"
     )
 
 
@@ -159,7 +221,8 @@ def render_report(
     """
     drifts = [d for d in report.drifts if d.section in sections]
     lines = [_title(report, golden_path, old, new), f"  compared with {report.tolerance_note}"]
-    lines += [f"  {line}" for line in identity_problems(report)]
+    problems = identity_problems(report, old, new, rebless=rebless is not None)
+    lines += [f"  {line}" for line in problems]
     first = report.first_divergence(drifts)
     if first is None:
         lines.append("  no drift beyond tolerance")
@@ -216,7 +279,8 @@ def render_markdown(reports: Sequence[DriftReport], *, old: str = "OLD", new: st
             continue
         lines += ["", f"### {_md(r.model, quote=False)}", "", f"compared with {r.tolerance_note}"]
         lines += [""] + [
-            f"- {_md(line, quote=False)}" for line in identity_problems(r) + section_summaries(r)
+            f"{'  ' if line.startswith('    ') else ''}- {_md(line.strip(), quote=False)}"
+            for line in identity_problems(r, old, new, rebless=False) + section_summaries(r)
         ]
         if r.drifts:
             lines += [

@@ -154,10 +154,23 @@ def _entries(text: str, rootdir: Path) -> tuple[ModelEntry, ...]:
     except ValueError as exc:
         raise pytest.UsageError(f"--lens-models: {exc}") from None
     entries = [_entry(spec, rootdir) for spec in specs]
+    _check_specs(entries)
     keys = [e.key for e in entries]
     if len(set(keys)) != len(keys):
         raise pytest.UsageError(f"--lens-models: two models share a name in {keys}")
     return tuple(entries)
+
+
+def _check_specs(entries: list[ModelEntry]) -> None:
+    """A model this machine cannot load stops the session before collection, in one message
+    (a mistyped alias, a missing folder, an unreachable hub id), not one error per test."""
+    from lenscheck.models.resolve import ModelNotAvailable, check_model_spec
+
+    for entry in entries:
+        try:
+            check_model_spec(entry.spec)
+        except (ModelNotAvailable, ValueError) as exc:
+            raise pytest.UsageError(f"--lens-models: {exc}") from None
 
 
 def _option_error(exc: OptionError) -> pytest.UsageError:

@@ -74,7 +74,8 @@ def test_a_real_bfloat16_drift_still_fails(lens_project: LensProject) -> None:
     result = lens_project.run("--lens-models=synthetic-llama", "--lens-dtype=bfloat16")
     assert failed_models(result) == {"synthetic-llama": {"test_trajectory"}}
     out = result.stdout.str()
-    assert "synthetic-llama, suite default (cpu-bfloat16 run vs cpu-float32 golden" in out
+    assert "synthetic-llama, suite default: golden cpu-float32 (" in out
+    assert "cpu-float32.json) vs run cpu-bfloat16\n" in out
     assert f"compared with {CROSS_NOTE}" in out
     assert "> tol 0.39" in out
 

@@ -102,3 +102,25 @@ def test_empty_list_is_a_usage_error(lens_project: LensProject, source: str) -> 
         ["ERROR: --lens-models: no model given in *: expected a comma-separated list of ids"]
     )
     assert "passed" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        (
+            "embeded",
+            "unknown model 'embeded': no offline alias is called that. Did you mean 'embedded'?",
+        ),
+        ("./models/missing", "looks like a local folder, but it does not exist."),
+    ],
+)
+def test_a_model_that_cannot_load_is_a_short_usage_error(
+    lens_project: LensProject, spec: str, says: str
+) -> None:
+    """Before collection, in one message (it used to be ten setup errors, 876 lines)."""
+    result = lens_project.run(f"--lens-models={spec}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = [line for line in result.stderr.lines if line.strip()]
+    assert len(err) == 1 and err[0].startswith("ERROR: --lens-models: ")
+    assert says in err[0] and "a local checkpoint folder" in err[0]
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

@@ -147,8 +147,10 @@ CASES: dict[str, tuple[Edit, set[str], list[str]]] = {
         _changed_answer,
         {"test_golden_file"},
         [
-            f"prompt '{PID}' changed (answer differ from the golden's): prompt changed, "
-            "re-bless with --snapshot-update",
+            f"prompt '{PID}' changed: answer differs from the golden's; its values are not "
+            "compared, re-bless with --snapshot-update",
+            "answer golden: 'Paris'\n",  # the golden's text, then the run's
+            "answer run:    'Berlin'\n",
             f"re-bless: {REBLESS}",
         ],
     ),

@@ -348,7 +348,15 @@ MUTATION_TARGETS = {
     "lenscheck.numerics": 0.90,
     "lenscheck.collapse": 0.90,
     "lenscheck.schema": 0.90,
-    "lenscheck.lens": 0.80,
+    # lenscheck/lens.py until it became a package, one module per concept (0.80 then).
+    "lenscheck.lens.ablation": 0.80,
+    "lenscheck.lens.diagnostics": 0.80,
+    "lenscheck.lens.finite": 0.80,
+    "lenscheck.lens.jobs": 0.80,
+    "lenscheck.lens.pipeline": 0.80,
+    "lenscheck.lens.probes": 0.80,
+    "lenscheck.lens.records": 0.80,
+    "lenscheck.lens.stats": 0.80,
     "lenscheck.golden.compare": 0.80,
 }
 _KILLED_CODES = {1, 3, 24, -24, 36, 152, 255, 37}  # failed, pytest error, timeouts, type check
@@ -378,8 +386,10 @@ cli(["run", *sys.argv[2:]])
 def mutation_tests(modules: list[str]) -> list[str]:
     """The test files that cover ``modules``: tests/test_<module>*.py, where <module> is the
     path after ``lenscheck.`` with dots as underscores (lenscheck.norms -> test_norms.py,
-    lenscheck.golden.compare -> test_golden_compare.py, lenscheck.lens ->
-    test_lens_pipeline.py), plus every test file marked ``pytest.mark.covers("<module>")``
+    lenscheck.golden.compare -> test_golden_compare.py, lenscheck.lens.pipeline ->
+    test_lens_pipeline.py); a package's module without files of its own takes its
+    package's (lenscheck.lens.stats -> test_lens*.py); plus every test file marked
+    ``pytest.mark.covers("<module>")``
     (a consumer's tests that decide the module's behaviour: `lenscheck diff` for the
     golden comparison). A module without one is an error, not an untested module."""
     sources = {
@@ -388,8 +398,14 @@ def mutation_tests(modules: list[str]) -> list[str]:
     }
     files: list[str] = []
     for module in modules:
-        stem = module.split(".", 1)[1].replace(".", "_")
-        found = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(f"tests/test_{stem}*.py"))
+        parts = module.split(".")[1:]
+        found = []
+        while parts and not found:
+            stem = "_".join(parts)
+            found = sorted(
+                p.relative_to(ROOT).as_posix() for p in ROOT.glob(f"tests/test_{stem}*.py")
+            )
+            parts = parts[:-1]
         if not found:
             raise ValueError(f"no tests/test_{stem}*.py covers {module}")
         marked = [f for f, text in sources.items() if f'mark.covers("{module}")' in text]

@@ -44,15 +44,21 @@ def clean_model_name(model_id: str) -> str:
 
 
 class OutputPaths:
-    """The files one model's run writes into ``out_dir``."""
+    """The files one model's run writes into ``out_dir`` for one lens.
 
-    def __init__(self, out_dir: Path, name: str) -> None:
+    ``lens_suffix`` follows each file's kind: none for the logit lens (the original's
+    names), ``-tuned`` for the tuned lens (``output-NAME-records-tuned.csv``). The residuals
+    do not depend on the lens and keep their one name.
+    """
+
+    def __init__(self, out_dir: Path, name: str, lens_suffix: str = "") -> None:
         self.out_dir = out_dir
         self.name = name
-        self.json = out_dir / f"output-{name}.json"
-        self.records_csv = out_dir / f"output-{name}-records.csv"
-        self.pure_csv = out_dir / f"output-{name}-pure-next-token.csv"
-        self.heatmap = out_dir / f"output-{name}-lens.png"
+        self.lens_suffix = lens_suffix
+        self.json = out_dir / f"output-{name}{lens_suffix}.json"
+        self.records_csv = out_dir / f"output-{name}-records{lens_suffix}.csv"
+        self.pure_csv = out_dir / f"output-{name}-pure-next-token{lens_suffix}.csv"
+        self.heatmap = out_dir / f"output-{name}-lens{lens_suffix}.png"
         self.residuals = out_dir / f"output-{name}-residuals.safetensors"
 
     def all(self) -> list[Path]:
@@ -60,9 +66,14 @@ class OutputPaths:
         return [self.records_csv, self.pure_csv, self.json, self.heatmap, self.residuals]
 
 
-def output_paths(out_dir: str | os.PathLike[str], model_id: str) -> OutputPaths:
-    """Output paths for ``model_id``; they always stay inside ``out_dir``."""
-    return OutputPaths(Path(out_dir), clean_model_name(model_id))
+def output_paths(
+    out_dir: str | os.PathLike[str], model_id: str, lens_suffix: str = ""
+) -> OutputPaths:
+    """Output paths for ``model_id`` (and a lens' file suffix); they always stay inside
+    ``out_dir``."""
+    if lens_suffix and clean_model_name(f"x{lens_suffix}") != f"x{lens_suffix}":
+        raise ValueError(f"lens suffix {lens_suffix!r} is not file-safe; expected e.g. '-tuned'")
+    return OutputPaths(Path(out_dir), clean_model_name(model_id), lens_suffix)
 
 
 def stage_bytes(path: Path, data: bytes) -> Path:

@@ -8,6 +8,7 @@ from typing import Literal
 from lenscheck._validate import check_positive_int, check_unit_interval
 from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
 from lenscheck.device import DEVICES, parse_dtype
+from lenscheck.lenses import DEFAULT_LENSES, parse_lens_specs
 from lenscheck.norms import DECODE_NORMS, DecodeNorm
 from lenscheck.prompts import CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS
 from lenscheck.schema import TOP_K_RECORD, TOP_K_VERBOSE
@@ -44,6 +45,9 @@ class LensConfig:
     seed: int = 316
     model_source: str = "hub"  # embedded, synthetic, local or hub (recorded in diagnostics)
     decode_norm: DecodeNorm = "next-ln1"
+    #: The lenses a run reads, as specs (lenscheck.lenses): ``logit`` (the logit lens at
+    #: ``decode_norm``), ``tuned=PATH`` (a tuned-lens checkpoint folder); each writes its files.
+    lenses: tuple[str, ...] = DEFAULT_LENSES
     #: The prompts of a whole run (CLI --prompts, pytest --lens-prompts); None: the single
     #: prompt above (the built-in default suite when it is the original's).
     suite: PromptSuite | None = None
@@ -62,6 +66,12 @@ class LensConfig:
             raise ValueError(
                 f"decode_norm must be one of {', '.join(DECODE_NORMS)}, got {self.decode_norm!r}"
             )
+        if isinstance(self.lenses, str) or not isinstance(self.lenses, tuple):
+            raise ValueError(
+                f"lenses must be a tuple of lens specs, e.g. ('logit', 'tuned=PATH'), "
+                f"got {self.lenses!r}"
+            )
+        parse_lens_specs(self.lenses)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not self.prompt.strip():

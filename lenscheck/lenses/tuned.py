@@ -182,8 +182,9 @@ def _translators(
 
 
 def _digest(state: dict[str, torch.Tensor]) -> str:
-    """Of the values, not the file: torch.save writes a random serialization id into every
-    archive, so two saves of the same translators differ byte-wise."""
+    """Of the values, not the file: a torch.save archive's bytes also depend on the torch
+    version that wrote it and on the file name it was saved under (its folder inside the
+    zip), so the same translators saved twice need not give the same file."""
     import torch
 
     sha = hashlib.sha256()

@@ -333,6 +333,22 @@ def gpu(session: nox.Session) -> None:
 
 
 @nox.session
+def tunedlens(session: nox.Session) -> None:
+    """lenscheck's tuned lens against tuned-lens 0.2.0's own forward on the embedded model
+    (seeded random translators; every top-1 the same, |dH| <= 1e-5 bits in fp32), with the
+    agreement table. `-- --write-fixtures` rewrites tests/data/tuned/ with tuned-lens instead.
+
+    Without the tl extra: tuned-lens 0.2.0 probes transformer_lens.HookedTransformer, which
+    TransformerLens 4 removed (the probe raises)."""
+    install(session)
+    session.install(CI["tuned-lens"], CI["torch"])
+    if "--write-fixtures" in session.posargs:
+        session.run("python", "tests/data/tuned/make_fixtures.py", env=OFFLINE)
+        return
+    session.run("python", "benchmarks/tunedlens_agreement.py", *session.posargs, env=OFFLINE)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Load time, post-load pipeline vs its floor (1 thread and all), peak RSS."""
     install(session)

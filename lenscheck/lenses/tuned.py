@@ -67,8 +67,8 @@ class TunedCheckpoint:
 
     path: Path
     config: dict[str, Any]  # every TunedLensConfig field, defaults filled in
-    weights: list[torch.Tensor]  # [d, d] per translated layer, as saved
-    biases: list[torch.Tensor] | None  # [d] per translated layer; None without bias
+    weights: torch.Tensor  # [L, d, d]: translator i's weight (nn.Linear layout), as saved
+    biases: torch.Tensor | None  # [L, d]; None without bias
     digest: str  # sha256 of the translators' names, dtypes, shapes and values
 
     @property
@@ -160,7 +160,9 @@ def _check_tensor(path: Path, state: Any, key: str, shape: tuple[int, ...]) -> t
 
 def _translators(
     path: Path, config: dict[str, Any], state: Any
-) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    import torch
+
     if not isinstance(state, dict):
         raise _refuse(path, f"{PARAMS_FILE} holds {type(state).__name__}, expected a state dict")
     n, d, bias = config["num_hidden_layers"], config["d_model"], config["bias"]
@@ -176,9 +178,10 @@ def _translators(
             f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, unexpected "
             f"{extra[:4]}{'...' if len(extra) > 4 else ''}",
         )
-    weights = [_check_tensor(path, state, f"{i}.weight", (d, d)) for i in range(n)]
-    biases = [_check_tensor(path, state, f"{i}.bias", (d,)) for i in range(n)] if bias else None
-    return weights, biases
+    weights = torch.stack([_check_tensor(path, state, f"{i}.weight", (d, d)) for i in range(n)])
+    if not bias:
+        return weights, None
+    return weights, torch.stack([_check_tensor(path, state, f"{i}.bias", (d,)) for i in range(n)])
 
 
 def _digest(state: dict[str, torch.Tensor]) -> str:
@@ -265,10 +268,12 @@ class TunedLens(Lens):
             )
         self.checkpoint = checkpoint
         self._final = final_norm_module(backend.stack)
-        # [L, d, d] holding W_i^T, so that baddbmm(b, h, wt) = h @ W_i^T + b per layer.
-        self._wt = torch.stack([w.float().t() for w in checkpoint.weights]).contiguous()
+        # fp32, beside the unembedding (no copy for fp32 translators on the CPU). _wt holds
+        # each W_i^T as a view, so baddbmm(b, h, wt) = h @ W_i^T + b is nn.Linear's product.
+        device = backend.unembed.weight.device
+        self._wt = checkpoint.weights.to(device, torch.float32).transpose(1, 2)
         biases = checkpoint.biases
-        self._bias = None if biases is None else torch.stack([b.float() for b in biases])[:, None]
+        self._bias = None if biases is None else biases.to(device, torch.float32)[:, None]
         self._check_unembed_hash()
 
     @classmethod

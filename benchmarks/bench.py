@@ -1,7 +1,7 @@
 """lenscheck benchmark: everything measured side by side in one run.
 
     python benchmarks/bench.py [--model embedded] [--device cpu] [--repeat 5]
-        [--parts pipeline,suite,cli,memory] [--json out.json]
+        [--parts pipeline,suite,cli,memory,lenses] [--json out.json]
 
 * pipeline: load time; the post-load lens (run_suite + CSV/JSON bytes; heatmap timed apart)
   against its floor (the same forward passes, as the same padded batches, plus one
@@ -13,7 +13,11 @@
   checkpoint plus one forward pass of the default prompt (no lenscheck), median of
   --repeat runs each, interleaved, with lenscheck's bytecode compiled first;
 * memory: peak RSS of a pytest session on the embedded model alone and on it plus a copy
-  of its converted checkpoint given as a local directory (one model in memory at a time).
+  of its converted checkpoint given as a local directory (one model in memory at a time);
+* lenses: the post-load pipeline (run_suite + CSV/JSON bytes, default suite) through the
+  tuned lens (seeded random translators in a tuned-lens folder) against the logit lens, and
+  both lenses in one run, interleaved, at 1 thread and at all threads (issue 25: the tuned
+  lens adds one d x d matmul per cell, <= 1.3x the logit lens).
 """
 
 from __future__ import annotations
@@ -311,6 +315,84 @@ def memory_part() -> dict[str, Any]:
     return out
 
 
+def _interleaved_medians(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Median seconds of each function, run in turns so that a change in the machine's load
+    lands on all of them alike (one warm-up round first)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for n in range(repeat + 1):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if n:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def write_random_tuned_lens(backend: Any, folder: Path, seed: int = 316) -> Path:
+    """A tuned-lens checkpoint folder (TunedLens.save's layout) with seeded random
+    translators for ``backend``; tuned-lens itself is not needed."""
+    import math
+
+    import torch
+
+    d, n = backend.facts.d_model, backend.facts.num_layers
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for i in range(n):
+        state[f"{i}.weight"] = torch.randn(d, d, generator=gen) * (0.5 / math.sqrt(d))
+        state[f"{i}.bias"] = torch.randn(d, generator=gen) * 0.25
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "params.pt")
+    config = {
+        "base_model_name_or_path": backend.model_id,
+        "d_model": d,
+        "num_hidden_layers": n,
+        "bias": True,
+        "base_model_revision": None,
+        "unembed_hash": None,
+        "lens_type": "linear_tuned_lens",
+    }
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+def lenses_part(model: str, device: str, repeat: int) -> dict[str, Any]:
+    """The default suite's post-load pipeline through the logit lens, the tuned lens and
+    both at once (lenses bound once: loading a checkpoint is not the pipeline)."""
+    import torch
+
+    from lenscheck.config import LensConfig
+    from lenscheck.lens import run_lenses
+    from lenscheck.lenses import open_lenses
+    from lenscheck.runner import load_model, output_bytes
+    from lenscheck.suites import DEFAULT_SUITE
+
+    cfg = LensConfig(device=device)
+    _, backend = load_model(model, cfg)
+    out: dict[str, Any] = {"model": model, "device": device}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_random_tuned_lens(backend, Path(tmp) / "tuned")
+        specs = ("logit", f"tuned={folder}")
+        logit, tuned = (o.bind(backend, cfg) for o in open_lenses(specs))
+
+    def through(*lenses: Any) -> Callable[[], None]:
+        def pipeline() -> None:
+            for results in run_lenses(backend, DEFAULT_SUITE, cfg, list(lenses)).values():
+                for result in results.values():
+                    output_bytes(result, cfg)
+
+        return pipeline
+
+    fns = {"logit_s": through(logit), "tuned_s": through(tuned), "both_s": through(logit, tuned)}
+    for threads in _threads():
+        torch.set_num_threads(threads)
+        row = _interleaved_medians(fns, repeat)
+        row["tuned_vs_logit"] = row["tuned_s"] / row["logit_s"]
+        row["both_vs_logit"] = row["both_s"] / row["logit_s"]
+        out[f"threads_{threads}"] = row
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="embedded")
@@ -329,12 +411,20 @@ def main() -> None:
         results.update(pipeline_part(args.model, args.device, args.repeat))
     if "suite" in parts:
         results["suite"] = suite_part(args.model, args.device, args.repeat)
+    if "lenses" in parts:
+        results["lenses"] = lenses_part(args.model, args.device, args.repeat)
     print(json.dumps(results, indent=2))
     for key, row in results.items():
         if key.startswith("threads_"):
             print(
                 f"{key}: pipeline {row['pipeline_s']:.3f}s / floor {row['floor_s']:.3f}s "
                 f"= {row['ratio']:.2f}x"
+            )
+    for key, row in results.get("lenses", {}).items():
+        if key.startswith("threads_"):
+            print(
+                f"lenses {key}: tuned {row['tuned_s']:.3f}s / logit {row['logit_s']:.3f}s = "
+                f"{row['tuned_vs_logit']:.2f}x; both {row['both_vs_logit']:.2f}x"
             )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lenscheck.vocab import OUTPUT_PREFIX, OUTPUT_SUFFIXES
+from lenscheck.vocab import OUTPUT_PREFIX, OUTPUT_SUFFIXES, OutputKind
 
 __all__ = [
     "OutputPaths",
@@ -51,29 +51,42 @@ def clean_model_name(model_id: str) -> str:
 
 
 class OutputPaths:
-    """The files one model's run writes into ``out_dir``."""
+    """The files one model's run writes into ``out_dir`` for one lens.
 
-    def __init__(self, out_dir: Path, name: str) -> None:
+    ``lens_suffix`` follows each file's kind: none for the logit lens (the original's
+    names), ``-tuned`` for the tuned lens (``output-NAME-records-tuned.csv``). The residuals
+    do not depend on the lens and keep their one name.
+    """
+
+    def __init__(self, out_dir: Path, name: str, lens_suffix: str = "") -> None:
         self.out_dir = out_dir
         self.name = name
-        path = {
-            kind: out_dir / f"{OUTPUT_PREFIX}{name}{suffix}"
-            for kind, suffix in OUTPUT_SUFFIXES.items()
-        }
-        self.json = path["json"]
-        self.records_csv = path["records"]
-        self.pure_csv = path["pure"]
-        self.heatmap = path["heatmap"]
-        self.residuals = path["residuals"]
+        self.lens_suffix = lens_suffix
+
+        def path(kind: OutputKind) -> Path:
+            base, _, ext = OUTPUT_SUFFIXES[kind].rpartition(".")
+            lens = "" if kind == "residuals" else lens_suffix
+            return out_dir / f"{OUTPUT_PREFIX}{name}{base}{lens}.{ext}"
+
+        self.json = path("json")
+        self.records_csv = path("records")
+        self.pure_csv = path("pure")
+        self.heatmap = path("heatmap")
+        self.residuals = path("residuals")
 
     def all(self) -> list[Path]:
         """Every path, in the order they are written."""
         return [self.records_csv, self.pure_csv, self.json, self.heatmap, self.residuals]
 
 
-def output_paths(out_dir: str | os.PathLike[str], model_id: str) -> OutputPaths:
-    """Output paths for ``model_id``; they always stay inside ``out_dir``."""
-    return OutputPaths(Path(out_dir), clean_model_name(model_id))
+def output_paths(
+    out_dir: str | os.PathLike[str], model_id: str, lens_suffix: str = ""
+) -> OutputPaths:
+    """Output paths for ``model_id`` (and a lens' file suffix); they always stay inside
+    ``out_dir``."""
+    if lens_suffix and clean_model_name(f"x{lens_suffix}") != f"x{lens_suffix}":
+        raise ValueError(f"lens suffix {lens_suffix!r} is not file-safe; expected e.g. '-tuned'")
+    return OutputPaths(Path(out_dir), clean_model_name(model_id), lens_suffix)
 
 
 def stage_bytes(path: Path, data: bytes) -> Path:

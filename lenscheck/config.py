@@ -71,8 +71,8 @@ PRESET_SETTINGS: dict[str, dict[str, str]] = {
 
 #: How an option's text becomes the field's value: ``choice`` (one of ``choices``), ``unit``
 #: (a number in [0, 1]), ``flag`` (on/off), ``text`` (any string), ``suite`` (a prompt-suite
-#: file, read relative to the caller's base folder).
-OptionKind = Literal["choice", "unit", "flag", "text", "suite"]
+#: file, read relative to the caller's base folder), ``specs`` (a comma-separated list).
+OptionKind = Literal["choice", "unit", "flag", "text", "suite", "specs"]
 
 
 class OptionError(ValueError):
@@ -114,6 +114,7 @@ class Option:
         "metavar",
         "name",
         "plugin",
+        "plugin_word",
         "preset",
         "word",
     )
@@ -133,6 +134,7 @@ class Option:
         cli_flag: str | None = None,
         inverted: bool = False,
         word: str = "",
+        plugin_word: str = "",
         preset: bool = False,
         name: str = "",
     ) -> None:
@@ -141,6 +143,7 @@ class Option:
         self.accepts, self.accepts_text = accepts, accepts_text
         self.metavar, self.golden, self.word = metavar, golden, word
         self.preset = preset  # unset (None) means the --preset's value
+        self.plugin_word = plugin_word
         self.cli, self.plugin, self.cli_flag, self.inverted = cli, plugin, cli_flag, inverted
         self.name = name  # the field's name, set by run_options()
 
@@ -157,14 +160,18 @@ class Option:
         return self.cli_flag or f"--{self._word}"
 
     @property
+    def _plugin_word(self) -> str:
+        return self.plugin_word.replace("_", "-") or self._word
+
+    @property
     def pytest_flag(self) -> str:
         """The plugin's flag: ``--lens-decode-norm``."""
-        return f"--lens-{self._word}"
+        return f"--lens-{self._plugin_word}"
 
     @property
     def ini(self) -> str:
         """The plugin's ini key: ``lens_decode_norm``."""
-        return "lens_" + self._word.replace("-", "_")
+        return "lens_" + self._plugin_word.replace("-", "_")
 
     def parse(self, text: Any, base: Path | None = None) -> Any:
         """The field's value for ``text`` as a user typed it (a bool for flags)."""
@@ -173,6 +180,8 @@ class Option:
         raw = str(text).strip()
         if self.kind == "unit":
             return _unit(self, raw)
+        if self.kind == "specs":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
         if self.kind == "suite":
             from lenscheck.suites import load_suite
 
@@ -301,6 +310,17 @@ class LensConfig:
         help="prompt suite (TOML: [[prompts]] with id, prompt, answer, optional probes); "
         "each prompt writes output-<name>-<prompt id>.*",
     )
+    lenses: tuple[str, ...] = option(
+        ("logit",),
+        kind="specs",
+        word="lens",
+        plugin_word="lenses",
+        metavar="SPEC[,SPEC]",
+        golden=True,
+        help="the lenses to read, comma-separated: logit (the logit lens at --decode-norm) and "
+        "tuned=PATH (a tuned-lens checkpoint folder: config.json and params.pt, as "
+        "tuned_lens.TunedLens.save writes them); each writes its own files and golden",
+    )
     copy_threshold: float = option(
         DEFAULT_COPY_THRESHOLD,
         kind="unit",
@@ -373,6 +393,7 @@ class LensConfig:
             raise ValueError("prompt is empty; expected the text the lens reads the model on")
         if not self.ground_truth.strip():
             raise ValueError("ground_truth is empty; expected the answer token text, e.g. 'Berlin'")
+        self._check_lenses()
         for opt in run_options():
             if opt.kind == "choice":  # aliases become canonical names ("fp16" -> "float16")
                 value = getattr(self, opt.name)
@@ -382,6 +403,18 @@ class LensConfig:
                     raise ValueError(
                         f"{opt.name} must be {opt.expected()}, got {value!r}"
                     ) from None
+
+    def _check_lenses(self) -> None:
+        if isinstance(self.lenses, str) or not isinstance(self.lenses, tuple):
+            raise ValueError(
+                f"lenses must be a tuple of lens specs, e.g. ('logit', 'tuned=PATH'), "
+                f"got {self.lenses!r}"
+            )
+        if self.lenses != ("logit",):
+            # The registry imports the lens kinds: only for a run that asks for another.
+            from lenscheck.lenses import parse_lens_specs
+
+            parse_lens_specs(self.lenses)
 
     def _resolve_preset(self) -> None:
         """Fill each preset-resolved option left unset from the preset; remember the rest."""

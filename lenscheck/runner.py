@@ -18,13 +18,14 @@ import numpy as np
 import safetensors.torch
 import torch
 
-# lens and selftest as modules: run_suite and run_self_test are looked up when called (tests
+# lens and selftest as modules: run_lenses and run_self_test are looked up when called (tests
 # replace them).
 from lenscheck import lens, selftest
 from lenscheck.artifacts import OutputPaths, dump_json_bytes, output_paths, write_files_atomically
 from lenscheck.backends import load_backend
 from lenscheck.config import LensConfig
 from lenscheck.device import choose_dtype, parse_dtype, resolve_device, should_auto_promote_unembed
+from lenscheck.lenses import OpenedLens, bind_lenses, open_lenses
 from lenscheck.models import (
     EMBEDDED_MODEL_ID,
     GEMMA3_ALIAS,
@@ -39,7 +40,7 @@ from lenscheck.vocab import BOS_ALWAYS, BOS_AUTO, SCHEMA_ORIGINAL, BosPolicy
 if TYPE_CHECKING:
     from lenscheck.backends.base import LensBackend
     from lenscheck.lens import LensResult
-    from lenscheck.suites import PromptSuite
+    from lenscheck.suites import PromptCase, PromptSuite
 
 __all__ = [
     "ModelRun",
@@ -57,7 +58,10 @@ Stage = Callable[[str], None]
 
 @dataclass
 class ModelRun:
-    """What one model's run produced (one result per prompt), and how long each stage took."""
+    """What one model's run produced (one result per prompt and lens), and how long each
+    stage took. ``results`` and ``paths`` are the first lens' (the logit lens unless the
+    configuration's ``lenses`` say otherwise); ``lens_results`` and ``lens_paths`` hold
+    every lens', by lens name and then prompt id."""
 
     spec: str
     resolved: ResolvedModel
@@ -67,6 +71,8 @@ class ModelRun:
     name: str = ""
     paths: dict[str, OutputPaths] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    lens_results: dict[str, dict[str, LensResult]] = field(default_factory=dict)
+    lens_paths: dict[str, dict[str, OutputPaths]] = field(default_factory=dict)
 
     @property
     def result(self) -> LensResult:
@@ -205,45 +211,46 @@ def _run_model(
 ) -> ModelRun:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    # Every lens' files are read and checked before the model loads: a missing or corrupt
+    # checkpoint costs no load.
+    opened = open_lenses(cfg.lenses)
     note("load")
     resolved, backend = load_model(spec, cfg, cache_dir=cache_dir)
     timings["load_s"] = time.perf_counter() - t0
-    note("lens")
     suite = cfg.prompt_suite()
+    run_name = name or resolved.name
+    if out_dir is not None:
+        _check_distinct_files(_lens_paths(out_dir, run_name, suite, opened), cfg)
+    note("lens")
     lens_cfg = cfg.evolve(
         keep_residuals=cfg.keep_residuals or cfg.self_test, model_source=resolved.source
     )
-    results = lens.run_suite(backend, suite, lens_cfg)
+    by_lens = lens.run_lenses(backend, suite, lens_cfg, bind_lenses(opened, backend, lens_cfg))
     if cfg.schema != SCHEMA_ORIGINAL:
-        _record_other_bos(backend, cfg, results)
+        for results in by_lens.values():
+            _record_other_bos(backend, cfg, results)
     timings["lens_s"] = time.perf_counter() - t0 - timings["load_s"]
     if cfg.self_test:
         note("self-test")
-        _self_test(backend, results, keep=cfg.keep_residuals)
+        for results in by_lens.values():
+            _self_test(backend, results, keep=cfg.keep_residuals)
     else:
-        for result in results.values():
-            result.diagnostics["self_test"] = {"ran": False}
+        for results in by_lens.values():
+            for result in results.values():
+                result.diagnostics["self_test"] = {"ran": False}
     run = ModelRun(
         spec=spec,
         resolved=resolved,
-        results=results,
+        results=next(iter(by_lens.values())),
         backend=backend,
         suite=suite,
-        name=name or resolved.name,
+        name=run_name,
         timings=timings,
+        lens_results=by_lens,
     )
     if out_dir is not None:
         note("write")
-        for case in suite.cases:
-            paths = output_paths(out_dir, run.name + suite.file_suffix(case))
-            write_outputs(
-                results[case.id],
-                paths,
-                cfg,
-                title=f"{run.name}{suite.file_suffix(case)}",
-                token_bytes=getattr(backend, "token_bytes", None),
-            )
-            run.paths[case.id] = paths
+        _write_run(run, cfg, _lens_paths(out_dir, run.name, suite, opened))
     timings["total_s"] = time.perf_counter() - t0
     return run
 
@@ -272,6 +279,60 @@ def _record_other_bos(
         }
 
 
+def _lens_paths(
+    out_dir: str | os.PathLike[str], name: str, suite: PromptSuite, opened: list[OpenedLens]
+) -> dict[str, dict[str, OutputPaths]]:
+    """Per lens and prompt, its files: ``name`` + the prompt's suffix + the lens' suffix."""
+    return {
+        o.spec.name: {
+            case.id: output_paths(out_dir, name + suite.file_suffix(case), o.spec.suffix)
+            for case in suite.cases
+        }
+        for o in opened
+    }
+
+
+def _check_distinct_files(by_lens: dict[str, dict[str, OutputPaths]], cfg: LensConfig) -> None:
+    """Refuse a run two of whose files would share a name (a prompt id ending in a lens'
+    suffix: ids ``a`` and ``a-tuned`` under the tuned lens), before anything is written."""
+    owner: dict[Path, str] = {}
+    for n, (lens_name, paths) in enumerate(by_lens.items()):
+        for case_id, p in paths.items():
+            files = [p.records_csv, p.pure_csv, p.json] + ([p.heatmap] if cfg.heatmap else [])
+            if n == 0 and cfg.keep_residuals:
+                files.append(p.residuals)
+            for path in files:
+                who = f"prompt {case_id!r} under the {lens_name} lens"
+                if path in owner:
+                    raise ValueError(
+                        f"{path.name} would be written for {owner[path]} and for {who}; "
+                        "rename one of the prompt ids in the suite"
+                    )
+                owner[path] = who
+
+
+def _write_run(run: ModelRun, cfg: LensConfig, by_lens: dict[str, dict[str, OutputPaths]]) -> None:
+    """Each lens' files of each prompt, one atomic set each; the residuals with the first."""
+    for n, (lens_name, paths) in enumerate(by_lens.items()):
+        for case in run.suite.cases:
+            write_outputs(
+                run.lens_results[lens_name][case.id],
+                paths[case.id],
+                cfg,
+                title=_title(run, case, lens_name),
+                with_residuals=n == 0,
+                token_bytes=getattr(run.backend, "token_bytes", None),
+            )
+        run.lens_paths[lens_name] = dict(paths)
+    run.paths = dict(next(iter(run.lens_paths.values())))
+
+
+def _title(run: ModelRun, case: PromptCase, lens_name: str) -> str:
+    """The heatmap's title: the file stem, and the lens when it is not the logit lens."""
+    stem = f"{run.name}{run.suite.file_suffix(case)}"
+    return stem if lens_name == "logit" else f"{stem} ({lens_name} lens)"
+
+
 def _self_test(backend: LensBackend, results: dict[str, LensResult], *, keep: bool) -> None:
     """Check every prompt before anything is written; record the numbers in its JSON."""
     for case_id, result in results.items():
@@ -296,6 +357,7 @@ def _file_bytes(
     paths: OutputPaths,
     cfg: LensConfig,
     title: str,
+    with_residuals: bool,
     token_bytes: Callable[[int], bytes | None] | None = None,
 ) -> dict[Path, bytes]:
     json_bytes, records, pure = output_bytes(result, cfg)
@@ -305,7 +367,7 @@ def _file_bytes(
         from lenscheck.plot import render_heatmap_png
 
         files[paths.heatmap] = render_heatmap_png(result, title, token_bytes=token_bytes)
-    if cfg.keep_residuals and result.residuals is not None:
+    if with_residuals and cfg.keep_residuals and result.residuals is not None:
         files[paths.residuals] = _residual_bytes(result.residuals)
     return files
 
@@ -323,9 +385,10 @@ def write_outputs(
     cfg: LensConfig,
     *,
     title: str,
+    with_residuals: bool = True,
     token_bytes: Callable[[int], bytes | None] | None = None,
 ) -> None:
-    """Write every output file of one model as a set: all of them or none.
-
-    ``token_bytes``: the backend's, so that the heatmap shows byte tokens as bytes."""
-    write_files_atomically(_file_bytes(result, paths, cfg, title, token_bytes))
+    """Write every output file of one model, prompt and lens as a set: all of them or none
+    (``with_residuals``: the residuals too, with ``--keep-residuals``; once per prompt;
+    ``token_bytes``: the backend's, so that the heatmap shows byte tokens as bytes)."""
+    write_files_atomically(_file_bytes(result, paths, cfg, title, with_residuals, token_bytes))

@@ -103,27 +103,37 @@ FAULTS: dict[str, list[Patch]] = {
             "lenscheck.numerics",
             "entropy_from_probs",
             [("return -terms.sum(dim=-1) / LN2 + 0.0", "return -terms.sum(dim=-1) + 0.0")],
-            ["lenscheck.lens:entropy_from_probs"],
+            ["lenscheck.lens.stats:entropy_from_probs", "lenscheck.lens.probes:entropy_from_probs"],
         )
     ],
     "layer-off-by-one": [
-        ("lenscheck.lens", "_pure_records", [('"layer": layer,', '"layer": layer + 1,')], [])
+        (
+            "lenscheck.lens.records",
+            "pure_records",
+            [('"layer": layer,', '"layer": layer + 1,')],
+            ["lenscheck.lens.pipeline:pure_records"],
+        )
     ],
     "probe-read-at-the-first-position": [
         (
-            "lenscheck.lens",
-            "_run_suite",
+            "lenscheck.lens.jobs",
+            "capture_suite",
             [("next(probes).logits[-1]", "next(probes).logits[0]")],
-            [],
+            ["lenscheck.lens.pipeline:capture_suite"],
         )
     ],
     "temperature-multiplies": [
-        ("lenscheck.lens", "_probes", [("(final / temp).float()", "(final * temp).float()")], [])
+        (
+            "lenscheck.lens.probes",
+            "probes",
+            [("(final / temp).float()", "(final * temp).float()")],
+            ["lenscheck.lens.pipeline:probes"],
+        )
     ],
     "final-top5-second-and-third-swapped": [
         (
-            "lenscheck.lens",
-            "_probes",
+            "lenscheck.lens.probes",
+            "probes",
             [
                 (
                     '"final_prediction": {"type": "final_prediction", "entropy": ent, '
@@ -132,28 +142,28 @@ FAULTS: dict[str, list[Patch]] = {
                     '"topk": [topk[0], topk[2], topk[1], *topk[3:]]}',
                 )
             ],
-            [],
+            ["lenscheck.lens.pipeline:probes"],
         )
     ],
     "records-show-the-last-position": [
         (
-            "lenscheck.lens",
-            "_records",
+            "lenscheck.lens.records",
+            "records",
             [
                 (
-                    '"topk": _topk_pairs(backend, layer_ids[pos][:k], layer_p[pos][:k]),',
-                    '"topk": _topk_pairs(backend, layer_ids[-1][:k], layer_p[-1][:k]),',
+                    '"topk": topk_pairs(backend, layer_ids[pos][:k], layer_p[pos][:k]),',
+                    '"topk": topk_pairs(backend, layer_ids[-1][:k], layer_p[-1][:k]),',
                 )
             ],
-            [],
+            ["lenscheck.lens.pipeline:records"],
         )
     ],
     "consistency-diagnostic-lies": [
         (
-            "lenscheck.lens",
-            "_final_point_last_layer",
+            "lenscheck.lens.diagnostics",
+            "final_point_last_layer",
             [("return st.last_layer", "return backend.unembed(capture.residuals[-1])")],
-            [],
+            ["lenscheck.lens.pipeline:final_point_last_layer"],
         )
     ],
     "last-layer-unnormed-and-hidden": [
@@ -167,20 +177,21 @@ FAULTS: dict[str, list[Patch]] = {
                 )
             ],
             [
-                "lenscheck.lens:decode_norm_modules",
+                "lenscheck.lenses.logit:decode_norm_modules",
+                "lenscheck.lens.ablation:decode_norm_modules",
                 "lenscheck.plugin.invariants:decode_norm_modules",
             ],
         ),
         (
-            "lenscheck.lens",
-            "_consistency",
+            "lenscheck.lens.diagnostics",
+            "consistency",
             [
                 (
                     "kl = kl_bits(model_logits, lens_last)",
                     "kl = kl_bits(model_logits, model_logits)",
                 ),
                 (
-                    "agree = bool((lens_last.argmax(_VOCAB) == model_logits.argmax(_VOCAB)).all())",
+                    "agree = bool((lens_last.argmax(-1) == model_logits.argmax(-1)).all())",
                     "agree = True",
                 ),
             ],
@@ -189,15 +200,15 @@ FAULTS: dict[str, list[Patch]] = {
     ],
     "ablation-decodes-every-point-alike": [
         (
-            "lenscheck.lens",
-            "_point_logits",
+            "lenscheck.lens.ablation",
+            "point_logits",
             [
                 (
                     "norms = decode_norm_modules(backend.stack, point)",
                     'norms = decode_norm_modules(backend.stack, "next-ln1")',
                 )
             ],
-            [],
+            ["lenscheck.lens.pipeline:point_logits"],
         )
     ],
     "rest-mass-halved": [

@@ -126,7 +126,9 @@ def test_no_model_means_embedded(
 
     monkeypatch.setattr(lenscheck.runner, "load_model", fake_load)
     monkeypatch.setattr(
-        lenscheck.lens, "run_suite", lambda backend, suite, cfg: {"capital-de": shared.result}
+        lenscheck.lens,
+        "run_lenses",
+        lambda backend, suite, cfg, lenses: {"logit": {"capital-de": shared.result}},
     )
     assert main(["run", "--device", "cpu", "--out-dir", str(tmp_path), "--no-heatmap"]) == 0
     assert asked == ["embedded"]

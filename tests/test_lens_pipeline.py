@@ -562,7 +562,8 @@ def _corrupt_logits(fb: Any, text: str, value: float) -> None:
 def test_non_finite_model_logits_with_finite_residuals_blame_the_head(
     tmp_path: Path, value: float
 ) -> None:
-    from lenscheck.lens import _OVERFLOW_FIX, NonFiniteResidualError, run_suite
+    from lenscheck.lens import NonFiniteResidualError, run_suite
+    from lenscheck.lens.finite import OVERFLOW_FIX
 
     suite = _suite_file(tmp_path, ("short", "The capital", ()), ("long", PROMPT, ()))
     fb = make_fake_backend()
@@ -572,7 +573,7 @@ def test_non_finite_model_logits_with_finite_residuals_blame_the_head(
     assert str(info.value) == (
         f"{suite.source}: prompt 'long': the model's own logits are not finite though every "
         "residual is (dtype torch.float16): the overflow is in its final norm or unembedding; "
-        + _OVERFLOW_FIX
+        + OVERFLOW_FIX
     )
 
 
@@ -591,7 +592,8 @@ def test_a_masked_model_logit_is_not_an_error(where: str) -> None:
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_non_finite_probe_logits_name_the_probe(tmp_path: Path, value: float) -> None:
-    from lenscheck.lens import _OVERFLOW_FIX, NonFiniteResidualError, run_suite
+    from lenscheck.lens import NonFiniteResidualError, run_suite
+    from lenscheck.lens.finite import OVERFLOW_FIX
 
     suite = _suite_file(tmp_path, ("one", PROMPT, ("The capital", "Berlin is")))
     fb = make_fake_backend()
@@ -600,7 +602,7 @@ def test_non_finite_probe_logits_name_the_probe(tmp_path: Path, value: float) ->
         run_suite(fb, suite, _cfg())
     assert str(info.value) == (
         f"{suite.source}: prompt 'one': probe 'Berlin is': the model's own logits are not "
-        f"finite (dtype torch.float16); {_OVERFLOW_FIX}"
+        f"finite (dtype torch.float16); {OVERFLOW_FIX}"
     )
 
 
@@ -1429,7 +1431,7 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(
     """Peak memory: each chunk's logits go into one buffer, its softmax into another, and
     the entropy's terms back into the first; no chunk allocates [rows, V] tensors of its
     own (fresh ones fragmented the heap: +190 MiB peak RSS on the embedded model)."""
-    from lenscheck import lens as lens_mod
+    from lenscheck.lens import stats as lens_mod
 
     fb = make_fake_backend(n_layers=3)
     prompts = [fb.forward(fb.encode(text))[0] for text in (PROMPT, PROBES[0])]
@@ -1475,7 +1477,7 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(
 def test_lens_buffers_are_fp32_on_the_rows_device() -> None:
     import torch
 
-    from lenscheck import lens as lens_mod
+    from lenscheck.lens import stats as lens_mod
 
     rows = torch.empty(3, 4, device="meta", dtype=torch.float16)
     made = lens_mod._fp32_buffers(rows, (2, 5), (1, 2, 3))
@@ -1512,7 +1514,7 @@ def test_chunked_unembedding_equals_one_chunk(
     chunk) give the same statistics, kept next-token rows and last-layer logits as one chunk."""
     import torch
 
-    from lenscheck import lens as lens_mod
+    from lenscheck.lens import stats as lens_mod
 
     fb = make_fake_backend(n_layers=3)
     prompts = [fb.forward(fb.encode(text))[0] for text in (PROMPT, PROBES[0])]
@@ -1533,17 +1535,17 @@ def test_chunked_unembedding_equals_one_chunk(
 def test_one_softmax_gives_the_top_k_and_entropy_each_would_alone(
     logits: Any, k: int, masked: int
 ) -> None:
-    """_softmax_stats (the ablation, the probes, the temperatures, the final prediction)
+    """softmax_stats (the ablation, the probes, the temperatures, the final prediction)
     shares one softmax between the top-k and the entropy: the same bits as topk_probs and
     entropy_bits computed alone, banned (-inf) ids included."""
     import torch
 
-    from lenscheck.lens import _softmax_stats
+    from lenscheck.lens.probes import softmax_stats
     from lenscheck.numerics import entropy_bits, topk_probs
 
     logits[:, :masked] = float("-inf")
     logits[:, -1] = 0.0  # every row keeps an id the mask spares
-    dist, top, entropy = _softmax_stats(logits, k)
+    dist, top, entropy = softmax_stats(logits, k)
     alone = topk_probs(logits, k)
     assert torch.equal(dist, torch.softmax(logits.float(), dim=-1))
     assert torch.equal(top.ids, alone.ids) and torch.equal(top.probs, alone.probs)
@@ -1557,11 +1559,11 @@ def test_one_softmax_gives_the_top_k_and_entropy_each_would_alone(
 def test_one_softmax_refuses_what_entropy_bits_refuses(bad: float, message: str) -> None:
     import torch
 
-    from lenscheck.lens import _softmax_stats
+    from lenscheck.lens.probes import softmax_stats
 
     logits = torch.zeros(2, 5)
     logits[1, 3] = bad
     with pytest.raises(ValueError, match=message):
-        _softmax_stats(logits, 2)
+        softmax_stats(logits, 2)
     with pytest.raises(ValueError, match="every value is -inf"):
-        _softmax_stats(torch.full((1, 4), float("-inf")), 2)
+        softmax_stats(torch.full((1, 4), float("-inf")), 2)

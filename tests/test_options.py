@@ -71,6 +71,7 @@ def test_flags_and_ini_keys_are_spelled_from_one_word() -> None:
     assert spelled["decode_norm"] == ("--decode-norm", "--lens-decode-norm", "lens_decode_norm")
     assert spelled["suite"] == ("--prompts", "--lens-prompts", "lens_prompts")
     assert spelled["heatmap"][0] == "--no-heatmap"
+    assert spelled["lenses"] == ("--lens", "--lens-lenses", "lens_lenses")
     flags = [o.flag for o in run_options()]
     assert len(set(flags)) == len(flags)
 
@@ -96,6 +97,8 @@ def _value_strategy(opt: Option) -> st.SearchStrategy[Any]:
         return st.floats(0.0, 1.0).map(repr)
     if opt.kind == "suite":
         return st.just(str(SUITE))
+    if opt.kind == "specs":
+        return st.just("logit")
     if opt.kind == "choice":
         extra = ["cuda:1"] if opt.accepts else []
         return st.sampled_from(list(opt.choices) + extra + list(opt.aliases))

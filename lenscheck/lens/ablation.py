@@ -1,0 +1,100 @@
+"""The decoding-point ablation: the logit lens at the last position under every decoding
+point (next-ln1, final, raw), whatever lens a run reads; the same block in every lens' JSON."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from lenscheck.collapse import is_semantic_top1
+from lenscheck.lens.probes import softmax_stats
+from lenscheck.lens.records import first_rule_layer
+from lenscheck.norms import DECODE_NORMS, apply_norm_or_skip, decode_norm_modules
+from lenscheck.vocab import FINAL, NEXT_LN1
+
+if TYPE_CHECKING:
+    import torch
+
+    from lenscheck.backends.base import Capture, LensBackend
+    from lenscheck.config import LensConfig
+    from lenscheck.suites import PromptCase
+
+__all__ = ["ABLATION_RULE", "ablation", "onset_tolerance", "point_logits"]
+
+ABLATION_RULE = (
+    "onset_disagreement: L_semantic under next-ln1 and under final differ by more than "
+    "max(2, ceil(num_layers / 10)) layers, or only one of them exists"
+)
+
+
+def point_logits(
+    backend: LensBackend, mains: Sequence[Capture], points: Sequence[str]
+) -> dict[str, list[torch.Tensor]]:
+    """Per decoding point and prompt, lens logits [L+1, V] at the prompt's last position.
+
+    One unembedding for every point: each call streams all of W_U for a few dozen rows.
+    """
+    import torch
+
+    rows = []
+    for point in points:
+        norms = decode_norm_modules(backend.stack, point)
+        for c in mains:
+            rows += [apply_norm_or_skip(r[-1:], m) for r, m in zip(c.residuals, norms)]
+    if not rows:
+        return {}
+    # In float32: these are a few rows, and a raw residual overflows half precision's range.
+    logits = backend.unembed(torch.cat(rows), fp32=True)
+    per_prompt = iter(logits.split(len(mains[0].residuals)))  # point-major, as the rows
+    return {point: [next(per_prompt) for _ in mains] for point in points}
+
+
+def onset_tolerance(num_layers: int) -> int:
+    """Layers by which the two normed decoding points' L_semantic may differ (ABLATION_RULE)."""
+    return max(2, math.ceil(num_layers / 10))
+
+
+def ablation(
+    backend: LensBackend,
+    cfg: LensConfig,
+    case: PromptCase,
+    answer: dict[str, Any],
+    by_point: dict[str, torch.Tensor],
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """The decoding-point block of the diagnostics, and p(answer) per layer per point."""
+    pieces = answer["ground_truth_token_ids"]
+    block: dict[str, Any] = {"chosen": cfg.decode_norm, "rule": ABLATION_RULE}
+    p_answer: dict[str, list[float]] = {}
+    for point in DECODE_NORMS:
+        logits = by_point[point]
+        dist, top, entropy = softmax_stats(logits, 2)
+        p_top1, p_top2 = top.probs.T.tolist()
+        top1 = [backend.decode(i) for i in top.ids.T[0].tolist()]
+        start = first_rule_layer(cfg)
+        onset = next(
+            (n for n, t in enumerate(top1) if n >= start and is_semantic_top1(t, case.answer)),
+            None,
+        )
+        if pieces:
+            target = logits[:, pieces[0] : pieces[0] + 1]
+            rank: list[int | None] = ((logits > target).sum(-1) + 1).tolist()
+            p_answer[point] = dist[:, pieces[0]].tolist()
+        else:
+            rank = [None] * logits.shape[0]
+            p_answer[point] = [0.0] * logits.shape[0]
+        block[point] = {
+            "L_semantic": onset,
+            "top1": top1,
+            "p_top1": p_top1,
+            "p_top2": p_top2,
+            "entropy": entropy.tolist(),
+            "p_answer": p_answer[point],
+            "answer_rank": rank,
+        }
+    a, b = block[NEXT_LN1]["L_semantic"], block[FINAL]["L_semantic"]
+    limit = onset_tolerance(backend.facts.num_layers)
+    block["onset_disagreement"] = (a is None) != (b is None) or (
+        a is not None and b is not None and abs(a - b) > limit
+    )
+    return block, p_answer

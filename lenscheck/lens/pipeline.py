@@ -1,0 +1,203 @@
+"""The pipeline: residuals -> each lens -> records, for every prompt of a suite.
+
+Batched over a whole suite: every prompt and every probe goes through the model in as few
+padded forward passes as memory allows (the backend's ``run_batch``), once for all lenses.
+Each lens prepares the residuals of all prompts together and they are unembedded in row
+chunks (lenscheck.lens.stats); each prompt's numbers are those it has when run alone. The
+probes, temperatures, final prediction and decoding-point ablation read the model and the
+logit lens, and are the same in every lens' result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from lenscheck.collapse import summarize_collapse
+from lenscheck.config import LensConfig
+from lenscheck.lens.ablation import ablation, point_logits
+from lenscheck.lens.diagnostics import (
+    base_diagnostics,
+    extra_diagnostics,
+    final_point_last_layer,
+    model_stats,
+)
+from lenscheck.lens.jobs import Job, SuiteCapture, capture_suite, make_jobs
+from lenscheck.lens.probes import probes
+from lenscheck.lens.records import embedding_echo, pure_records, records
+from lenscheck.lens.result import LensResult
+from lenscheck.lens.stats import LensStats, lens_stats_batch
+from lenscheck.lenses import Lens, LensSpecError, LogitLens, OpenedLens, open_lenses
+from lenscheck.norms import DECODE_NORMS
+from lenscheck.vocab import SCHEMA_ORIGINAL
+
+if TYPE_CHECKING:
+    from lenscheck.backends.base import Capture, LensBackend
+    from lenscheck.suites import PromptSuite
+
+__all__ = ["LensLike", "bind_lens_items", "run_lens", "run_lenses", "run_suite"]
+
+#: What the run functions accept as a lens: a spec (``"tuned=PATH"``), a spec whose files
+#: were read (:func:`lenscheck.lenses.open_lenses`), or a lens already bound to the backend.
+LensLike = str | OpenedLens | Lens
+
+
+def run_lens(backend: LensBackend, cfg: LensConfig, lens: LensLike | None = None) -> LensResult:
+    """Run ``lens`` (default: the first of ``cfg.lenses``) on ``cfg.prompt`` (its answer and
+    probes) and build every record."""
+    suite = cfg.evolve(suite=None).prompt_suite()
+    return run_suite(backend, suite, cfg, lens)[suite.cases[0].id]
+
+
+def run_suite(
+    backend: LensBackend, suite: PromptSuite, cfg: LensConfig, lens: LensLike | None = None
+) -> dict[str, LensResult]:
+    """Run one lens (default: the first of ``cfg.lenses``, the logit lens unless changed) on
+    every prompt of ``suite`` through ``backend``; results by prompt id."""
+    chosen = [lens] if lens is not None else list(cfg.lenses[:1])
+    (results,) = run_lenses(backend, suite, cfg, chosen).values()
+    return results
+
+
+def run_lenses(
+    backend: LensBackend,
+    suite: PromptSuite,
+    cfg: LensConfig,
+    lenses: Sequence[LensLike] | None = None,
+) -> dict[str, dict[str, LensResult]]:
+    """Run every lens (default: ``cfg.lenses``) on every prompt of ``suite`` from the same
+    forward passes; results by lens name (in the order given), then by prompt id."""
+    with torch.no_grad():
+        bound = bind_lens_items(list(cfg.lenses if lenses is None else lenses), backend, cfg)
+        return _run_lenses(backend, suite, cfg, bound)
+
+
+def bind_lens_items(items: Sequence[LensLike], backend: LensBackend, cfg: LensConfig) -> list[Lens]:
+    """Each item as a lens bound to ``backend``; refuses two lenses of one name and a logit
+    lens at another decoding point than ``cfg.decode_norm`` (the JSON records that one)."""
+    specs = [item for item in items if isinstance(item, str)]
+    opened = iter(open_lenses(specs)) if specs else iter(())
+    bound: list[Lens] = []
+    for item in items:
+        if isinstance(item, str):
+            item = next(opened)
+        bound.append(item.bind(backend, cfg) if isinstance(item, OpenedLens) else item)
+    names = [lens.name for lens in bound]
+    if not bound or len(set(names)) != len(names):
+        raise LensSpecError(f"a run reads one lens of each kind, at least one; got {names}")
+    for lens in bound:
+        if isinstance(lens, LogitLens) and lens.point != cfg.decode_norm:
+            raise LensSpecError(
+                f"a logit lens at {lens.point} in a run whose decode_norm is {cfg.decode_norm}: "
+                f"run with cfg.evolve(decode_norm={lens.point!r})"
+            )
+    return bound
+
+
+def _tokenize_as(backend: LensBackend, cfg: LensConfig) -> None:
+    """The backend tokenizes as ``cfg`` says (BOS policy, chat template): what the JSON
+    records is then what the ids are."""
+    codec = backend.codec
+    if (codec.bos, codec.chat_template) != (cfg.bos, cfg.chat_template):
+        backend.tokenize_with(cfg.bos, cfg.chat_template)
+
+
+def _run_lenses(
+    backend: LensBackend, suite: PromptSuite, cfg: LensConfig, lenses: Sequence[Lens]
+) -> dict[str, dict[str, LensResult]]:
+    _tokenize_as(backend, cfg)
+    jobs = make_jobs(backend, cfg, suite)
+    batch = capture_suite(backend, suite, jobs)
+    residuals = [c.residuals for c in batch.mains]
+    stats = [lens_stats_batch(backend, residuals, cfg.top_k_verbose, lens=lens) for lens in lenses]
+    by_point = _ablation_logits(backend, cfg, batch.mains, lenses, stats)
+    out: dict[str, dict[str, LensResult]] = {}
+    for lens, lens_stats in zip(lenses, stats):
+        out[lens.name] = {
+            job.case.id: _result(backend, lens, job, batch, n, lens_stats[n], by_point)
+            for n, job in enumerate(jobs)
+        }
+    return out
+
+
+def _ablation_logits(
+    backend: LensBackend,
+    cfg: LensConfig,
+    mains: Sequence[Capture],
+    lenses: Sequence[Lens],
+    stats: Sequence[list[LensStats]],
+) -> dict[str, list[torch.Tensor]]:
+    """Per decoding point, each prompt's logit-lens logits [L+1, V] at its last position:
+    the logit lens' own rows where the run reads it, the few others unembedded apart."""
+    by_point: dict[str, list[torch.Tensor]] = {}
+    for lens, lens_stats in zip(lenses, stats):
+        if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
+            by_point[cfg.decode_norm] = [s.next_token for s in lens_stats]
+    by_point.update(point_logits(backend, mains, [p for p in DECODE_NORMS if p not in by_point]))
+    return by_point
+
+
+def _result(
+    backend: LensBackend,
+    lens: Lens,
+    job: Job,
+    batch: SuiteCapture,
+    n: int,
+    st: LensStats,
+    by_point: dict[str, list[torch.Tensor]],
+) -> LensResult:
+    cfg, ids, capture = job.cfg, job.ids, batch.mains[n]
+    top_ids, top_p = st.top_ids.tolist(), st.top_probs.tolist()
+    rows = records(backend, cfg, ids, st.entropy, top_ids, top_p)
+    prompt_ids = set(backend.prompt_ids(cfg.prompt))
+    pure = pure_records(backend, cfg, prompt_ids, st.entropy, top_ids, top_p)
+    lens_last = final_point_last_layer(backend, lens, capture, st)
+    points = {point: logits[n] for point, logits in by_point.items()}
+    block, p_answer = ablation(backend, cfg, job.case, job.answer, points)
+    diag = base_diagnostics(backend, cfg)
+    diag.update(summarize_collapse(pure))
+    if cfg.schema != SCHEMA_ORIGINAL:
+        diag["embedding_echo"] = embedding_echo(backend, cfg, prompt_ids, st)
+    diag.update(extra_diagnostics(backend, cfg, ids, job.answer, lens_last, capture.logits))
+    diag["decoding_ablation"] = block
+    facts = lens.facts()
+    if not isinstance(lens, LogitLens):
+        diag["lens"] = facts  # the logit lens' facts are decode_norm, already there
+    probe_block = probes(backend, cfg, batch.probe_rows[n], capture.logits[-1])
+    return LensResult(
+        json_data=_json(backend, cfg, diag, probe_block),
+        records=rows,
+        pure_records=pure,
+        input_ids=ids,
+        entropies=st.entropy,
+        top1_ids=st.top_ids[..., 0],
+        residuals=capture.residuals if cfg.keep_residuals else None,
+        extras={
+            "lens_logits_last": lens_last,
+            "model_logits": capture.logits,
+            "p_answer": p_answer,
+        },
+        case=job.case,
+        lens=lens.name,
+        lens_facts=facts,
+    )
+
+
+def _json(
+    backend: LensBackend, cfg: LensConfig, diag: dict[str, Any], probe_block: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON document, its keys in the original's order."""
+    return {
+        "prompt": {
+            "type": "prompt",
+            "context_prompt": cfg.prompt,
+            "ground_truth": cfg.ground_truth,
+        },
+        "test_prompts": probe_block["test_prompts"],
+        "temperature_exploration": probe_block["temperature_exploration"],
+        "diagnostics": diag,
+        "final_prediction": probe_block["final_prediction"],
+        "model_stats": model_stats(backend),
+    }

@@ -1,0 +1,214 @@
+"""Entropy and top-k of every (layer, position) of every prompt, through one lens.
+
+Every layer of every prompt is prepared by the lens at once, then read out in row chunks:
+rows are layer-major over the prompts' positions laid end to end. Chunking bounds the peak
+memory to a few [rows, V] fp32 buffers at the same arithmetic cost; each step works row by
+row, so each prompt's numbers are those it has alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from lenscheck.lens.finite import diagnose_nan_entropy
+from lenscheck.lenses.logit import LogitLens
+from lenscheck.numerics import TopK, entropy_from_probs, topk_probs
+from lenscheck.vocab import NEXT_LN1
+
+if TYPE_CHECKING:
+    from lenscheck.backends.base import LensBackend
+    from lenscheck.lenses.base import Lens
+
+__all__ = ["VOCAB", "LensStats", "lens_stats", "lens_stats_batch"]
+
+#: Logits per unembedding chunk (8 Mi fp32 values = 32 MiB); the lens holds two buffers of
+#: that size. Each chunk streams all of W_U once: fewer, larger chunks are a little faster
+#: and cost peak memory.
+_CHUNK_LOGITS = 1 << 23
+#: The vocabulary axis of every logits tensor here ([rows, V], [L+1, V], [T, V]).
+VOCAB = -1
+
+
+@dataclass
+class LensStats:
+    """Per layer and position: entropy, top-k; plus the rows later checks need."""
+
+    entropy: torch.Tensor  # [L+1, T]
+    top_ids: torch.Tensor  # [L+1, T, k]
+    top_probs: torch.Tensor  # [L+1, T, k]
+    last_layer: torch.Tensor  # [T, V] lens logits at the last layer
+    next_token: torch.Tensor  # [L+1, V] lens logits at the last position
+
+
+def lens_stats(
+    backend: LensBackend,
+    residuals: list[torch.Tensor],
+    k: int,
+    point: str = NEXT_LN1,
+    *,
+    lens: Lens | None = None,
+) -> LensStats:
+    """:func:`lens_stats_batch` for one prompt."""
+    return lens_stats_batch(backend, [residuals], k, point, lens=lens)[0]
+
+
+@dataclass
+class _Layout:
+    """The rows a batch reads out, and where each prompt's rows lie among them."""
+
+    rows: torch.Tensor  # [n_layers * width, d']
+    lengths: list[int]
+    n_layers: int
+    width: int  # every prompt's positions laid end to end
+
+    @property
+    def top_row(self) -> int:
+        """The first row of the last layer."""
+        return (self.n_layers - 1) * self.width
+
+    def next_token_rows(self) -> list[tuple[int, int, int]]:
+        """(prompt, layer, row) of each prompt's last position at every layer."""
+        ends = torch.tensor(self.lengths).cumsum(0) - 1
+        return [
+            (p, layer, layer * self.width + int(end))
+            for p, end in enumerate(ends)
+            for layer in range(self.n_layers)
+        ]
+
+
+def _layout(lens: Lens, prompts: Sequence[list[torch.Tensor]]) -> _Layout:
+    prepared = lens.prepare_batch(prompts)
+    n_layers, width = prepared.shape[0], prepared.shape[1]
+    rows = prepared.reshape(n_layers * width, prepared.shape[-1])
+    return _Layout(rows, [p[0].shape[0] for p in prompts], n_layers, width)
+
+
+def _fp32_buffers(rows: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
+    """Uninitialized fp32 tensors of ``shapes`` on the device of ``rows``."""
+    return [torch.empty(shape, dtype=torch.float32, device=rows.device) for shape in shapes]
+
+
+@dataclass
+class _Buffers:
+    """Every [rows, V] buffer of a batch, made once and filled in place. Fresh buffers per
+    chunk, with the small copies made between them, fragmented the heap: the allocator grew
+    it by a buffer per chunk instead of reusing the freed ones (+190 MiB peak RSS on the
+    embedded model, varying from run to run)."""
+
+    logits: torch.Tensor  # [chunk, V]; then the entropy's scratch
+    dist: torch.Tensor  # [chunk, V] softmax
+    next_token: torch.Tensor  # [prompts, L+1, V]
+    last_layer: torch.Tensor  # [width, V]
+
+
+def _buffers(layout: _Layout, chunk: int, vocab: int) -> _Buffers:
+    most = min(chunk, layout.rows.shape[0])
+    shapes = ((most, vocab), (most, vocab), (len(layout.lengths), layout.n_layers, vocab))
+    return _Buffers(*_fp32_buffers(layout.rows, *shapes, (layout.width, vocab)))
+
+
+def _keep_rows(
+    logits: torch.Tensor,
+    start: int,
+    layout: _Layout,
+    wanted: list[tuple[int, int, int]],
+    bufs: _Buffers,
+) -> None:
+    """Copy the chunk's next-token rows and its rows of the last layer out of ``logits``."""
+    stop = start + logits.shape[0]
+    for p, layer, row in wanted:
+        if start <= row < stop:
+            bufs.next_token[p, layer].copy_(logits[row - start])
+    top_row = layout.top_row
+    # The chunk's rows of the last layer (none before it: both slices are then empty).
+    bufs.last_layer[max(start - top_row, 0) : max(stop - top_row, 0)].copy_(
+        logits[max(top_row - start, 0) :]
+    )
+
+
+def _checked_entropy(
+    lens: Lens, dist: torch.Tensor, work: torch.Tensor, part: torch.Tensor, start: int, width: int
+) -> torch.Tensor:
+    """Entropy of the chunk's softmax (``work``: the logits buffer, free by now).
+
+    A row holding NaN or +inf, or only -inf, has a NaN softmax and so a NaN entropy; masked
+    (-inf) ids alone do not. Checking the [rows] entropies instead of the [rows, V] logits
+    saves five passes over the logits; the diagnosis, on failure only, reads the chunk out
+    again.
+    """
+    ent = entropy_from_probs(dist, work=work)
+    if not bool(torch.isfinite(ent).all()):
+        diagnose_nan_entropy(lens.readout(part), start, width, lens.where, lens.readout_dtype)
+    return ent
+
+
+def _reduce_chunk(
+    lens: Lens, part: torch.Tensor, bufs: _Buffers, k: int
+) -> tuple[torch.Tensor, torch.Tensor, TopK]:
+    """The chunk's logits (in the logits buffer), its softmax (in the softmax buffer) and
+    top-``k`` from that softmax."""
+    buf, dist = bufs.logits[: part.shape[0]], bufs.dist[: part.shape[0]]
+    logits = lens.readout(part, out=buf)
+    torch.softmax(logits.float(), dim=VOCAB, out=dist)
+    return logits, dist, topk_probs(logits, k, probs=dist)
+
+
+def _per_prompt(
+    layout: _Layout,
+    bufs: _Buffers,
+    ent: list[torch.Tensor],
+    ids: list[torch.Tensor],
+    probs: list[torch.Tensor],
+) -> list[LensStats]:
+    """Each prompt's columns of the batch's [L+1, width] statistics."""
+    n_layers, width = layout.n_layers, layout.width
+    entropy = torch.cat(ent).reshape(n_layers, width)
+    top_ids = torch.cat(ids).reshape(n_layers, width, -1)
+    top_probs = torch.cat(probs).reshape(n_layers, width, -1)
+    out, offset = [], 0
+    for p, n in enumerate(layout.lengths):
+        cols = slice(offset, offset + n)
+        out.append(
+            LensStats(
+                entropy=entropy[:, cols],
+                top_ids=top_ids[:, cols],
+                top_probs=top_probs[:, cols],
+                last_layer=bufs.last_layer[cols],
+                next_token=bufs.next_token[p],
+            )
+        )
+        offset += n
+    return out
+
+
+def lens_stats_batch(
+    backend: LensBackend,
+    prompts: Sequence[list[torch.Tensor]],
+    k: int,
+    point: str = NEXT_LN1,
+    *,
+    lens: Lens | None = None,
+) -> list[LensStats]:
+    """Read every (layer, position) of every prompt out through ``lens`` (default: the
+    logit lens at ``point``) in row chunks, reduce each chunk; one result per prompt."""
+    lens = lens if lens is not None else LogitLens(backend, point)
+    layout = _layout(lens, prompts)
+    vocab = backend.facts.d_vocab
+    chunk = max(1, _CHUNK_LOGITS // vocab)
+    bufs = _buffers(layout, chunk, vocab)
+    wanted = layout.next_token_rows()
+    ent, ids, probs = [], [], []
+    for start in range(0, layout.rows.shape[0], chunk):
+        part = layout.rows[start : start + chunk]
+        logits, dist, top = _reduce_chunk(lens, part, bufs, k)
+        ids.append(top.ids)
+        probs.append(top.probs)
+        _keep_rows(logits, start, layout, wanted, bufs)
+        del logits  # the logits buffer becomes the entropy's scratch
+        work = bufs.logits[: part.shape[0]]
+        ent.append(_checked_entropy(lens, dist, work, part, start, layout.width))
+    return _per_prompt(layout, bufs, ent, ids, probs)

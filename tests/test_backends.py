@@ -17,7 +17,7 @@ from lenscheck.models import SYNTHETIC_ALIASES, TL_BRIDGE_UNSUPPORTED
 
 BACKENDS = ("transformers", "transformer-lens")
 #: Entropies of the same distribution through two libraries; the measured maximum on the
-#: embedded model is ~1e-5 bits (DESIGN.md section 7 reports 1.2e-5 against the original).
+#: embedded model is ~1e-5 bits (docs/design.md section 7 reports 1.2e-5 against the original).
 ENTROPY_TOL_BITS = 1e-4
 KL_TOL_BITS = 1e-6
 

@@ -1,7 +1,7 @@
 """The lens pipeline end to end on the embedded model, and unit tests on a model-free backend.
 
 Part 1 (``slow``): one embedded SmolLM2 run (shared through ``_lens_fixtures.embedded_run``)
-checked against the behaviour spec (DESIGN.md section 3) and the published files' shape.
+checked against the behaviour spec (docs/design.md section 3) and the published files' shape.
 Part 2: :class:`_lens_fixtures.FakeBackend`, a tiny torch model with real norm modules,
 pins which norm the lens applies where, the last-layer identity, the unembedding (softcap,
 fp32 promotion), the error paths word for word, and every record, probe, p(answer) and

@@ -163,6 +163,8 @@ def explore(session: nox.Session) -> None:
 
 
 EXAMPLE_SUITE = "examples/prompts/capitals.toml"
+#: Synthetic families with a committed tuned-lens checkpoint (tests/data/tuned/<family>).
+TUNED_FIXTURES = ("gpt2", "llama", "gemma3", "neox", "opt-postnorm")
 
 
 @nox.session
@@ -179,6 +181,14 @@ def golden(session: nox.Session) -> None:
     if not any(a.startswith(("--lens-preset", "--lens-prompts")) for a in args):
         original = [_suffixed_junit(a, "original") for a in args] + ["--lens-preset=original"]
         session.run("pytest", "-m", "lens", "-p", "no:randomly", *original, env=OFFLINE)
+    if not any(a.startswith(("--lens-models", "--lens-lenses")) for a in session.posargs):
+        # The tuned lens, through the checkpoint tuned-lens 0.2.0 wrote for each family.
+        for family in TUNED_FIXTURES:
+            tuned = [_suffixed_junit(a, f"tuned-{family}") for a in args]
+            tuned = [a for a in tuned if not a.startswith("--lens-models")]
+            tuned += [f"--lens-models=synthetic-{family}",
+                      f"--lens-lenses=tuned=tests/data/tuned/{family}"]
+            session.run("pytest", "-m", "lens", "-p", "no:randomly", *tuned, env=OFFLINE)
 
 
 def _suffixed_junit(arg: str, suffix: str) -> str:

@@ -219,4 +219,25 @@ FAULTS: dict[str, list[Patch]] = {
             [],
         )
     ],
+    "tuned-translator-at-the-neighbouring-layer": [
+        (
+            "lenscheck.lenses.tuned",
+            "TunedLens._translate",
+            [
+                (
+                    "wt = self._wt[layers].to(h32.device)",
+                    "wt = self._wt.roll(1, 0)[layers].to(h32.device)",
+                )
+            ],
+            [],
+        )
+    ],
+    "tuned-translator-bias-dropped": [
+        (
+            "lenscheck.lenses.tuned",
+            "TunedLens._translate",
+            [("if self._bias is None:", "if True:")],
+            [],
+        )
+    ],
 }

@@ -69,6 +69,7 @@ FACT_KEYS = (
     "schema",
     "chat_template",
     "collapse_from_layer",
+    "lens",
     "use_fp32_unembed",
     "unembed_dtype",
 )
@@ -257,6 +258,7 @@ def settings_of(diag: Mapping[str, Any]) -> dict[str, Any]:
         "bos": diag.get("bos", BOS_ALWAYS),
         "schema": diag.get("schema", SCHEMA_ORIGINAL),
         "chat_template": bool(diag.get("chat_template", False)),
+        "lens": (diag.get("lens") or {}).get("kind", "logit"),
     }
 
 

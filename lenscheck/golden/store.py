@@ -4,8 +4,8 @@ Where a golden lives: ``<golden dir>/<model>/[<suite>/]<class><settings>.json``.
 default suite's goldens sit directly in the model's folder, another suite's in a sub-folder
 named after it. ``<settings>`` names the conventions the golden was blessed under where
 they differ from the standard preset's (``.decode-next-ln1``, ``.bos-always``,
-``.schema-original``, ``.chat``), or ``.original`` for the original pipeline's whole set,
-so one model keeps a golden per decoding point and convention.
+``.schema-original``, ``.chat``, ``.lens-tuned``), or ``.original`` for the original
+pipeline's whole set, so one model keeps a golden per decoding point, convention and lens.
 """
 
 from __future__ import annotations
@@ -34,10 +34,14 @@ __all__ = [
 ]
 
 #: The conventions a golden's file name leaves out: the standard preset's.
-STANDARD_SETTINGS: dict[str, object] = {**PRESET_SETTINGS[PRESET_STANDARD], "chat_template": False}
-_ORIGINAL_SETTINGS = {**PRESET_SETTINGS[PRESET_ORIGINAL], "chat_template": False}
+STANDARD_SETTINGS: dict[str, object] = {
+    **PRESET_SETTINGS[PRESET_STANDARD],
+    "chat_template": False,
+    "lens": "logit",
+}
+_ORIGINAL_SETTINGS = {**PRESET_SETTINGS[PRESET_ORIGINAL], "chat_template": False, "lens": "logit"}
 #: How a stem spells each setting that differs from the standard.
-_STEM_PARTS = {"decode_norm": "decode", "bos": "bos", "schema": "schema"}
+_STEM_PARTS = {"decode_norm": "decode", "bos": "bos", "schema": "schema", "lens": "lens"}
 _REQUIRED = (
     "format_version",
     "model",

@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from lenscheck.plugin.session import GoldenHelper, LensRun, LensSession
     from lenscheck.plugin.settings import LensSettings
 
-__all__ = ["GENERATED_NODEID", "lens_golden", "lens_model", "lens_run", "lens_settings"]
+__all__ = [
+    "GENERATED_NODEID",
+    "lens_golden",
+    "lens_kind",
+    "lens_model",
+    "lens_run",
+    "lens_settings",
+]
 
 _SESSION = pytest.StashKey["LensSession"]()
 _NO_MODELS = "no --lens-models (or lens_models ini) given: lens golden tests not run"
@@ -95,6 +102,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     else:
         params = [pytest.param(m, id=m, marks=pytest.mark.lens) for m in models]
     metafunc.parametrize("lens_model", params, scope="session")
+    lenses = _lens_names(metafunc.config)
+    if "lens_kind" in metafunc.fixturenames and len(lenses) > 1:
+        # One test per lens and value class (test_records[embedded-tuned]); the model's run,
+        # session-scoped by model, serves every lens.
+        metafunc.parametrize("lens_kind", lenses, ids=lenses)
+
+
+def _lens_names(config: pytest.Config) -> list[str]:
+    """The names of the run's lenses (``logit``, ``tuned``), in the order given."""
+    session = _session(config)
+    if session is None:
+        return ["logit"]
+    from lenscheck.lenses import parse_lens_specs
+
+    return [spec.name for spec in parse_lens_specs(session.settings.config.lenses)]
 
 
 def _wants_generated_tests(config: pytest.Config, settings: LensSettings) -> bool:
@@ -171,15 +193,25 @@ def lens_run(
 
 
 @pytest.fixture
+def lens_kind(request: pytest.FixtureRequest) -> str:
+    """The lens of this test (parametrized when ``--lens-lenses`` names several; else the
+    one lens, ``logit`` by default)."""
+    param = getattr(request, "param", None)
+    return str(param) if param is not None else _lens_names(request.config)[0]
+
+
+@pytest.fixture
 def lens_golden(
-    lens_run: LensRun, pytestconfig: pytest.Config, request: pytest.FixtureRequest
+    lens_run: LensRun, lens_kind: str, pytestconfig: pytest.Config, request: pytest.FixtureRequest
 ) -> GoldenHelper:
-    """Compare ``lens_run`` with its golden: ``.compare()``, ``.check()``, ``.path``."""
+    """Compare ``lens_run`` (through ``lens_kind``) with its golden: ``.compare()``,
+    ``.check()``, ``.path``."""
     from lenscheck.plugin.session import GoldenHelper
 
     session = _session(pytestconfig)
     settings = _settings(pytestconfig)
-    return GoldenHelper(lens_run, settings, pytestconfig, node=request.node, session=session)
+    run = lens_run.for_lens(lens_kind)
+    return GoldenHelper(run, settings, pytestconfig, node=request.node, session=session)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:

@@ -46,7 +46,8 @@ def header_lines(settings: LensSettings, config: pytest.Config) -> list[str]:
         f"dtype={settings.dtype} backend={settings.backend} suite={suite.name} "
         f"({len(suite)} prompt{'s' if len(suite) != 1 else ''}) "
         f"preset={cfg.preset} decode_norm={cfg.decode_norm} bos={cfg.bos} schema={cfg.schema}"
-        f"{' chat_template=on' if cfg.chat_template else ''} golden={settings.golden_dir}{trust}",
+        f"{' chat_template=on' if cfg.chat_template else ''} lenses={','.join(cfg.lenses)} "
+        f"golden={settings.golden_dir}{trust}",
         "lenscheck: classes: "
         + ", ".join(
             f"{e.key} {resolved_class(settings, e.spec, device)}" for e in settings.entries

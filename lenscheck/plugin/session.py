@@ -78,7 +78,19 @@ class LensRun:
     run: ModelRun
     files: dict[str, PromptFiles]
     payload: dict[str, Any]
+    #: Per lens (``logit``, ``tuned``...), its files and golden document; ``files`` and
+    #: ``payload`` are the first lens's.
+    lens_files: dict[str, dict[str, PromptFiles]] = field(default_factory=dict)
+    lens_payloads: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+
+    def for_lens(self, lens: str | None) -> LensRun:
+        """This run as one lens's files and golden (``None``: the first lens)."""
+        if lens is None or not self.lens_payloads or lens == next(iter(self.lens_payloads)):
+            return self
+        return replace(
+            self, files=self.lens_files[lens], payload=self.lens_payloads[lens], cache=self.cache
+        )
 
     @property
     def results(self) -> dict[str, LensResult]:
@@ -243,15 +255,30 @@ class LensSession:
         with quiet_library_progress():
             run = run_model(s.spec(model), cfg)
         # The golden is built from the bytes the CLI would write: the writers are pinned too.
-        files = {
-            case.id: PromptFiles.from_bytes(
-                *output_bytes(run.results[case.id], cfg), source=f"{model}:{case.id}"
+        files: dict[str, dict[str, PromptFiles]] = {}
+        payloads: dict[str, dict[str, Any]] = {}
+        for lens, results in run.lens_results.items():
+            files[lens] = {
+                case.id: PromptFiles.from_bytes(
+                    *output_bytes(results[case.id], cfg), source=f"{model}:{lens}:{case.id}"
+                )
+                for case in s.suite.cases
+            }
+            settings = {k: v for k, v in cfg.settings().items() if k != "preset"}
+            payloads[lens] = golden_payload(
+                files[lens], model=model, suite=s.suite.name, settings={**settings, "lens": lens}
             )
-            for case in s.suite.cases
-        }
-        settings = {k: v for k, v in cfg.settings().items() if k != "preset"}
-        payload = golden_payload(files, model=model, suite=s.suite.name, settings=settings)
-        return LensRun(model, s.spec(model), run.backend.device, run, files, payload)
+        first = next(iter(files))
+        return LensRun(
+            model,
+            s.spec(model),
+            run.backend.device,
+            run,
+            files[first],
+            payloads[first],
+            lens_files=files,
+            lens_payloads=payloads,
+        )
 
 
 def _cross_dtype_note(golden_class: str, run_class: str, rebless: str) -> str:

@@ -66,7 +66,7 @@ def test_decoding(lens_golden: GoldenHelper) -> None:
     lens_golden.check("decoding")
 
 
-def test_invariants(lens_run: LensRun, lens_settings: LensSettings) -> None:
+def test_invariants(lens_run: LensRun, lens_settings: LensSettings, lens_kind: str) -> None:
     """Recomputed from tensors, not read from what the lens wrote: the lens at the last
     layer reproduces the model's own logits, each re-applied norm equals its module, listed
     probabilities + rest_mass == 1, and the JSON's consistency diagnostic is the truth."""
@@ -77,5 +77,5 @@ def test_invariants(lens_run: LensRun, lens_settings: LensSettings) -> None:
 
     cls = lens_run.golden_class
     tol, _ = tolerances_for(cls, cls, lens_settings.tolerance_overrides)
-    problems = check_invariants(lens_run, kl_tolerance=tol.kl_consistency)
+    problems = check_invariants(lens_run.for_lens(lens_kind), kl_tolerance=tol.kl_consistency)
     assert not problems, f"{lens_run.model}: " + "; ".join(problems)

@@ -42,7 +42,7 @@ def test_custom_dir_is_used_for_creation_and_reading(lens_project: LensProject) 
     missing.assert_outcomes(passed=1, failed=1, skipped=len(GENERATED) - 2)
     assert (
         f"no golden for {MODEL} (cpu-float32, suite default, "
-        "decode_norm=final bos=auto schema=extended chat_template=False) in "
+        "decode_norm=final bos=auto schema=extended chat_template=False lens=logit) in "
         f"{lens_project.path / 'golden' / MODEL}; create it with: "
         f"pytest --lens-models={MODEL} --snapshot-update"
     ) in missing.stdout.str()

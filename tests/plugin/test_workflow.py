@@ -29,7 +29,7 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     out = missing.stdout.str()
     assert (
         f"no golden for {MODEL} (cpu-float32, suite default, "
-        f"decode_norm=final bos=auto schema=extended chat_template=False) in {path.parent}; "
+        f"decode_norm=final bos=auto schema=extended chat_template=False lens=logit) in {path.parent}; "
         f"create it with: {REBLESS}"
     ) in out
     assert not path.exists()

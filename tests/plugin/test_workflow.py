@@ -29,7 +29,8 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     out = missing.stdout.str()
     assert (
         f"no golden for {MODEL} (cpu-float32, suite default, "
-        f"decode_norm=final bos=auto schema=extended chat_template=False lens=logit) in {path.parent}; "
+        "decode_norm=final bos=auto schema=extended chat_template=False lens=logit) in "
+        f"{path.parent}; "
         f"create it with: {REBLESS}"
     ) in out
     assert not path.exists()

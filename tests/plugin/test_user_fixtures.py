@@ -111,3 +111,26 @@ def test_users_tests_on_the_fixtures(lens_project: LensProject) -> None:
     }
     result.assert_outcomes(passed=9, failed=1, skipped=1, deselected=2 * len(GENERATED))
     assert "Drift(section='trajectory', metric='entropy'" in result.stdout.str()
+
+
+#: The README's fixture example, as a user writes it in their own project.
+README_EXAMPLE = """
+def test_no_drift_in_the_trajectory(lens_golden):
+    report = lens_golden.compare("trajectory")
+    assert report.ok, report.drifts
+"""
+
+
+def test_blessing_with_a_users_golden_test_passes_and_the_next_run_too(
+    lens_project: LensProject,
+) -> None:
+    """--snapshot-update with a user's own lens_golden test: the golden is written and the
+    user's test compares with the document being blessed (it used to fail, exit 1, asking
+    for the very command just run)."""
+    lens_project.pytester.makepyfile(test_mine=README_EXAMPLE)
+    blessed = lens_project.run("--lens-models=synthetic-llama", "--snapshot-update")
+    blessed.assert_outcomes(passed=len(GENERATED) + 1)
+    assert blessed.ret == 0
+    assert lens_project.golden("synthetic-llama").is_file()
+    again = lens_project.run("--lens-models=synthetic-llama")
+    again.assert_outcomes(passed=len(GENERATED) + 1)

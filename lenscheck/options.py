@@ -26,6 +26,7 @@ __all__ = [
     "cli_argv",
     "cli_values",
     "config_from_values",
+    "default_text",
     "golden_options",
     "plugin_options",
     "pytest_argv",
@@ -44,7 +45,8 @@ def golden_options() -> tuple[Option, ...]:
     return tuple(o for o in run_options() if o.golden and o.plugin)
 
 
-def _default_text(opt: Option) -> str:
+def default_text(opt: Option) -> str:
+    """An option's default as the help and the docs say it."""
     if opt.preset:
         from lenscheck.config import PRESET_SETTINGS
 
@@ -52,10 +54,10 @@ def _default_text(opt: Option) -> str:
         return f"the preset's: {by}"
     default = next(f.default for f in _fields() if f.name == opt.name)
     if opt.kind == "flag":
-        return "on" if default else "off"
+        return "on" if bool(default) != opt.inverted else "off"
     if default is None:
         return "the built-in prompt" if opt.kind == "suite" else "none"
-    return str(default)
+    return ",".join(default) if isinstance(default, tuple) else str(default)
 
 
 def _fields() -> Iterable[Any]:
@@ -67,7 +69,7 @@ def _fields() -> Iterable[Any]:
 def _help(opt: Option) -> str:
     if opt.kind == "flag":
         return opt.help
-    return f"{opt.help} (default: {_default_text(opt)})"
+    return f"{opt.help} (default: {default_text(opt)})"
 
 
 def _metavar(opt: Option) -> str | None:

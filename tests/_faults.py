@@ -240,4 +240,70 @@ FAULTS: dict[str, list[Patch]] = {
             [],
         )
     ],
+    # Issue 27: a rule that stops firing and a self-check that cannot fail. The committed
+    # rows rarely sit near a rule's boundary; test_rules checks the writer's rule on rows
+    # at every boundary, and each self-check of test_invariants runs on a canary it must
+    # refuse.
+    "copy-threshold-weakened": [
+        (
+            "lenscheck.collapse",
+            "collapse_flags",
+            [("p1 > copy_threshold and", "p1 > copy_threshold - 0.1 and")],
+            ["lenscheck.lens.records:collapse_flags"],
+        )
+    ],
+    "copy-margin-ignored": [
+        (
+            "lenscheck.collapse",
+            "collapse_flags",
+            [("(p1 - p2) > copy_margin", "(p1 - p2) >= 0")],
+            ["lenscheck.lens.records:collapse_flags"],
+        )
+    ],
+    "entropy-fallback-inclusive": [
+        (
+            "lenscheck.collapse",
+            "collapse_flags",
+            [
+                (
+                    "return entropy_bits < entropy_fallback_threshold",
+                    "return entropy_bits <= entropy_fallback_threshold",
+                )
+            ],
+            ["lenscheck.lens.records:collapse_flags"],
+        )
+    ],
+    "layer0-exemption-dropped": [
+        (
+            "lenscheck.lens.records",
+            "pure_records",
+            [("**(flags if layer >= start else dict.fromkeys(flags, False)),", "**flags,")],
+            ["lenscheck.lens.pipeline:pure_records"],
+        )
+    ],
+    "consistency-check-vacuous": [
+        (
+            "lenscheck.plugin.invariants",
+            "_consistency_problems",
+            [
+                (
+                    "kl_max = float(kl_bits(logits, lens).max())",
+                    "kl_max = float(kl_bits(lens, lens).max())",
+                ),
+                (
+                    "agree = bool((lens.argmax(-1) == logits.argmax(-1)).all())",
+                    "agree = True",
+                ),
+            ],
+            [],
+        )
+    ],
+    "norm-check-vacuous": [
+        (
+            "lenscheck.plugin.invariants",
+            "_norm_problems",
+            [("theirs = reference(module, x)", "theirs = ours")],
+            [],
+        )
+    ],
 }

@@ -21,7 +21,7 @@ from lenscheck.selftest import kl_tolerance_bits
 from lenscheck.vocab import BOS_AUTO, NEXT_LN1, RAW
 
 if TYPE_CHECKING:
-    from lenscheck.backends.base import LensBackend
+    from lenscheck.backends.base import Capture, LensBackend
     from lenscheck.golden.payload import PromptFiles
     from lenscheck.plugin.session import LensRun
     from lenscheck.schema import CsvTable
@@ -49,12 +49,27 @@ def _mass_problems(prompt: str, tables: list[CsvTable]) -> list[str]:
     return problems[:_MAX_MASS_LINES]
 
 
+def _module_output(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """The norm module's own forward, in float32 (a copy: the model's module is untouched)."""
+    return copy.deepcopy(unwrap_norm(module)).float()(x).float()
+
+
+def _scaled_module(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """A canary's reference: the module's output, scaled (the norm check must refuse it)."""
+    return 1.5 * _module_output(module, x)
+
+
 def _norm_problems(
-    prompt: str, backend: LensBackend, residuals: list[torch.Tensor], point: str
+    prompt: str,
+    backend: LensBackend,
+    residuals: list[torch.Tensor],
+    point: str,
+    reference: Any = _module_output,
 ) -> list[str]:
-    """Each re-applied norm against its module, both in float32 whatever the run's dtype:
-    a formula slip (epsilon outside the square root, a lost bias) is far below half
-    precision's rounding, but not below float32's."""
+    """Each re-applied norm against its module (``reference``: how the module's own output
+    is computed), both in float32 whatever the run's dtype: a formula slip (epsilon outside
+    the square root, a lost bias) is far below half precision's rounding, but not below
+    float32's."""
     problems = []
     for layer, (resid, module) in enumerate(
         zip(residuals, decode_norm_modules(backend.stack, point))
@@ -63,7 +78,7 @@ def _norm_problems(
             continue
         x = resid.float()
         ours = apply_norm_or_skip(x, module).float()
-        theirs = copy.deepcopy(unwrap_norm(module)).float()(x).float()
+        theirs = reference(module, x)
         if not torch.allclose(ours, theirs, rtol=_NORM_TOL, atol=_NORM_TOL):
             err = float((ours - theirs).abs().max())
             problems.append(
@@ -174,4 +189,33 @@ def check_invariants(lens_run: LensRun, kl_tolerance: float | None = None) -> li
             problems += _tokenization_problems(prompt, backend, files)
             tables = [t for t in (files.records, files.pure) if t is not None]
             problems += _mass_problems(prompt, tables)
+            problems += _canaries(prompt, backend, capture, files, point, tol)
     return problems
+
+
+def _canaries(
+    prompt: str, backend: LensBackend, capture: Capture, files: PromptFiles, point: str, tol: float
+) -> list[str]:
+    """Each check above, run once on an input it must refuse: a check that passes its
+    canary cannot fail, and would pin whatever a model does as golden."""
+    diag = files.json["diagnostics"]
+    wrong = capture.logits.roll(1, dims=-1)  # every position's logits moved by one id
+    failed = []
+    if not _consistency_problems(prompt, backend, capture.residuals[-1], wrong, diag, tol):
+        failed.append("the last-layer consistency check accepted logits shifted by one id")
+    if point != RAW and not _files_problems(prompt, backend, wrong, files):
+        failed.append("the records' last-layer check accepted logits shifted by one id")
+    normed = any(m is not None for m in decode_norm_modules(backend.stack, point))
+    scaled = _norm_problems(prompt, backend, capture.residuals, point, reference=_scaled_module)
+    if normed and not scaled:
+        failed.append("the norm check accepted a module whose output was scaled by 1.5")
+    if files.records is not None and not _mass_problems(prompt, [_halved(files.records)]):
+        failed.append("the probability-mass check accepted a halved rest_mass")
+    return [f"{prompt}: a self-check cannot fail: {line}" for line in failed]
+
+
+def _halved(table: CsvTable) -> CsvTable:
+    import dataclasses
+
+    rows = [dataclasses.replace(r, rest_mass=r.rest_mass / 2 + 0.25) for r in table.rows[:1]]
+    return dataclasses.replace(table, rows=rows)

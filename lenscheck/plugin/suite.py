@@ -79,3 +79,16 @@ def test_invariants(lens_run: LensRun, lens_settings: LensSettings, lens_kind: s
     tol, _ = tolerances_for(cls, cls, lens_settings.tolerance_overrides)
     problems = check_invariants(lens_run.for_lens(lens_kind), kl_tolerance=tol.kl_consistency)
     assert not problems, f"{lens_run.model}: " + "; ".join(problems)
+
+
+def test_rules(lens_run: LensRun, lens_kind: str) -> None:
+    """Re-derived by the plugin with code of its own, not read from what the lens wrote:
+    every next-token row's copy_collapse, entropy_collapse and is_answer from the values
+    it is defined on and the thresholds the run recorded, the collapse layers from the
+    flags, and the writer's rule on rows just above and below every boundary of the rule
+    (so a weakened rule shows on any model)."""
+    __tracebackhide__ = True
+    from lenscheck.plugin.rules import check_rules
+
+    problems = check_rules(lens_run.for_lens(lens_kind))
+    assert not problems, f"{lens_run.model}: " + "; ".join(problems)

@@ -135,4 +135,5 @@ GENERATED = (
     "test_final_prediction",
     "test_decoding",
     "test_invariants",
+    "test_rules",
 )

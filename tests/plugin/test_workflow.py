@@ -25,7 +25,8 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     # 1. No golden yet: one test fails and says how to create one; the others skip.
     missing = lens_project.run(*RUN)
     assert failed_models(missing) == {MODEL: {"test_golden_file"}}
-    missing.assert_outcomes(passed=1, failed=1, skipped=len(GENERATED) - 2)
+    # test_invariants and test_rules need no golden.
+    missing.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
     out = missing.stdout.str()
     assert (
         f"no golden for {MODEL} (cpu-float32, suite default, "
@@ -226,7 +227,8 @@ def test_corrupted_golden_fails_once_naming_the_file(lens_project: LensProject) 
         json.loads(path.read_text(encoding="utf-8"))
     result = lens_project.run(*RUN)
     assert failed_models(result) == {MODEL: {"test_golden_file"}}
-    result.assert_outcomes(passed=1, failed=1, skipped=len(GENERATED) - 2)
+    # test_invariants and test_rules need no golden.
+    result.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
     out = result.stdout.str()
     assert f"golden file {path} is not valid JSON (" in out
     assert f"re-bless it with: {REBLESS}" in out

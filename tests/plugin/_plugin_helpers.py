@@ -35,6 +35,10 @@ class LensProject:
         # (syrupy, for one, reads PYTEST_XDIST_WORKER and would drop its summary).
         for name in XDIST_ENV:
             monkeypatch.delenv(name, raising=False)
+        # Under CI (CI or BUILD_NUMBER set) pytest prints the short summary untruncated, so
+        # every message would appear twice; the inner run reads as on a user's terminal.
+        for name in ("CI", "BUILD_NUMBER"):
+            monkeypatch.delenv(name, raising=False)
         self.pytester = pytester
         self.path = pytester.path
         self.ini()

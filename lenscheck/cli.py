@@ -192,7 +192,9 @@ def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> list[dict[st
 
         run = run_model(spec, cfg, out_dir, stage=stage)
     written = [p for paths in run.paths.values() for p in paths.all() if p.exists()]
-    log.info("wrote %s", ", ".join(map(str, written)))
+    # Names only: the folder may still be the staged one that becomes run-latest/ when the
+    # run succeeds; the summary's title names where the files end up.
+    log.info("wrote %s", ", ".join(p.name for p in written))
     return [_summary_row(spec, run, case.id) for case in run.suite.cases]
 
 

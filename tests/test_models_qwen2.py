@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lenscheck.models import (
     SYNTHETIC_ALIASES,
@@ -215,6 +217,21 @@ def test_concat_joins_the_chunks_in_the_order_given(tmp_path: Path, fake_site: P
     assert target.read_bytes() == FAKE_GGUF
     assert concat_chunks(chunks[::-1], target) == len(FAKE_GGUF)  # overwrites, in that order
     assert target.read_bytes() == b"".join(CHUNKS[::-1])
+
+
+@given(st.lists(st.binary(max_size=64), max_size=8))
+def test_concat_is_the_chunks_bytes_in_order(tmp_path_factory: Any, parts: list[bytes]) -> None:
+    """Whatever the chunks hold (empty ones too), the joined file is their bytes in order
+    and its reported size is the sum of theirs."""
+    folder = tmp_path_factory.mktemp("chunks")
+    chunks = []
+    for n, data in enumerate(parts):
+        chunk = folder / f"part{n:02d}.bin"
+        chunk.write_bytes(data)
+        chunks.append(chunk)
+    target = folder / "joined.gguf"
+    assert concat_chunks(chunks, target) == sum(map(len, parts))
+    assert target.read_bytes() == b"".join(parts)
 
 
 def test_find_chunk_matches_the_whole_path_only(fake_site: Path) -> None:

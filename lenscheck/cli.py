@@ -32,13 +32,13 @@ INTERRUPTED = 130
 
 
 def _models_help() -> str:
-    from lenscheck.models import EMBEDDED_ALIAS, GEMMA3_ALIAS, SYNTHETIC_ALIASES
+    from lenscheck.models import EMBEDDED_ALIAS, GEMMA3_ALIAS, QWEN2_ALIAS, SYNTHETIC_ALIASES
     from lenscheck.models.resolve import SYNTHETIC_GROUP
 
     return (
         f"a hub id ('org/name'), a local checkpoint folder (with config.json), or an offline "
-        f"alias: {EMBEDDED_ALIAS} (the default), {GEMMA3_ALIAS}, {SYNTHETIC_GROUP} (every "
-        f"synthetic family) or one of {', '.join(SYNTHETIC_ALIASES)}"
+        f"alias: {EMBEDDED_ALIAS} (the default), {GEMMA3_ALIAS}, {QWEN2_ALIAS}, "
+        f"{SYNTHETIC_GROUP} (every synthetic family) or one of {', '.join(SYNTHETIC_ALIASES)}"
     )
 
 

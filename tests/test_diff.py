@@ -132,7 +132,7 @@ def test_a_golden_against_the_obtained_file_a_drifting_run_wrote(
     obtained.write_text(dumps_golden(data), encoding="utf-8")
     assert main(["diff", str(golden), str(obtained)]) == 1
     out = capsys.readouterr().out
-    assert "records: 1 of 192 values drifted" in out
+    assert "records: 1 of 756 values drifted" in out
     assert "records: prompt capital-de layer 1 pos 4 entropy: OLD " in out
 
 

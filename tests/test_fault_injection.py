@@ -304,7 +304,7 @@ EMBEDDED: dict[str, tuple[set[str], list[str]]] = {
     ),
 }
 #: Generated tests per model (tests/plugin/_plugin_helpers.GENERATED).
-GENERATED_PER_MODEL = 11
+GENERATED_PER_MODEL = 13
 GOLDEN_TESTS = ENTROPY_TESTS | {"test_collapse", "test_schema", "test_tokenization"}
 
 

@@ -25,8 +25,8 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     # 1. No golden yet: one test fails and says how to create one; the others skip.
     missing = lens_project.run(*RUN)
     assert failed_models(missing) == {MODEL: {"test_golden_file"}}
-    # test_invariants and test_rules need no golden.
-    missing.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
+    # test_invariants, test_rules and test_measurements need no golden.
+    missing.assert_outcomes(passed=3, failed=1, skipped=len(GENERATED) - 4)
     out = missing.stdout.str()
     assert (
         f"no golden for {MODEL} (cpu-float32, suite default, "
@@ -53,7 +53,7 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     lens_project.edit_golden(MODEL, lambda d: d.update(format_version=1))
     old = lens_project.run(*RUN)
     assert failed_models(old) == {MODEL: {"test_golden_file"}}
-    assert "has format 1, older than the current 3" in old.stdout.str()
+    assert "has format 1, older than the current 4" in old.stdout.str()
     assert f"re-bless it with: {REBLESS}" in old.stdout.str()
     reblessed = lens_project.run(*RUN, "--snapshot-update")
     reblessed.assert_outcomes(passed=len(GENERATED))
@@ -103,14 +103,14 @@ CASES: dict[str, tuple[Edit, set[str], list[str]]] = {
         [
             f"1 drift(s); first: trajectory: prompt {PID} layer 2 entropy: ",
             "|Δ| 0.5 > tol 0.0001",
-            f"trajectory: 1 of 16 values drifted, max |Δ| 0.5 (entropy, prompt {PID} layer 2)",
+            f"trajectory: 1 of 40 values drifted, max |Δ| 0.5 (entropy, prompt {PID} layer 2)",
             f"if this change is intended, re-bless: {REBLESS}",
         ],
     ),
     "records-cell": (
         _at("records", "p_top1", (1, 6), -0.25),
         {"test_records"},
-        [f"records: 1 of 192 values drifted, max |Δ| 0.25 (p_top1, prompt {PID} layer 1 pos 6)"],
+        [f"records: 1 of 756 values drifted, max |Δ| 0.25 (p_top1, prompt {PID} layer 1 pos 6)"],
     ),
     "probe": (
         _at("probes", "entropy", 4, 0.5),
@@ -132,7 +132,7 @@ CASES: dict[str, tuple[Edit, set[str], list[str]]] = {
         lambda data: data.update(format_version=99),
         {"test_golden_file"},
         [
-            "has format 99, newer than this lenscheck reads (3); upgrade lenscheck",
+            "has format 99, newer than this lenscheck reads (4); upgrade lenscheck",
             f"or re-bless it with: {REBLESS}",
         ],
     ),
@@ -227,8 +227,8 @@ def test_corrupted_golden_fails_once_naming_the_file(lens_project: LensProject) 
         json.loads(path.read_text(encoding="utf-8"))
     result = lens_project.run(*RUN)
     assert failed_models(result) == {MODEL: {"test_golden_file"}}
-    # test_invariants and test_rules need no golden.
-    result.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
+    # test_invariants, test_rules and test_measurements need no golden.
+    result.assert_outcomes(passed=3, failed=1, skipped=len(GENERATED) - 4)
     out = result.stdout.str()
     assert f"golden file {path} is not valid JSON (" in out
     assert f"re-bless it with: {REBLESS}" in out

@@ -84,7 +84,8 @@ def _rank(c: _Comparer, name: str, g: Any, o: Any, gap: Any, **where: Any) -> No
         c.add(drift)
         return
     clear = gap is None or gap > c.tol.near_tie
-    if g <= SMALL_RANK and clear:
+    # Small on either side: an answer that entered or left the top ranks is never noise.
+    if min(g, o) <= SMALL_RANK and clear:
         c.beyond(drift, None)  # drift, or an outlier where the tolerances allow some
     elif abs(o - g) > c.tol.rank_slack(g):
         c.report.near_ties.append(drift)

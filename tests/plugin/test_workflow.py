@@ -80,6 +80,17 @@ def _final_point_entropy(data: dict[str, Any]) -> None:
     data["prompts"][PID]["decoding"]["final"]["entropy"][1] = 9.0
 
 
+def _metric(part: str, column: str, layer: int, value: Any) -> Edit:
+    def edit(data: dict[str, Any]) -> None:
+        data["prompts"][PID]["metrics"][part][column][layer] = value
+
+    return edit
+
+
+def _milestone(data: dict[str, Any]) -> None:
+    data["prompts"][PID]["metrics"]["milestones"]["first_kl_below_1.0"] = 0
+
+
 def _stats(data: dict[str, Any]) -> None:
     data["model_stats"]["num_layers"] = 5
     data["model_stats"]["d_vocab"] = 32000
@@ -126,6 +137,27 @@ CASES: dict[str, tuple[Edit, set[str], list[str]]] = {
         _final_point_entropy,
         {"test_decoding"},
         [f"decoding: prompt {PID} layer 1 final entropy: golden 9 vs run "],
+    ),
+    # Issue 24: the extended schema's measurements, each by its tolerance class.
+    "metrics-kl": (
+        _metric("next_token", "kl_to_final_bits", 1, 42.0),
+        {"test_metrics"},
+        [f"metrics: prompt {PID} layer 1 next_token kl_to_final_bits: golden 42 vs run "],
+    ),
+    "metrics-rawlens-id": (
+        _metric("rawlens", "top1_token_id_raw", 0, 7),
+        {"test_metrics"},
+        [f"metrics: prompt {PID} layer 0 rawlens top1_token_id_raw: golden 7 vs run "],
+    ),
+    "metrics-milestone": (
+        _milestone,
+        {"test_metrics"},
+        [f"metrics: prompt {PID} milestones first_kl_below_1.0: golden 0 vs run 3"],
+    ),
+    "records-topk-probability": (
+        lambda data: data["prompts"][PID]["records"]["topk"][2][5][3].__setitem__(1, 0.5),
+        {"test_records"},
+        [f"records: prompt {PID} layer 2 pos 5 p(top4 "],
     ),
     "entropy-within-tolerance": (_at("next_token", "entropy", 2, 1e-6), set(), []),
     "newer-format": (

@@ -535,6 +535,12 @@ def test_control_in_half_precision_passes_against_the_float32_goldens(
 #: bfloat16 runs reorder the model's own top-5 by themselves (docs/tolerances.md), so such
 #: a run reports the swap as an outlier or a near-tie and passes; float32 catches it.
 HALF_TOLERATES = {"final-top5-second-and-third-swapped"}
+#: Extended-schema faults only float32 catches: test_measurements recomputes the values from
+#: tensors in float32 runs only, and against float32 goldens a half-precision run's answer
+#: ranks (in the thousands on the synthetic models: near-ties) and top-50 Jaccards (within
+#: the class' set tolerance) move by more than these faults do. A known gap, asserted so
+#: that closing it shows.
+HALF_MISSES = {"answer-rank-off-by-one", "jaccard-of-the-wrong-layer"}
 
 
 @pytest.mark.parametrize("dtype", HALF)
@@ -551,6 +557,9 @@ def test_fault_is_still_caught_in_half_precision(
     args = (f"--lens-dtype={dtype}", f"--lens-report={report}", *flags)
     args += LENS_FAULT_ARGS.get(fault, ())
     result = run_with(pytester, FAULTS[fault], models, *args)  # type: ignore[arg-type]
+    if fault in HALF_MISSES:
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+        return
     if fault in HALF_TOLERATES:
         assert result.ret == pytest.ExitCode.OK, result.stdout.str()
         lines = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]

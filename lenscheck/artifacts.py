@@ -73,10 +73,20 @@ class OutputPaths:
         self.pure_csv = path("pure")
         self.heatmap = path("heatmap")
         self.residuals = path("residuals")
+        self.rawlens_csv = path("rawlens")
+        self.milestones_csv = path("milestones")
 
     def all(self) -> list[Path]:
         """Every path, in the order they are written."""
-        return [self.records_csv, self.pure_csv, self.json, self.heatmap, self.residuals]
+        return [
+            self.records_csv,
+            self.pure_csv,
+            self.json,
+            self.heatmap,
+            self.residuals,
+            self.rawlens_csv,
+            self.milestones_csv,
+        ]
 
 
 def output_paths(

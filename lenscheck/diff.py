@@ -50,6 +50,9 @@ class RunFiles:
     json: Path
     pure_csv: Path
     records_csv: Path | None
+    #: The extended schema's sidecars, where the folder has them.
+    rawlens_csv: Path | None = None
+    milestones_csv: Path | None = None
 
 
 def _group(json_path: Path) -> RunFiles:
@@ -58,12 +61,22 @@ def _group(json_path: Path) -> RunFiles:
     records = json_path.with_name(f"{OUTPUT_PREFIX}{name}{_RECORDS_SUFFIX}")
     if not pure.exists():
         raise DiffInputError(f"{json_path}: expected its pure next-token CSV at {pure}, found none")
-    return RunFiles(name, json_path, pure, records if records.exists() else None)
+    rawlens = json_path.with_name(f"{OUTPUT_PREFIX}{name}{OUTPUT_SUFFIXES['rawlens']}")
+    milestones = json_path.with_name(f"{OUTPUT_PREFIX}{name}{OUTPUT_SUFFIXES['milestones']}")
+    return RunFiles(
+        name,
+        json_path,
+        pure,
+        records if records.exists() else None,
+        rawlens if rawlens.exists() else None,
+        milestones if milestones.exists() else None,
+    )
 
 
 def _json_for(path: Path) -> Path:
     name = path.name
-    for suffix in (_PURE_SUFFIX, _RECORDS_SUFFIX, _JSON_SUFFIX):
+    sidecars = (OUTPUT_SUFFIXES["rawlens"], OUTPUT_SUFFIXES["milestones"])
+    for suffix in (_PURE_SUFFIX, _RECORDS_SUFFIX, *sidecars, _JSON_SUFFIX):
         if name.startswith(OUTPUT_PREFIX) and name.endswith(suffix):
             return path.with_name(name[: -len(suffix)] + _JSON_SUFFIX)
     raise DiffInputError(
@@ -116,6 +129,10 @@ def payload_from_files(files: RunFiles) -> dict[str, Any]:
             None if files.records_csv is None else files.records_csv.read_bytes(),
             files.pure_csv.read_bytes(),
             source=str(files.json.with_suffix("")),
+            sidecars=(
+                None if files.rawlens_csv is None else files.rawlens_csv.read_bytes(),
+                None if files.milestones_csv is None else files.milestones_csv.read_bytes(),
+            ),
         )
         return golden_payload({files.name: parsed}, model=files.name, suite="")
     except (CsvSchemaError, UnicodeDecodeError, json.JSONDecodeError) as exc:

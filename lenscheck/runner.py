@@ -26,6 +26,7 @@ from lenscheck.backends import load_backend
 from lenscheck.config import LensConfig
 from lenscheck.device import choose_dtype, parse_dtype, resolve_device, should_auto_promote_unembed
 from lenscheck.lenses import OpenedLens, bind_lenses, open_lenses
+from lenscheck.metrics.files import dump_milestones_bytes, dump_rawlens_bytes
 from lenscheck.models import (
     EMBEDDED_MODEL_ID,
     EMBEDDED_MODEL_IDS,
@@ -48,6 +49,7 @@ __all__ = [
     "output_bytes",
     "run_model",
     "seeded",
+    "sidecar_bytes",
     "write_outputs",
 ]
 
@@ -298,6 +300,7 @@ def _check_distinct_files(by_lens: dict[str, dict[str, OutputPaths]], cfg: LensC
     for n, (lens_name, paths) in enumerate(by_lens.items()):
         for case_id, p in paths.items():
             files = [p.records_csv, p.pure_csv, p.json] + ([p.heatmap] if cfg.heatmap else [])
+            files += [p.rawlens_csv, p.milestones_csv]
             if n == 0 and cfg.keep_residuals:
                 files.append(p.residuals)
             for path in files:
@@ -351,6 +354,14 @@ def output_bytes(result: LensResult, cfg: LensConfig) -> tuple[bytes, bytes, byt
     )
 
 
+def sidecar_bytes(result: LensResult) -> tuple[bytes, bytes] | None:
+    """The rawlens and milestones sidecars of one prompt (None under the original schema)."""
+    ext = result.extended
+    if ext is None:
+        return None
+    return dump_rawlens_bytes(ext.rawlens), dump_milestones_bytes(ext.milestones)
+
+
 def _file_bytes(
     result: LensResult,
     paths: OutputPaths,
@@ -361,6 +372,9 @@ def _file_bytes(
 ) -> dict[Path, bytes]:
     json_bytes, records, pure = output_bytes(result, cfg)
     files = {paths.records_csv: records, paths.pure_csv: pure, paths.json: json_bytes}
+    sidecars = sidecar_bytes(result)
+    if sidecars is not None:
+        files[paths.rawlens_csv], files[paths.milestones_csv] = sidecars
     if cfg.heatmap:
         # Imported here: matplotlib and Pillow only for a heatmap (the plugin draws none).
         from lenscheck.plot import render_heatmap_png

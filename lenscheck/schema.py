@@ -32,6 +32,8 @@ __all__ = [
     "SchemaViolation",
     "csv_header",
     "dump_csv_bytes",
+    "dump_rows_bytes",
+    "parse_cell",
     "parse_csv_bytes",
     "pure_row",
     "read_csv",
@@ -72,8 +74,11 @@ class _RowWriterDialect(_LensDialect):
     lineterminator = "\r\n"
 
 
-def csv_header(kind: CsvKind, top_k_verbose: int = TOP_K_VERBOSE) -> list[str]:
-    """``layer,pos,token,entropy,top1,prob1,...,rest_mass`` (+ flags for the pure CSV)."""
+def csv_header(
+    kind: CsvKind, top_k_verbose: int = TOP_K_VERBOSE, extra: Sequence[str] = ()
+) -> list[str]:
+    """``layer,pos,token,entropy,top1,prob1,...,rest_mass`` (+ flags for the pure CSV, then
+    the extended schema's ``extra`` columns)."""
     if kind not in ("records", "pure"):
         raise ValueError(f"CSV kind must be 'records' or 'pure', got {kind!r}")
     check_positive_int("top_k_verbose", top_k_verbose)
@@ -82,7 +87,7 @@ def csv_header(kind: CsvKind, top_k_verbose: int = TOP_K_VERBOSE) -> list[str]:
         header += [f"top{i}", f"prob{i}"]
     header.append("rest_mass")
     if kind == "pure":
-        header += list(FLAG_COLUMNS)
+        header += list(FLAG_COLUMNS) + list(extra)
     return header
 
 
@@ -105,6 +110,8 @@ class CsvRow:
     topk: tuple[tuple[str, float], ...]
     rest_mass: float
     flags: tuple[bool, ...] = ()
+    #: The extended schema's columns after the flags: (column, value), in file order.
+    extra: tuple[tuple[str, Any], ...] = ()
 
     def as_record(self) -> dict[str, Any]:
         """The row as a record dict, the shape the lens builds and the writer takes."""
@@ -116,6 +123,8 @@ class CsvRow:
             "topk": [[t, p] for t, p in self.topk],
         }
         rec.update(zip(FLAG_COLUMNS, self.flags))
+        if self.extra:
+            rec["metrics"] = dict(self.extra)
         return rec
 
     def cells(self, top_k_verbose: int = TOP_K_VERBOSE) -> list[Any]:
@@ -131,11 +140,13 @@ class CsvRow:
         cells += ["", ""] * (top_k_verbose - len(self.topk))
         cells.append(self.rest_mass)
         cells += list(self.flags)
+        cells += ["" if v is None else v for _, v in self.extra]
         return cells
 
 
 def _row_from_record(rec: Mapping[str, Any], flags: tuple[bool, ...]) -> CsvRow:
     topk = tuple((str(t), float(p)) for t, p in rec.get("topk", []))
+    extra = tuple((rec.get("metrics") or {}).items())
     return CsvRow(
         layer=int(rec["layer"]),
         pos=int(rec["pos"]),
@@ -144,6 +155,7 @@ def _row_from_record(rec: Mapping[str, Any], flags: tuple[bool, ...]) -> CsvRow:
         topk=topk,
         rest_mass=rest_mass(p for _, p in topk),
         flags=flags,
+        extra=extra,
     )
 
 
@@ -160,21 +172,32 @@ def pure_row(rec: Mapping[str, Any]) -> CsvRow:
 def dump_csv_bytes(
     kind: CsvKind, rows: Iterable[CsvRow], top_k_verbose: int = TOP_K_VERBOSE
 ) -> bytes:
-    """The exact bytes of a CSV file of ``kind`` holding ``rows``."""
+    """The exact bytes of a CSV file of ``kind`` holding ``rows`` (the extended schema's
+    columns in the header when the first row has them)."""
+    rows = list(rows)
+    extra = [c for c, _ in rows[0].extra] if rows else []
+    return dump_rows_bytes(
+        csv_header(kind, top_k_verbose, extra), (row.cells(top_k_verbose) for row in rows)
+    )
+
+
+def dump_rows_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """The bytes of a CSV in the lens dialect: ``header``, then each row's cells (floats as
+    ``repr``, booleans ``True``/``False``, None as an empty cell)."""
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, dialect=_RowWriterDialect)
     lines: list[str] = []
 
-    def put(cells: list[Any]) -> None:
-        writer.writerow(cells)
+    def put(cells: Sequence[Any]) -> None:
+        writer.writerow(["" if c is None else c for c in cells])
         line = buf.getvalue()
         buf.seek(0)
         buf.truncate()
         lines.append(line[: -len("\r\n")] + "\n")
 
-    put(csv_header(kind, top_k_verbose))
-    for row in rows:
-        put(row.cells(top_k_verbose))
+    put(header)
+    for cells in rows:
+        put(cells)
     return "".join(lines).encode()  # str.encode is always UTF-8
 
 
@@ -245,10 +268,50 @@ class CsvTable:
         return [row.as_record() for row in self.rows]
 
 
+def parse_cell(text: str, kind: str, *, optional: bool = True) -> Any:
+    """A metric cell's value as its declaration's ``kind`` says (``float``, ``int``,
+    ``bool``, ``str``); an empty cell is None. Raises ValueError on a cell that does not
+    parse (a non-finite float, a bool other than ``True``/``False``, an empty cell that
+    is not ``optional``)."""
+    if kind == "str":
+        return text
+    if text == "":
+        if optional:
+            return None
+        raise ValueError("an empty cell where a value is required")
+    if kind == "bool":
+        if text not in ("True", "False"):
+            raise ValueError(f"expected True or False, found {text!r}")
+        return text == "True"
+    value = int(text) if kind == "int" else float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, found {text!r}")
+    return value
+
+
 class _RowParser:
-    def __init__(self, path: str, kind: CsvKind, header: list[str]) -> None:
+    def __init__(self, path: str, kind: CsvKind, header: list[str], n_extra: int = 0) -> None:
         self.path, self.kind, self.header = path, kind, header
+        self.n_extra = n_extra
         self.violations: list[SchemaViolation] = []
+
+    def extra(self, n: int, cells: list[str]) -> tuple[tuple[str, Any], ...]:
+        """The extended columns, each parsed as its declaration says (undeclared: text)."""
+        from lenscheck.metrics.table import metric
+
+        out: list[tuple[str, Any]] = []
+        for col, text in zip(self.header[len(self.header) - self.n_extra :], cells):
+            try:
+                m = metric("pure", col)
+            except KeyError:
+                out.append((col, text))
+                continue
+            try:
+                out.append((col, parse_cell(text, m.kind, optional=m.optional)))
+            except ValueError as exc:
+                self.bad(n, col, str(exc))
+                out.append((col, None))
+        return tuple(out)
 
     def bad(self, row: int, col: str, msg: str) -> None:
         self.violations.append(SchemaViolation(self.path, row, col, msg))
@@ -289,6 +352,8 @@ class _RowParser:
         if len(cells) != len(self.header):
             self.bad(n, "*", f"expected {len(self.header)} cells, found {len(cells)}")
             return None
+        extra_cells = cells[len(cells) - self.n_extra :] if self.n_extra else []
+        cells = cells[: len(cells) - self.n_extra]
         n_flags = len(FLAG_COLUMNS) if self.kind == "pure" else 0
         body = cells[4 : len(cells) - 1 - n_flags]
         seen = len(self.violations)
@@ -302,6 +367,7 @@ class _RowParser:
             flags=tuple(
                 self.flag(n, c, t) for c, t in zip(FLAG_COLUMNS, cells[len(cells) - n_flags :])
             ),
+            extra=self.extra(n, extra_cells),
         )
         # Only when the pairs and rest_mass parsed cleanly: a bad prob cell is one violation,
         # not also a rest_mass one.
@@ -317,12 +383,20 @@ class _RowParser:
         return row
 
 
-def _detect_kind(header: list[str]) -> tuple[CsvKind, int] | None:
+def _detect_kind(header: list[str]) -> tuple[CsvKind, int, int] | None:
+    """The kind, the top-k pairs and the number of extended columns a header has."""
     kinds: tuple[CsvKind, ...] = ("records", "pure")
     for kind in kinds:
         n_pairs = (len(header) - 5 - (3 if kind == "pure" else 0)) // 2
         if n_pairs >= 1 and header == csv_header(kind, n_pairs):
-            return kind, n_pairs
+            return kind, n_pairs, 0
+    if "rest_mass" in header:  # a pure CSV with the extended schema's columns after its flags
+        n_pairs = (header.index("rest_mass") - 4) // 2
+        base = csv_header("pure", max(n_pairs, 1))
+        extra = header[len(base) :]
+        unique = len(set(extra)) == len(extra) and "" not in extra
+        if n_pairs >= 1 and header[: len(base)] == base and extra and unique:
+            return "pure", n_pairs, len(extra)
     return None
 
 
@@ -364,9 +438,9 @@ def _parse(fh: Iterable[str], spath: str, *, strict: bool) -> CsvTable:
             f"expected {expected!r} (+ flag columns for the pure CSV)",
         )
         raise CsvSchemaError([violation])
-    kind, k = detected
+    kind, k, n_extra = detected
     table = CsvTable(spath, kind, k, header=",".join(header))
-    parser = _RowParser(spath, kind, header)
+    parser = _RowParser(spath, kind, header, n_extra)
     try:
         for n, cells in enumerate(reader, start=1):
             row = parser.parse(n, cells)

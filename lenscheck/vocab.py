@@ -96,13 +96,16 @@ HALF_DTYPES = ("float16", "bfloat16")
 
 #: The files one prompt's run writes: ``output-<stem><suffix>`` (the original's names).
 OUTPUT_PREFIX: Final = "output-"
-OutputKind = Literal["json", "records", "pure", "heatmap", "residuals"]
+OutputKind = Literal["json", "records", "pure", "heatmap", "residuals", "rawlens", "milestones"]
 OUTPUT_SUFFIXES: dict[OutputKind, str] = {
     "json": ".json",
     "records": "-records.csv",
     "pure": "-pure-next-token.csv",
     "heatmap": "-lens.png",
     "residuals": "-residuals.safetensors",
+    # The extended schema's sidecars (lenscheck.metrics.files).
+    "rawlens": "-pure-next-token-rawlens.csv",
+    "milestones": "-milestones.csv",
 }
 
 #: ``<golden stem>.obtained.json``: what a drifting run produced, written beside its golden.

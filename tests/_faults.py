@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["CONFTEST", "FAULTS", "Patch", "fault_conftest"]
+__all__ = ["CONFTEST", "FAULTS", "METRIC_FAULTS", "Patch", "fault_conftest"]
 
 Patch = tuple[str, str, list[tuple[str, str]], list[str]]
 
@@ -307,3 +307,53 @@ FAULTS: dict[str, list[Patch]] = {
         )
     ],
 }
+
+
+def _metric_fault(function: str, old: str, new: str, module: str = "nexttoken") -> list[Patch]:
+    return [(f"lenscheck.metrics.{module}", function, [(old, new)], [])]
+
+
+#: Issue 24: one one-line fault per value class of the extended schema (standard preset
+#: only: the original schema has none of these values).
+METRIC_FAULTS: dict[str, list[Patch]] = {
+    "kl-direction-swapped": _metric_fault(
+        "_pure",
+        '"kl_to_final_bits": _floats(f.kl_bits_of(lp, lq.expand_as(lp))),',
+        '"kl_to_final_bits": _floats(f.kl_bits_of(lq.expand_as(lp), lp)),',
+    ),
+    "answer-rank-off-by-one": _metric_fault(
+        "answer_rank",
+        "return (logits > logits[..., token : token + 1]).sum(-1) + 1",
+        "return (logits > logits[..., token : token + 1]).sum(-1) + 2",
+        module="functions",
+    ),
+    "p-top5-sums-four": _metric_fault(
+        "_pure", '"p_top5": _floats(f.p_topk(lp, 5)),', '"p_top5": _floats(f.p_topk(lp, 4)),'
+    ),
+    "jaccard-of-the-wrong-layer": _metric_fault(
+        "_pure",
+        "_JC: [None] + [f.topk_jaccard(sets[i - 1], sets[i]) for i in range(1, n)],",
+        "_JC: [None] + [f.topk_jaccard(sets[i - 2], sets[i]) for i in range(1, n)],",
+    ),
+    "answer-gap-condition-flipped": _metric_fault(
+        "_gaps",
+        "[g if t else None for g, t in zip(second, top1)],",
+        "[None if t else g for g, t in zip(second, top1)],",
+    ),
+    "milestone-kl-threshold-doubled": _metric_fault(
+        "_milestones",
+        'out[f"first_kl_below_{b}"] = f.first_layer([x < b for x in kl], start)',
+        'out[f"first_kl_below_{b}"] = f.first_layer([x < 2 * b for x in kl], start)',
+    ),
+    "rawlens-kl-column-swapped": _metric_fault(
+        "_rawlens",
+        '"kl_raw_to_norm_bits": _floats(f.kl_bits_of(lr, lp)),',
+        '"kl_raw_to_norm_bits": _floats(f.kl_bits_of(lp, lr)),',
+    ),
+    "raw-summary-layer-off-by-one": _metric_fault(
+        "_summary",
+        '"max_kl_norm_vs_raw_layer": top,',
+        '"max_kl_norm_vs_raw_layer": top + 1,',
+    ),
+}
+FAULTS.update(METRIC_FAULTS)

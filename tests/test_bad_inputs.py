@@ -63,7 +63,7 @@ def test_golden_with_a_newer_format_version(tmp_path: Path) -> None:
     with pytest.raises(GoldenFormatError) as info:
         read_golden(path, fix=REBLESS)
     assert str(info.value) == (
-        f"golden file {path} has format 99, newer than this lenscheck reads (3); "
+        f"golden file {path} has format 99, newer than this lenscheck reads (4); "
         f"upgrade lenscheck (pip install -U lenscheck) or {REBLESS}"
     )
 
@@ -78,8 +78,9 @@ def test_golden_from_an_older_lenscheck(tmp_path: Path) -> None:
     with pytest.raises(GoldenFormatError) as info:
         read_golden(path, fix=REBLESS)
     assert str(info.value) == (
-        f"golden file {path} has format 1, older than the current 3, which "
-        "records the settings a golden was blessed under. Since format 3 lenscheck's defaults "
+        f"golden file {path} has format 1, older than the current 4, which pins every top-k "
+        "pair and the extended schema's measurements (format 4) and the settings a golden was "
+        "blessed under (3). Since format 3 lenscheck's defaults "
         "are the model's own conventions (the final-norm lens, the tokenizer's own BOS); a "
         "golden meant to keep the original pipeline's (next-ln1, BOS always) is re-blessed "
         f"with --lens-preset=original. {REBLESS}"
@@ -354,7 +355,7 @@ def test_interrupted_run_leaves_no_partial_file(
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     # The previous run's files, byte for byte (or nothing): no part, backup or mixed set.
     assert after == before
-    assert len(before) == (3 if previous_run else 0)
+    assert len(before) == (5 if previous_run else 0)  # JSON, both CSVs, both sidecars
 
 
 # ----------------------------------------------------------------------------- options
@@ -735,6 +736,8 @@ def test_records_are_csv_and_residuals_are_safetensors(tmp_path: Path) -> None:
     paths = output_paths(tmp_path, "fake")
     write_outputs(result, paths, cfg, title="fake")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "output-fake-milestones.csv",
+        "output-fake-pure-next-token-rawlens.csv",
         "output-fake-pure-next-token.csv",
         "output-fake-records.csv",
         "output-fake-residuals.safetensors",

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 LLAMA = "synthetic-llama"
 LLAMA_FILES = [
     f"output-{LLAMA}-lens.png",
+    f"output-{LLAMA}-milestones.csv",
+    f"output-{LLAMA}-pure-next-token-rawlens.csv",
     f"output-{LLAMA}-pure-next-token.csv",
     f"output-{LLAMA}-records.csv",
     f"output-{LLAMA}.json",
@@ -101,6 +103,8 @@ def test_python_dash_m_smoke(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _outputs(tmp_path) == [
+        "output-synthetic-gpt2-milestones.csv",
+        "output-synthetic-gpt2-pure-next-token-rawlens.csv",
         "output-synthetic-gpt2-pure-next-token.csv",
         "output-synthetic-gpt2-records.csv",
         "output-synthetic-gpt2.json",
@@ -133,6 +137,8 @@ def test_no_model_means_embedded(
     assert main(["run", "--device", "cpu", "--out-dir", str(tmp_path), "--no-heatmap"]) == 0
     assert asked == ["embedded"]
     assert _outputs(tmp_path) == [
+        f"output-{EMBEDDED_FILE_NAME}-milestones.csv",
+        f"output-{EMBEDDED_FILE_NAME}-pure-next-token-rawlens.csv",
         f"output-{EMBEDDED_FILE_NAME}-pure-next-token.csv",
         f"output-{EMBEDDED_FILE_NAME}-records.csv",
         f"output-{EMBEDDED_FILE_NAME}.json",
@@ -232,7 +238,7 @@ def test_self_test_runs_and_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(lenscheck.selftest, "run_self_test", spy)
     assert _llama(tmp_path, "--self-test", "--no-heatmap") == 0
     assert seen == [4]  # embeddings + 3 blocks
-    assert len(_outputs(tmp_path)) == 3
+    assert len(_outputs(tmp_path)) == 5
     # --self-test keeps the residuals only for itself: no residual file without the flag.
     assert not any(n.endswith(".safetensors") for n in _outputs(tmp_path))
     # The JSON records that it ran, that it passed, and its numbers.
@@ -325,7 +331,13 @@ def test_several_models_run_one_subprocess_each(
     assert _outputs(tmp_path) == sorted(
         f"output-{m}{suffix}"
         for m in (LLAMA, "synthetic-gpt2")
-        for suffix in ("-pure-next-token.csv", "-records.csv", ".json")
+        for suffix in (
+            "-milestones.csv",
+            "-pure-next-token-rawlens.csv",
+            "-pure-next-token.csv",
+            "-records.csv",
+            ".json",
+        )
     )
     table = capsys.readouterr().out
     assert LLAMA in table and "synthetic-gpt2" in table and table.count(" ok ") >= 2
@@ -437,7 +449,7 @@ def test_run_latest_rotation_without_out_dir(
     )
     latest = tmp_path / "run-latest"
     stamps = [p.name for p in latest.iterdir() if p.name.startswith("timestamp-")]
-    assert len(stamps) == 1 and len(_outputs(latest)) == 3
+    assert len(stamps) == 1 and len(_outputs(latest)) == 5
     first_json = (latest / f"output-{LLAMA}.json").read_bytes()
     stamp = stamps[0].removeprefix("timestamp-")
     assert len(stamp) == len("YYYYMMDD-HHMM") and stamp[8] == "-"
@@ -449,7 +461,7 @@ def test_run_latest_rotation_without_out_dir(
         [*_outputs(latest), f"timestamp-{stamp}"]
     )
     assert (rotated / f"output-{LLAMA}.json").read_bytes() == first_json
-    assert len(_outputs(latest)) == 3
+    assert len(_outputs(latest)) == 5
     assert len([p for p in latest.iterdir() if p.name.startswith("timestamp-")]) == 1
 
 

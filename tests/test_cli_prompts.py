@@ -37,9 +37,13 @@ def test_a_suite_writes_each_prompts_files(
     args = ["run", MODEL, "--device", "cpu", "--no-heatmap", "--out-dir", str(out)]
     assert main([*args, "--prompts", str(suite)]) == 0
     assert names(out) == [
+        f"output-{MODEL}-capital-fr-milestones.csv",
+        f"output-{MODEL}-capital-fr-pure-next-token-rawlens.csv",
         f"output-{MODEL}-capital-fr-pure-next-token.csv",
         f"output-{MODEL}-capital-fr-records.csv",
         f"output-{MODEL}-capital-fr.json",
+        f"output-{MODEL}-capital-it-milestones.csv",
+        f"output-{MODEL}-capital-it-pure-next-token-rawlens.csv",
         f"output-{MODEL}-capital-it-pure-next-token.csv",
         f"output-{MODEL}-capital-it-records.csv",
         f"output-{MODEL}-capital-it.json",
@@ -72,6 +76,8 @@ def test_one_prompt_on_the_command_line(tmp_path: Path) -> None:
     )
     assert code == 0
     assert names(out) == [
+        f"output-{MODEL}-custom-milestones.csv",
+        f"output-{MODEL}-custom-pure-next-token-rawlens.csv",
         f"output-{MODEL}-custom-pure-next-token.csv",
         f"output-{MODEL}-custom-records.csv",
         f"output-{MODEL}-custom.json",

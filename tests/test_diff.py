@@ -132,7 +132,7 @@ def test_a_golden_against_the_obtained_file_a_drifting_run_wrote(
     obtained.write_text(dumps_golden(data), encoding="utf-8")
     assert main(["diff", str(golden), str(obtained)]) == 1
     out = capsys.readouterr().out
-    assert "records: 1 of 192 values drifted" in out
+    assert "records: 1 of 756 values drifted" in out
     assert "records: prompt capital-de layer 1 pos 4 entropy: OLD " in out
 
 
@@ -164,3 +164,39 @@ def test_a_golden_against_a_run_folder_of_its_suite(
     golden = root / "golden" / MODEL / "capitals" / "cpu-float32.json"
     assert main(["diff", str(golden), str(out)]) == 0
     assert "no drift beyond tolerance" in capsys.readouterr().out
+
+
+def _edit_cell(path: Path, row: int, column: str, value: str) -> None:
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh, dialect=CSV_DIALECT))
+    rows[row][rows[0].index(column)] = value
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, dialect=CSV_DIALECT, lineterminator="\n").writerows(rows)
+
+
+@pytest.mark.parametrize(
+    ("file", "row", "column", "value", "report"),
+    [
+        ("pure-next-token.csv", 3, "kl_to_final_bits", "9.5", "next_token kl_to_final_bits"),
+        ("pure-next-token.csv", 2, "answer_rank", "1", "next_token answer_rank"),
+        ("pure-next-token-rawlens.csv", 1, "js_divergence", "0.99", "rawlens js_divergence"),
+        ("milestones.csv", 4, "layer", "0", "milestones first_kl_below_1.0"),
+    ],
+    ids=["pure-extended-column", "rank", "rawlens", "milestone"],
+)
+def test_diff_reads_and_compares_the_extended_files(
+    run_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    file: str,
+    row: int,
+    column: str,
+    value: str,
+    report: str,
+) -> None:
+    """The extended schema's columns and both sidecars are compared, each value by its
+    declared tolerance class (issue 24)."""
+    other = _copy(run_dir, tmp_path / "b")
+    _edit_cell(other / f"output-{MODEL}-{file}", row, column, value)
+    assert main(["diff", str(run_dir), str(other)]) == 1
+    assert f"metrics: prompt {MODEL}" in (out := capsys.readouterr().out) and report in out

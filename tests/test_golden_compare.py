@@ -62,9 +62,13 @@ def test_equal_documents_are_ok_and_count_what_they_compared(
         "cpu-float32",
     )
     assert report.golden is golden and report.observed is run
-    # 4 layers x 16 positions x (top1, entropy, p_top1); 4 layers x 4 (index + 3 metrics).
-    assert report.compared["records"] == 4 * 16 * 3
-    assert report.compared["trajectory"] == 4 * 4
+    # 4 layers x 16 positions x (top1, entropy, p_top1, the top-k order) + every top-k
+    # probability (3 verbose positions list 20, the others 5); 4 layers x (index + 3 metrics
+    # + the top-5 order + 5 probabilities).
+    assert report.compared["records"] == 4 * 16 * 4 + 4 * (13 * 5 + 3 * 20)
+    assert report.compared["trajectory"] == 4 * (4 + 1 + 5)
+    # 21 extended columns and 21 rawlens columns per layer, 11 milestones, 5 summary values.
+    assert report.compared["metrics"] == 4 * (21 + 21) + 11 + 5
     assert report.compared["probes"] == 14 * 3
     # 4 collapse layers, 3 flags x 4 layers, the embedding echo (top1, p_top1, 4 facts).
     assert report.compared["collapse"] == 4 + 3 * 4 + 6
@@ -416,7 +420,10 @@ def test_a_changed_top1_beyond_the_near_tie_gap_is_an_outlier_candidate(
 def test_more_outliers_than_the_allowance_are_all_drift(
     golden: dict[str, Any], run: dict[str, Any], n: int, ok: bool
 ) -> None:
-    """The trajectory compares 16 values: 1/8 of them (2) may be outliers, a third is not."""
+    """The trajectory compares 16 values (its top-k aside): 1/8 of them (2) may be outliers,
+    a third is not."""
+    for doc in (golden, run):
+        del entry(doc)["next_token"]["topk"]
     for layer in range(n):
         entry(run)["next_token"]["entropy"][layer] += 0.5
     report = cmp(golden, run, tol=OUT, sections=("trajectory",))
@@ -703,6 +710,7 @@ def test_sections_select_what_is_compared(golden: dict[str, Any], run: dict[str,
     e["probes"]["entropy"][0] += 9
     e["final_prediction"]["entropy"] += 9
     e["decoding"]["raw"]["entropy"][0] += 9
+    e["metrics"]["next_token"]["entropy_bits"][0] += 9
     everything = cmp(golden, run)
     assert [d.section for d in everything.drifts] == list(SECTIONS)
     for name in SECTIONS:

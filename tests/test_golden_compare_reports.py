@@ -473,6 +473,47 @@ def decoding_ranks_within_and_beyond_their_slack(g: Doc, o: Doc) -> None:
 
 
 @scenario
+def metrics_values_by_their_tolerance_class(g: Doc, o: Doc) -> None:
+    m = p(o)["metrics"]
+    m["next_token"]["kl_to_final_bits"][1] += 0.5  # entropy class: drift
+    m["next_token"]["cos_to_final"][2] += 1e-6  # prob class: within
+    m["rawlens"]["top1_token_id_raw"][0] += 1  # exact
+    m["milestones"]["first_kl_below_1.0"] = 0
+    m["raw_lens_summary"]["n_norm_only_semantics"] += 1
+
+
+@scenario
+def metrics_ranks_small_exact_large_near_tie(g: Doc, o: Doc) -> dict[str, Any]:
+    gm, om = p(g)["metrics"]["next_token"], p(o)["metrics"]["next_token"]
+    gm["answer_rank"][0], om["answer_rank"][0] = 2, 3  # small and clear: drift
+    gm["p_answer"][0] = 0.2
+    gm["answer_rank"][1], om["answer_rank"][1] = 500, 900  # large: a near-tie
+    gm["answer_rank"][2], om["answer_rank"][2] = 3, 4  # small, but tied with a neighbour
+    gm["p_answer"][2] = p(g)["next_token"]["topk"][2][1][1]
+    return {"tol": dataclasses.replace(TOL, near_tie=1e-3, rank_rel=0.0)}
+
+
+@scenario
+def metrics_copy_flag_flip_at_its_threshold(g: Doc, o: Doc) -> None:
+    gm, om = p(g)["metrics"]["next_token"], p(o)["metrics"]["next_token"]
+    gm["p_top1"][1] = 0.9  # at copy_strict@0.9's threshold: a near-tie
+    om["copy_strict@0.9"][1] = not gm["copy_strict@0.9"][1]
+    om["copy_strict@0.95"][2] = not gm["copy_strict@0.95"][2]  # far from it: drift
+
+
+@scenario
+def metrics_missing_in_the_run(g: Doc, o: Doc) -> None:
+    p(o)["metrics"] = None
+
+
+@scenario
+def records_topk_order_and_probabilities(g: Doc, o: Doc) -> None:
+    cell = p(o)["records"]["topk"][1][3]
+    cell[1], cell[2] = cell[2], cell[1]  # a swap: near-tie only within the gap
+    p(o)["next_token"]["topk"][0][4][1] += 0.25
+
+
+@scenario
 def decoding_layer_count(g: Doc, o: Doc) -> None:
     for key in ("top1", "p_top1", "p_top2", "entropy", "p_answer", "answer_rank"):
         p(o)["decoding"]["final"][key].pop()

@@ -61,11 +61,11 @@ def test_report_names_prompt_layer_position_metric_and_counts(
     assert lines[2].startswith("  2 drift(s); first: records: prompt capital-de layer 2 pos 5 ")
     assert lines[2].endswith("|Δ| 0.5 > tol 0.0001")
     assert lines[3] == (
-        "  trajectory: 1 of 16 values drifted, max |Δ| 0.25 (entropy, prompt capital-de "
+        "  trajectory: 1 of 40 values drifted, max |Δ| 0.25 (entropy, prompt capital-de "
         "layer 3); first: prompt capital-de layer 3 entropy"
     )
     assert lines[4] == (
-        "  records: 1 of 192 values drifted, max |Δ| 0.5 (entropy, prompt capital-de "
+        "  records: 1 of 756 values drifted, max |Δ| 0.5 (entropy, prompt capital-de "
         "layer 2 pos 5); first: prompt capital-de layer 2 pos 5 entropy"
     )
     assert "  next-token rows of prompt capital-de:" in lines
@@ -99,7 +99,7 @@ def test_report_is_bounded(golden: dict[str, Any], run: dict[str, Any]) -> None:
     lines = render_report(report).splitlines()
     assert "  ... and 116 more (every one: --lens-details, ini lens_details = true)" in lines
     assert sum(line.startswith("  records: prompt") for line in lines) == 12
-    assert "  records: 128 of 192 values drifted" in "\n".join(lines)
+    assert "  records: 128 of 756 values drifted" in "\n".join(lines)
     assert len(lines) < 40
 
 

@@ -153,8 +153,9 @@ def test_format_1_says_re_bless(golden: dict[str, Any]) -> None:
     with pytest.raises(GoldenFormatError) as info:
         loads_golden(json.dumps(golden), source="g.json", fix=FIX)
     assert str(info.value) == (
-        f"golden file g.json has format 1, older than the current {FORMAT_VERSION}, which "
-        "records the settings a golden was blessed under. Since format 3 lenscheck's defaults "
+        f"golden file g.json has format 1, older than the current {FORMAT_VERSION}, which pins "
+        "every top-k pair and the extended schema's measurements (format 4) and the settings a "
+        "golden was blessed under (3). Since format 3 lenscheck's defaults "
         "are the model's own conventions (the final-norm lens, the tokenizer's own BOS); a "
         "golden meant to keep the original pipeline's (next-ln1, BOS always) is re-blessed "
         f"with --lens-preset=original. {FIX}"

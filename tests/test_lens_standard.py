@@ -14,7 +14,17 @@ from lenscheck.config import LensConfig
 from lenscheck.lens import run_lens
 
 PROMPT = "Give the city name only, plain text. The capital of Germany is"
-NEW_KEYS = {"preset", "bos", "schema", "chat_template", "collapse_from_layer", "embedding_echo"}
+NEW_KEYS = {
+    "preset",
+    "bos",
+    "schema",
+    "chat_template",
+    "collapse_from_layer",
+    "embedding_echo",
+    "answer_first_id",
+    "milestones",
+    "raw_lens_summary",
+}
 
 
 def _cfg(**changes: Any) -> LensConfig:

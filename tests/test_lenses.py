@@ -393,6 +393,8 @@ def test_a_third_kind_is_one_class_and_one_registry_entry(
     paths = output_paths(tmp_path, "fake", spec.suffix)
     write_outputs(scaled, paths, cfg, title="fake (scaled lens)")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "output-fake-milestones-scaled.csv",
+        "output-fake-pure-next-token-rawlens-scaled.csv",
         "output-fake-pure-next-token-scaled.csv",
         "output-fake-records-scaled.csv",
         "output-fake-scaled.json",

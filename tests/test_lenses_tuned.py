@@ -448,6 +448,10 @@ def test_each_lens_writes_its_own_files_and_the_logit_files_do_not_change(
     assert names == [  # a one-off prompt (no probes): its files carry its id, custom
         "output-synthetic-llama-custom-lens-tuned.png",
         "output-synthetic-llama-custom-lens.png",
+        "output-synthetic-llama-custom-milestones-tuned.csv",
+        "output-synthetic-llama-custom-milestones.csv",
+        "output-synthetic-llama-custom-pure-next-token-rawlens-tuned.csv",
+        "output-synthetic-llama-custom-pure-next-token-rawlens.csv",
         "output-synthetic-llama-custom-pure-next-token-tuned.csv",
         "output-synthetic-llama-custom-pure-next-token.csv",
         "output-synthetic-llama-custom-records-tuned.csv",
@@ -483,6 +487,8 @@ def test_a_tuned_lens_alone_writes_only_its_files_and_the_residuals_once(tmp_pat
     with single_thread():
         run = run_model("synthetic-gpt2", cfg, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "output-synthetic-gpt2-custom-milestones-tuned.csv",
+        "output-synthetic-gpt2-custom-pure-next-token-rawlens-tuned.csv",
         "output-synthetic-gpt2-custom-pure-next-token-tuned.csv",
         "output-synthetic-gpt2-custom-records-tuned.csv",
         "output-synthetic-gpt2-custom-residuals.safetensors",

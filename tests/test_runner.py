@@ -183,7 +183,14 @@ def test_run_model_writes_files_and_times_stages(tmp_path: Path) -> None:
     assert run.result is run.results[case.id]
     paths = run.paths[case.id]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (paths.records_csv, paths.pure_csv, paths.json)
+        p.name
+        for p in (
+            paths.records_csv,
+            paths.pure_csv,
+            paths.json,
+            paths.rawlens_csv,
+            paths.milestones_csv,
+        )
     )
     data = json.loads(paths.json.read_text(encoding="utf-8"))
     assert data["diagnostics"]["model_source"] == "synthetic"
@@ -250,6 +257,8 @@ def test_write_outputs_writes_heatmap_and_residuals_when_asked(tmp_path: Path) -
     write_outputs(result, paths, LensConfig(keep_residuals=True), title="fake-model")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "output-fake-model-lens.png",
+        "output-fake-model-milestones.csv",
+        "output-fake-model-pure-next-token-rawlens.csv",
         "output-fake-model-pure-next-token.csv",
         "output-fake-model-records.csv",
         "output-fake-model-residuals.safetensors",
@@ -263,6 +272,8 @@ def test_write_outputs_writes_heatmap_and_residuals_when_asked(tmp_path: Path) -
     other.mkdir()
     write_outputs(result, output_paths(other, "fake"), LensConfig(heatmap=False), title="x")
     assert sorted(p.name for p in other.iterdir()) == [
+        "output-fake-milestones.csv",
+        "output-fake-pure-next-token-rawlens.csv",
         "output-fake-pure-next-token.csv",
         "output-fake-records.csv",
         "output-fake.json",

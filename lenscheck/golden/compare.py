@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lenscheck.collapse import ENTROPY_COLLAPSE_BITS
+from lenscheck.golden.metrics import compare_metrics, compare_topk
 from lenscheck.golden.payload import BACKEND_DEPENDENT_FACTS, CLASS_DEPENDENT_FACTS
 from lenscheck.golden.tolerances import Tolerances
 from lenscheck.vocab import DECODE_POINTS
@@ -30,6 +31,7 @@ SECTIONS = (
     "probes",
     "final_prediction",
     "decoding",
+    "metrics",
 )
 _ENVIRONMENT_KEYS = ("diagnostics.versions.", "diagnostics.self_test.")
 
@@ -234,8 +236,13 @@ def _key_paths(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def _schema(c: _Comparer, golden: Mapping[str, Any], observed: Mapping[str, Any]) -> None:
-    for key in ("records_header", "pure_header", "csv_dialect"):
-        c.equal("schema", key, golden["schema"].get(key), observed["schema"].get(key))
+    for key in ("records_header", "pure_header", "rawlens_header", "milestones_header"):
+        g, o = golden["schema"].get(key), observed["schema"].get(key)
+        if not c.unknown(g, o):
+            c.equal("schema", key, g, o)
+    c.equal(
+        "schema", "csv_dialect", golden["schema"]["csv_dialect"], observed["schema"]["csv_dialect"]
+    )
     g_paths = _key_paths(golden["schema"]["json_keys"])
     o_paths = _key_paths(observed["schema"]["json_keys"])
     for path in sorted(set(g_paths) | set(o_paths)):
@@ -308,6 +315,8 @@ def _rows(
         c.close(section, at.name("entropy"), ge, oe, t.entropy, t.entropy_cap, **where)
         gp, op = g["p_top1"][i], o["p_top1"][i]
         c.close(section, at.name("p_top1"), gp, op, t.p_top1, t.p_cap, **where)
+        if "topk" in g and "topk" in o:
+            compare_topk(c, section, g["topk"][i], o["topk"][i], **where)
 
 
 def _layers(n: int, prefix: str = "") -> list[_Place]:
@@ -337,7 +346,7 @@ def _records(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> None:
         c.add(Drift("records", "layers x positions", shape_g, shape_o, prompt=prompt))
         return
     n_layers, n_pos = shape_g
-    metrics = ("top1", "p_top1", "p_top2", "entropy")
+    metrics = tuple(m for m in ("top1", "p_top1", "p_top2", "entropy", "topk") if m in g and m in o)
     for layer in range(n_layers):
         places = [_Place(layer=layer, pos=pos) for pos in range(n_pos)]
         row = {m: g[m][layer] for m in metrics}
@@ -536,6 +545,7 @@ _PROMPT_SECTIONS: dict[str, Callable[[_Comparer, Any, Any, str], None]] = {
     "probes": _probes,
     "final_prediction": _final,
     "decoding": _decoding,
+    "metrics": compare_metrics,
 }
 
 

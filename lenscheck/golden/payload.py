@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lenscheck.metrics.files import SidecarTable, parse_sidecar_bytes
+from lenscheck.metrics.table import declared
 from lenscheck.schema import CSV_DIALECT, CsvTable, parse_csv_bytes
 from lenscheck.vocab import BOS_ALWAYS, DECODE_POINTS, NEXT_LN1, SCHEMA_ORIGINAL
 
@@ -41,11 +43,14 @@ __all__ = [
     "settings_of",
 ]
 
-#: 3: the settings a golden was blessed under (decoding point, BOS policy, schema, chat
-#: template) and their facts, the BOS alternative and the embedding echo; 2: one entry per
-#: prompt (suites), every records cell, probes, temperatures, flags, the decoding-point
-#: ablation, model facts; 1: one prompt, next-token rows only.
-FORMAT_VERSION = 3
+#: 4: every top-k pair of every row and cell, and the extended schema's measurements
+#: (``metrics``: the pure CSV's extended columns, the rawlens and milestones sidecars, the
+#: raw-vs-norm summary; lenscheck.metrics.table); 3: the settings a golden was blessed
+#: under (decoding point, BOS policy, schema, chat template) and their facts, the BOS
+#: alternative and the embedding echo; 2: one entry per prompt (suites), every records
+#: cell, probes, temperatures, flags, the decoding-point ablation, model facts; 1: one
+#: prompt, next-token rows only.
+FORMAT_VERSION = 4
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SIG_DIGITS = 8
 #: Diagnostics pinned as facts (norm classes, the fixes the lens applied, configuration).
@@ -90,8 +95,10 @@ PROMPT_SECTIONS = (
     "temperature",
     "final_prediction",
     "decoding",
+    "metrics",
 )
 _UNSTABLE_DIAGNOSTICS = ("L_copy", "L_copy_H", "L_semantic", "delta_layers")
+_NULLABLE_SUMMARY = "first_norm_only_semantics_layer"
 
 
 def round_sig(value: float) -> float:
@@ -171,6 +178,13 @@ def _dialect() -> dict[str, Any]:
 def _stable_json(data: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON minus values whose *type* legitimately varies (None vs int layers)."""
     diag = {k: v for k, v in data["diagnostics"].items() if k not in _UNSTABLE_DIAGNOSTICS}
+    # Layers that may be null (a milestone not reached): their keys, not their types.
+    if isinstance(diag.get("milestones"), dict):
+        diag["milestones"] = dict.fromkeys(diag["milestones"], 0)
+    if isinstance(diag.get("raw_lens_summary"), dict):
+        diag["raw_lens_summary"] = {**diag["raw_lens_summary"], _NULLABLE_SUMMARY: 0}
+    if "answer_first_id" in diag:
+        diag["answer_first_id"] = 0
     ablation = diag.get("decoding_ablation")
     if isinstance(ablation, dict):
         diag["decoding_ablation"] = {
@@ -187,13 +201,19 @@ def _top2(topk: Sequence[Sequence[Any]]) -> tuple[str, float, float]:
     return str(topk[0][0]), float(topk[0][1]), float(topk[1][1]) if len(topk) > 1 else 0.0
 
 
+def _pairs(topk: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Every (token, probability) pair of a top-k list, probabilities rounded."""
+    return [[str(t), round_sig(float(p))] for t, p in topk]
+
+
 def _grid(records: Sequence[Mapping[str, Any]]) -> dict[str, list[list[Any]]]:
-    """Records as [layer][position] arrays of top-1, p(top-1), p(top-2) and entropy."""
+    """Records as [layer][position] arrays of top-1, p(top-1), p(top-2), entropy and every
+    top-k pair."""
     n_layers = 1 + max(int(r["layer"]) for r in records)
     n_pos = 1 + max(int(r["pos"]) for r in records)
     cells: dict[str, list[list[Any]]] = {
         m: [[None] * n_pos for _ in range(n_layers)]
-        for m in ("top1", "p_top1", "p_top2", "entropy")
+        for m in ("top1", "p_top1", "p_top2", "entropy", "topk")
     }
     for r in records:
         t1, p1, p2 = _top2(r["topk"])
@@ -202,6 +222,7 @@ def _grid(records: Sequence[Mapping[str, Any]]) -> dict[str, list[list[Any]]]:
         cells["p_top1"][layer][pos] = round_sig(p1)
         cells["p_top2"][layer][pos] = round_sig(p2)
         cells["entropy"][layer][pos] = round_sig(float(r["entropy"]))
+        cells["topk"][layer][pos] = _pairs(r["topk"])
     return cells
 
 
@@ -214,6 +235,7 @@ def _rows(pure: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list[Any]], dict
         "p_top1": _r(p for _, p, _ in tops),
         "p_top2": _r(p for _, _, p in tops),
         "entropy": _r(float(r["entropy"]) for r in pure),
+        "topk": [_pairs(r["topk"]) for r in pure],
     }
     flags = {
         f: [r.get(f) for r in pure] for f in ("copy_collapse", "entropy_collapse", "is_answer")
@@ -275,14 +297,44 @@ def _echo(diag: Mapping[str, Any]) -> dict[str, Any] | None:
     return None if echo is None else {**echo, "p_top1": round_sig(float(echo["p_top1"]))}
 
 
+def _by_column(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    return {c: _r(row.get(c) for row in rows) for c in names}
+
+
+def _metrics(
+    diag: Mapping[str, Any],
+    pure_records: Sequence[Mapping[str, Any]],
+    rawlens: Sequence[Mapping[str, Any]] | None,
+    milestones: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The extended schema's measurements (None when the files have none): every column
+    of the pure CSV after its flags, every rawlens column, the milestones, the summary."""
+    extra = [dict(r.get("metrics") or {}) for r in pure_records]
+    if not any(extra) and rawlens is None and milestones is None:
+        return None
+    names = list(dict.fromkeys(c for row in extra for c in row))
+    summary = diag.get("raw_lens_summary")
+    return {
+        "next_token": _by_column(extra, names),
+        "rawlens": None if rawlens is None else _by_column(rawlens, list(rawlens[0])),
+        "milestones": None if milestones is None else dict(milestones),
+        "raw_lens_summary": None
+        if summary is None
+        else {m.name: _r([summary.get(m.name)])[0] for m in declared("json", "extended")},
+    }
+
+
 def prompt_payload(
     json_data: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]] | None,
     pure_records: Sequence[Mapping[str, Any]],
+    rawlens: Sequence[Mapping[str, Any]] | None = None,
+    milestones: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The golden entry of one prompt, from what its JSON and CSVs hold.
 
-    ``records`` None: no records CSV (the original pipeline did not always keep one).
+    ``records`` None: no records CSV (the original pipeline did not always keep one);
+    ``rawlens``/``milestones``: the extended schema's sidecars (rows; the milestones).
     """
     diag = json_data["diagnostics"]
     prompt = json_data["prompt"]
@@ -319,35 +371,55 @@ def prompt_payload(
             "top5": [[t, round_sig(float(p))] for t, p in final["topk"][:5]],
         },
         "decoding": _decoding(diag.get("decoding_ablation")),
+        "metrics": _metrics(diag, pure_records, rawlens, milestones),
     }
 
 
 @dataclass(frozen=True)
 class PromptFiles:
-    """One prompt's output files, parsed: the JSON document and both CSV tables."""
+    """One prompt's output files, parsed: the JSON document, both CSV tables and, under the
+    extended schema, the two sidecars."""
 
     json: Mapping[str, Any]
     records: CsvTable | None
     pure: CsvTable
+    rawlens: SidecarTable | None = None
+    milestones: SidecarTable | None = None
 
     @classmethod
     def from_bytes(
-        cls, json_bytes: bytes, records_csv: bytes | None, pure_csv: bytes, *, source: str
+        cls,
+        json_bytes: bytes,
+        records_csv: bytes | None,
+        pure_csv: bytes,
+        *,
+        source: str,
+        sidecars: tuple[bytes | None, bytes | None] = (None, None),
     ) -> PromptFiles:
-        """Parse the bytes a run writes (``source`` names the files in messages)."""
+        """Parse the bytes a run writes (``source`` names the files in messages;
+        ``sidecars``: the rawlens and milestones files' bytes, None where absent)."""
         records = (
             None if records_csv is None else parse_csv_bytes(records_csv, f"{source}-records.csv")
         )
+        rawlens, milestones = sidecars
         return cls(
             json=json.loads(json_bytes.decode("utf-8")),
             records=records,
             pure=parse_csv_bytes(pure_csv, f"{source}-pure-next-token.csv"),
+            rawlens=None
+            if rawlens is None
+            else parse_sidecar_bytes(rawlens, f"{source}-pure-next-token-rawlens.csv"),
+            milestones=None
+            if milestones is None
+            else parse_sidecar_bytes(milestones, f"{source}-milestones.csv"),
         )
 
     def payload(self) -> dict[str, Any]:
         """This prompt's golden entry."""
         records = None if self.records is None else self.records.records()
-        return prompt_payload(self.json, records, self.pure.records())
+        rawlens = None if self.rawlens is None else self.rawlens.rows
+        milestones = None if self.milestones is None else self.milestones.milestones()
+        return prompt_payload(self.json, records, self.pure.records(), rawlens, milestones)
 
 
 def golden_payload(
@@ -382,6 +454,10 @@ def golden_payload(
         "schema": {
             "records_header": None if records is None else records.header,
             "pure_header": files[0].pure.header,
+            "rawlens_header": None if files[0].rawlens is None else files[0].rawlens.header,
+            "milestones_header": None
+            if files[0].milestones is None
+            else files[0].milestones.header,
             "csv_dialect": _dialect(),
             "json_keys": merge_key_trees(json_key_tree(_stable_json(f.json)) for f in files),
         },

@@ -132,7 +132,8 @@ def loads_golden(text: str, *, source: str = "<golden>", fix: str = "") -> dict[
     if version < FORMAT_VERSION:
         raise GoldenFormatError(
             f"golden file {source} has format {version}, older than the current "
-            f"{FORMAT_VERSION}, which records the settings a golden was blessed under. Since "
+            f"{FORMAT_VERSION}, which pins every top-k pair and the extended schema's "
+            "measurements (format 4) and the settings a golden was blessed under (3). Since "
             "format 3 lenscheck's defaults are the model's own conventions (the final-norm lens, "
             "the tokenizer's own BOS); a golden meant to keep the original pipeline's (next-ln1, "
             f"BOS always) is re-blessed with --lens-preset=original. {fix}"

@@ -24,6 +24,7 @@ from lenscheck.lens.diagnostics import (
     final_point_last_layer,
     model_stats,
 )
+from lenscheck.lens.extended import add_extended
 from lenscheck.lens.jobs import Job, SuiteCapture, capture_suite, make_jobs
 from lenscheck.lens.probes import probes
 from lenscheck.lens.records import embedding_echo, pure_records, records
@@ -31,7 +32,7 @@ from lenscheck.lens.result import LensResult
 from lenscheck.lens.stats import LensStats, lens_stats_batch
 from lenscheck.lenses import Lens, LensSpecError, LogitLens, OpenedLens, open_lenses
 from lenscheck.norms import DECODE_NORMS
-from lenscheck.vocab import SCHEMA_ORIGINAL
+from lenscheck.vocab import RAW, SCHEMA_ORIGINAL
 
 if TYPE_CHECKING:
     from lenscheck.backends.base import Capture, LensBackend
@@ -162,6 +163,10 @@ def _result(
         diag["embedding_echo"] = embedding_echo(backend, cfg, prompt_ids, st)
     diag.update(extra_diagnostics(backend, cfg, ids, job.answer, lens_last, capture.logits))
     diag["decoding_ablation"] = block
+    ext = None
+    if cfg.schema != SCHEMA_ORIGINAL:
+        logits = (st.next_token, points[RAW])
+        ext = add_extended(backend, lens, cfg, capture, logits, pure, diag)
     facts = lens.facts()
     if not isinstance(lens, LogitLens):
         diag["lens"] = facts  # the logit lens' facts are decode_norm, already there
@@ -182,6 +187,7 @@ def _result(
         case=job.case,
         lens=lens.name,
         lens_facts=facts,
+        extended=ext,
     )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from lenscheck.metrics.nexttoken import NextTokenMetrics
     from lenscheck.suites import PromptCase
 
 __all__ = ["LensResult"]
@@ -29,6 +30,9 @@ class LensResult:
     #: The lens' name (``logit``, ``tuned``) and its facts (lenscheck.lenses.base.Lens.facts).
     lens: str = "logit"
     lens_facts: dict[str, Any] = field(default_factory=dict)
+    #: The extended schema's next-token measurements (None under the original schema): the
+    #: pure rows carry its columns, the sidecars are written from it.
+    extended: NextTokenMetrics | None = None
 
     @property
     def diagnostics(self) -> dict[str, Any]:

@@ -245,7 +245,7 @@ class LensSession:
             torch.cuda.reset_peak_memory_stats(device)
 
     def _run(self, model: str) -> LensRun:
-        from lenscheck.runner import output_bytes, run_model
+        from lenscheck.runner import output_bytes, run_model, sidecar_bytes
 
         s = self.settings
         device = _worker_device(resolve_device(s.device, "--lens-device"))
@@ -260,7 +260,9 @@ class LensSession:
         for lens, results in run.lens_results.items():
             files[lens] = {
                 case.id: PromptFiles.from_bytes(
-                    *output_bytes(results[case.id], cfg), source=f"{model}:{lens}:{case.id}"
+                    *output_bytes(results[case.id], cfg),
+                    source=f"{model}:{lens}:{case.id}",
+                    sidecars=sidecar_bytes(results[case.id]) or (None, None),
                 )
                 for case in s.suite.cases
             }

@@ -92,3 +92,23 @@ def test_rules(lens_run: LensRun, lens_kind: str) -> None:
 
     problems = check_rules(lens_run.for_lens(lens_kind))
     assert not problems, f"{lens_run.model}: " + "; ".join(problems)
+
+
+def test_metrics(lens_golden: GoldenHelper) -> None:
+    """The extended schema's measurements: every extended column of the pure next-token
+    CSV, every column of the rawlens sidecar, the milestones and the raw-vs-norm summary,
+    each within its declared tolerance class (lenscheck.metrics.table)."""
+    lens_golden.check("metrics")
+
+
+def test_measurements(lens_run: LensRun, lens_kind: str) -> None:
+    """The extended schema's measurements re-derived by the plugin with code of its own:
+    KL >= 0 (~0 at the last layer under the logit lens), rank 1 exactly when the answer is
+    top-1, p_top5 >= p_top1 >= p_answer, Jaccard in [0, 1], the copy flags, milestones and
+    raw-vs-norm summary from the columns they are defined on, and, under the logit lens,
+    every value recomputed from a fresh forward pass."""
+    __tracebackhide__ = True
+    from lenscheck.plugin.measures import check_measurements
+
+    problems = check_measurements(lens_run.for_lens(lens_kind))
+    assert not problems, f"{lens_run.model}: " + "; ".join(problems)

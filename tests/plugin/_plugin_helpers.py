@@ -140,4 +140,6 @@ GENERATED = (
     "test_decoding",
     "test_invariants",
     "test_rules",
+    "test_metrics",
+    "test_measurements",
 )

@@ -39,8 +39,8 @@ def test_custom_dir_is_used_for_creation_and_reading(lens_project: LensProject) 
     )
     missing = lens_project.run(f"--lens-models={MODEL}")
     # One failure (test_golden_file, with the fix); the value tests skip; invariants need none.
-    # test_invariants and test_rules need no golden.
-    missing.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
+    # test_invariants, test_rules and test_measurements need no golden.
+    missing.assert_outcomes(passed=3, failed=1, skipped=len(GENERATED) - 4)
     assert (
         f"no golden for {MODEL} (cpu-float32, suite default, "
         "decode_norm=final bos=auto schema=extended chat_template=False lens=logit) in "
@@ -85,8 +85,8 @@ def test_ini_equivalent_reads_the_committed_golden_there(lens_project: LensProje
 
     # The option wins over the ini: an empty folder there means "no golden".
     result = lens_project.run(f"--lens-models={MODEL}", "--lens-golden-dir=other")
-    # test_invariants and test_rules need no golden.
-    result.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
+    # test_invariants, test_rules and test_measurements need no golden.
+    result.assert_outcomes(passed=3, failed=1, skipped=len(GENERATED) - 4)
     assert f"in {lens_project.path / 'other' / MODEL}; create it with: " in result.stdout.str()
 
 

@@ -34,6 +34,7 @@ def test_original_runs_against_its_own_committed_golden(
         "bos": "always",
         "schema": "original",
         "chat_template": False,
+        "lens": "logit",
     }
     assert golden["prompts"]["capital-de"]["tokenization"]["input_ids"][0] == 1  # BOS first
 

@@ -30,7 +30,8 @@ def test_one_line_per_model_with_classes_drifts_and_max_delta(lens_project: Lens
         True,
     )
     assert llama["drifts"] == {} and max(llama["max_delta"].values()) < 1e-4  # thread noise
-    assert llama["compared"]["records"] == 4 * 16 * 3
+    # 4 layers x 16 positions x (top1, entropy, p_top1, top-k order) + every top-k probability.
+    assert llama["compared"]["records"] == 4 * 16 * 4 + 4 * (13 * 5 + 3 * 20)
     assert (gpt2["ok"], gpt2["drifts"]) == (False, {"records": 1})
     assert abs(gpt2["max_delta"]["records"] - 0.5) < 1e-6
     assert gpt2["golden"].endswith("golden/synthetic-gpt2/cpu-float32.json")
@@ -40,6 +41,6 @@ def test_a_missing_golden_is_a_line_too_and_the_ini_equivalent(lens_project: Len
     lens_project.ini("lens_report = lens.jsonl")
     result = lens_project.run("--lens-models=synthetic-neox")
     # test_invariants and test_rules need no golden.
-    result.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
+    result.assert_outcomes(passed=3, failed=1, skipped=len(GENERATED) - 4)
     (line,) = lines(lens_project.path / "lens.jsonl")
     assert line["ok"] is False and line["problem"].startswith("no golden for synthetic-neox")

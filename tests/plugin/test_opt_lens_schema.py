@@ -40,6 +40,9 @@ def test_the_original_schema_has_the_originals_keys_and_collapse_rule(
         "collapse_from_layer",
         "embedding_echo",
         "tokenization",
+        "answer_first_id",
+        "milestones",
+        "raw_lens_summary",
     }
     # The original rule counts layer 0 (the embeddings); the standard one starts at 1.
     assert ours["prompts"]["capital-de"]["collapse"]["L_copy"] == 0

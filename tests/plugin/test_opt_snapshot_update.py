@@ -38,7 +38,7 @@ def test_creates_the_golden_in_the_current_format(lens_project: LensProject) -> 
         Path("golden/synthetic-llama/cpu-float32.json")
     ]
     golden = read_golden(path)
-    assert golden["format_version"] == FORMAT_VERSION == 3
+    assert golden["format_version"] == FORMAT_VERSION == 4
     assert (golden["model"], golden["suite"], golden["class"]) == (
         "synthetic-llama",
         "default",

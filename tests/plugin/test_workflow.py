@@ -25,8 +25,8 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     # 1. No golden yet: one test fails and says how to create one; the others skip.
     missing = lens_project.run(*RUN)
     assert failed_models(missing) == {MODEL: {"test_golden_file"}}
-    # test_invariants and test_rules need no golden.
-    missing.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
+    # test_invariants, test_rules and test_measurements need no golden.
+    missing.assert_outcomes(passed=3, failed=1, skipped=len(GENERATED) - 4)
     out = missing.stdout.str()
     assert (
         f"no golden for {MODEL} (cpu-float32, suite default, "
@@ -53,7 +53,7 @@ def test_create_check_rebless(lens_project: LensProject) -> None:
     lens_project.edit_golden(MODEL, lambda d: d.update(format_version=1))
     old = lens_project.run(*RUN)
     assert failed_models(old) == {MODEL: {"test_golden_file"}}
-    assert "has format 1, older than the current 3" in old.stdout.str()
+    assert "has format 1, older than the current 4" in old.stdout.str()
     assert f"re-bless it with: {REBLESS}" in old.stdout.str()
     reblessed = lens_project.run(*RUN, "--snapshot-update")
     reblessed.assert_outcomes(passed=len(GENERATED))
@@ -80,6 +80,17 @@ def _final_point_entropy(data: dict[str, Any]) -> None:
     data["prompts"][PID]["decoding"]["final"]["entropy"][1] = 9.0
 
 
+def _metric(part: str, column: str, layer: int, value: Any) -> Edit:
+    def edit(data: dict[str, Any]) -> None:
+        data["prompts"][PID]["metrics"][part][column][layer] = value
+
+    return edit
+
+
+def _milestone(data: dict[str, Any]) -> None:
+    data["prompts"][PID]["metrics"]["milestones"]["first_kl_below_1.0"] = 0
+
+
 def _stats(data: dict[str, Any]) -> None:
     data["model_stats"]["num_layers"] = 5
     data["model_stats"]["d_vocab"] = 32000
@@ -103,14 +114,14 @@ CASES: dict[str, tuple[Edit, set[str], list[str]]] = {
         [
             f"1 drift(s); first: trajectory: prompt {PID} layer 2 entropy: ",
             "|Δ| 0.5 > tol 0.0001",
-            f"trajectory: 1 of 16 values drifted, max |Δ| 0.5 (entropy, prompt {PID} layer 2)",
+            f"trajectory: 1 of 40 values drifted, max |Δ| 0.5 (entropy, prompt {PID} layer 2)",
             f"if this change is intended, re-bless: {REBLESS}",
         ],
     ),
     "records-cell": (
         _at("records", "p_top1", (1, 6), -0.25),
         {"test_records"},
-        [f"records: 1 of 192 values drifted, max |Δ| 0.25 (p_top1, prompt {PID} layer 1 pos 6)"],
+        [f"records: 1 of 756 values drifted, max |Δ| 0.25 (p_top1, prompt {PID} layer 1 pos 6)"],
     ),
     "probe": (
         _at("probes", "entropy", 4, 0.5),
@@ -127,12 +138,33 @@ CASES: dict[str, tuple[Edit, set[str], list[str]]] = {
         {"test_decoding"},
         [f"decoding: prompt {PID} layer 1 final entropy: golden 9 vs run "],
     ),
+    # Issue 24: the extended schema's measurements, each by its tolerance class.
+    "metrics-kl": (
+        _metric("next_token", "kl_to_final_bits", 1, 42.0),
+        {"test_metrics"},
+        [f"metrics: prompt {PID} layer 1 next_token kl_to_final_bits: golden 42 vs run "],
+    ),
+    "metrics-rawlens-id": (
+        _metric("rawlens", "top1_token_id_raw", 0, 7),
+        {"test_metrics"},
+        [f"metrics: prompt {PID} layer 0 rawlens top1_token_id_raw: golden 7 vs run "],
+    ),
+    "metrics-milestone": (
+        _milestone,
+        {"test_metrics"},
+        [f"metrics: prompt {PID} milestones first_kl_below_1.0: golden 0 vs run 3"],
+    ),
+    "records-topk-probability": (
+        lambda data: data["prompts"][PID]["records"]["topk"][2][5][3].__setitem__(1, 0.5),
+        {"test_records"},
+        [f"records: prompt {PID} layer 2 pos 5 p(top4 "],
+    ),
     "entropy-within-tolerance": (_at("next_token", "entropy", 2, 1e-6), set(), []),
     "newer-format": (
         lambda data: data.update(format_version=99),
         {"test_golden_file"},
         [
-            "has format 99, newer than this lenscheck reads (3); upgrade lenscheck",
+            "has format 99, newer than this lenscheck reads (4); upgrade lenscheck",
             f"or re-bless it with: {REBLESS}",
         ],
     ),
@@ -227,8 +259,8 @@ def test_corrupted_golden_fails_once_naming_the_file(lens_project: LensProject) 
         json.loads(path.read_text(encoding="utf-8"))
     result = lens_project.run(*RUN)
     assert failed_models(result) == {MODEL: {"test_golden_file"}}
-    # test_invariants and test_rules need no golden.
-    result.assert_outcomes(passed=2, failed=1, skipped=len(GENERATED) - 3)
+    # test_invariants, test_rules and test_measurements need no golden.
+    result.assert_outcomes(passed=3, failed=1, skipped=len(GENERATED) - 4)
     out = result.stdout.str()
     assert f"golden file {path} is not valid JSON (" in out
     assert f"re-bless it with: {REBLESS}" in out

@@ -1,0 +1,158 @@
+"""One pure function per measurement of the extended next-token metrics, in fp32.
+
+Each takes tensors (log-probabilities, logits, residuals; a leading layer axis where it
+says ``[L+1, ...]``) and returns a tensor or plain Python values; none reads a file, a
+model or a configuration. The property tests (tests/test_metric_functions.py) pin what
+each must satisfy whatever its input. Distributions are passed as log-softmax outputs
+(``logp``): the caller computes that once per row and every statistic below reads it.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "answer_rank",
+    "copy_soft",
+    "copy_strict",
+    "cosine",
+    "entropy_bits_of",
+    "first_layer",
+    "is_plain_text_token",
+    "js_divergence_bits",
+    "kl_bits_of",
+    "l1_prob_diff",
+    "logit_gap_to_second",
+    "logit_gap_to_top1",
+    "p_of",
+    "p_topk",
+    "topk_ids",
+    "topk_jaccard",
+]
+
+_LN2 = math.log(2.0)
+
+
+def entropy_bits_of(logp: torch.Tensor) -> torch.Tensor:
+    """H(P) in bits over the last axis, from log-probabilities (a masked -inf id adds 0)."""
+    import torch
+
+    p = logp.exp()
+    terms = torch.where(p > 0, p * logp, torch.zeros_like(p))
+    return (-terms.sum(-1) / _LN2).clamp_min(0.0) + 0.0
+
+
+def kl_bits_of(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """KL(P || Q) in bits over the last axis, clamped at 0; an id P masks adds 0."""
+    import torch
+
+    p = logp.exp()
+    terms = torch.where(p > 0, p * (logp - logq), torch.zeros_like(p))
+    return (terms.sum(-1) / _LN2).clamp_min(0.0) + 0.0
+
+
+def js_divergence_bits(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence in bits: the mean KL of P and Q to M = (P + Q) / 2, M
+    renormalized (it sums to 1 up to rounding); in [0, 1]."""
+    import torch
+
+    m = (logp.exp() + logq.exp()) / 2
+    logm = torch.log(m / m.sum(-1, keepdim=True))
+    return ((kl_bits_of(logp, logm) + kl_bits_of(logq, logm)) / 2).clamp(0.0, 1.0)
+
+
+def l1_prob_diff(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """sum |P - Q| over the last axis: in [0, 2]."""
+    return (logp.exp() - logq.exp()).abs().sum(-1).clamp(0.0, 2.0)
+
+
+def p_topk(logp: torch.Tensor, k: int) -> torch.Tensor:
+    """The sum of the ``k`` largest probabilities (k = 1: the largest), in [0, 1]."""
+    import torch
+
+    return torch.topk(logp, min(k, logp.shape[-1]), dim=-1).values.exp().sum(-1).clamp(0.0, 1.0)
+
+
+def p_of(logp: torch.Tensor, token: int) -> torch.Tensor:
+    """P[token] over the last axis."""
+    return logp[..., token].exp()
+
+
+def answer_rank(logits: torch.Tensor, token: int) -> torch.Tensor:
+    """1 + the number of ids whose logit is strictly larger than ``token``'s (rank 1: top-1)."""
+    return (logits > logits[..., token : token + 1]).sum(-1) + 1
+
+
+def logit_gap_to_second(logits: torch.Tensor) -> torch.Tensor:
+    """The largest logit minus the second largest (>= 0)."""
+    import torch
+
+    top2 = torch.topk(logits, 2, dim=-1).values
+    return top2[..., 0] - top2[..., 1]
+
+
+def logit_gap_to_top1(logits: torch.Tensor, token: int) -> torch.Tensor:
+    """``token``'s logit minus the largest (<= 0)."""
+    return logits[..., token] - logits.max(-1).values
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine of ``a`` and ``b`` over the last axis, in [-1, 1] (0 for a zero vector)."""
+    import torch
+
+    a, b = a.double(), b.double()
+    denom = a.norm(dim=-1) * b.norm(dim=-1)
+    dot = (a * b).sum(-1)
+    safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+    return torch.where(denom > 0, dot / safe, torch.zeros_like(dot)).clamp(-1.0, 1.0).float()
+
+
+def topk_ids(logits: torch.Tensor, k: int) -> list[set[int]]:
+    """The id set of the ``k`` largest logits of each row of a [rows, V] tensor."""
+    import torch
+
+    ids = torch.topk(logits, min(k, logits.shape[-1]), dim=-1).indices
+    return [set(row) for row in ids.tolist()]
+
+
+def topk_jaccard(a: set[int], b: set[int]) -> float:
+    """|A ∩ B| / |A ∪ B|, in [0, 1] (1.0 for two empty sets)."""
+    union = a | b
+    return len(a & b) / len(union) if union else 1.0
+
+
+def is_plain_text_token(text: str) -> bool:
+    """Whether a decoded token holds a character that is neither whitespace nor
+    punctuation (a copy of ``,`` or a space is not a copy of the prompt's words)."""
+    return any(not ch.isspace() and not unicodedata.category(ch).startswith("P") for ch in text)
+
+
+def copy_strict(
+    top1: int, p1: float, p2: float, prompt_ids: set[int], text: str, tau: float, margin: float
+) -> bool:
+    """The strict copy rule at threshold ``tau``: top-1 among the prompt's ids, p1 > tau,
+    p1 - p2 > ``margin``, and the token is not whitespace or punctuation only."""
+    return top1 in prompt_ids and p1 > tau and p1 - p2 > margin and is_plain_text_token(text)
+
+
+def _contiguous_in(window: Sequence[int], sequence: Sequence[int]) -> bool:
+    n = len(window)
+    return any(list(sequence[i : i + n]) == list(window) for i in range(len(sequence) - n + 1))
+
+
+def copy_soft(top1s: Sequence[int], p1: float, prompt_seq: Sequence[int], tau: float) -> bool:
+    """The soft copy rule over a window: ``top1s`` (the last K layers' top-1 ids, oldest
+    first) form a contiguous subsequence of the prompt's ids, and p1 (the last layer's)
+    > ``tau``. An empty window never copies."""
+    return bool(top1s) and p1 > tau and _contiguous_in(top1s, prompt_seq)
+
+
+def first_layer(values: Sequence[bool], start: int = 0) -> int | None:
+    """The first index from ``start`` whose value is true, else None."""
+    return next((n for n, v in enumerate(values) if n >= start and v), None)

@@ -1,0 +1,387 @@
+"""The extended measurements re-derived by the plugin, with code of its own.
+
+``test_measurements`` (a generated test) reads the extended pure CSV, the rawlens and
+milestones sidecars and the JSON as the files state them, and checks, per prompt:
+
+* the rules each value obeys whatever the model: KL >= 0, Jaccard in [0, 1], p_top5 >=
+  p_top1 >= p_answer, p_top1 and p_top5 the row's own listed probabilities, entropy_bits
+  the row's entropy, answer rank 1 exactly when the answer is the top-1 id, a gap column
+  filled exactly when its rank condition holds, entropy_gap_bits = entropy - teacher;
+* the copy flags (strict at each threshold, soft at each window), norm_only_semantics,
+  the milestones (CSV and JSON) and the raw-vs-norm summary, re-derived from the columns
+  they are defined on;
+* under the logit lens, every value recomputed from a fresh forward pass: the lens and
+  raw-lens logits at the last position unembedded here, each statistic by its definition
+  in float64 (KL at the last layer ~0: the lens there is the model's head).
+
+Nothing here calls lenscheck.metrics: a slip in a metric's function shows as a
+disagreement with this second derivation.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lenscheck.golden.payload import PromptFiles
+    from lenscheck.plugin.session import LensRun
+
+__all__ = ["check_measurements", "derive_milestones"]
+
+_MAX_LINES = 8
+#: Written fp32 values against this file's float64 recomputation.
+_TOL = 2e-4
+_TAUS = (0.95, 0.9, 0.8, 0.7)
+_SOFT_KS = (1, 2, 3)
+_SOFT_TAU = 0.5
+_JK = 50
+
+
+def _plain(text: str) -> bool:
+    return any(not c.isspace() and not unicodedata.category(c).startswith("P") for c in text)
+
+
+def _contiguous(window: list[int], seq: list[int]) -> bool:
+    n = len(window)
+    return any(seq[i : i + n] == window for i in range(len(seq) - n + 1))
+
+
+def _first(values: list[bool], start: int) -> int | None:
+    for n, v in enumerate(values):
+        if n >= start and v:
+            return n
+    return None
+
+
+def derive_milestones(cols: dict[str, list[Any]], start: int) -> dict[str, Any]:
+    """The milestones by their definitions, from the pure CSV's extended columns."""
+    ranks, kl = cols["answer_rank"], cols["kl_to_final_bits"]
+    out: dict[str, Any] = {}
+    for r in (1, 5, 10):
+        out[f"first_rank_le_{r}"] = _first([x is not None and x <= r for x in ranks], start)
+    for b in (1.0, 0.5):
+        out[f"first_kl_below_{b}"] = _first([x < b for x in kl], start)
+    for tau in _TAUS:
+        out[f"L_copy_strict@{tau}"] = _first(cols[f"copy_strict@{tau}"], start)
+    best: tuple[int, int] | None = None
+    for k in _SOFT_KS:
+        layer = _first(cols[f"copy_soft_k{k}@{_SOFT_TAU}"], start)
+        if layer is not None and (best is None or (layer, k) < best):
+            best = (layer, k)
+    out["L_copy_soft"], out["L_copy_soft_k"] = best if best else (None, None)
+    return out
+
+
+class _Problems(list[str]):
+    def close(
+        self, where: str, name: str, written: Any, expected: Any, tol: float, rel: bool = False
+    ) -> None:
+        """|written - expected| <= tol (``rel``: tol times max(1, |expected|), for values
+        such as a raw lens' KL of hundreds of bits, whose fp32 rounding scales with them)."""
+        if written is None or expected is None:
+            if written != expected:
+                self.append(f"{where}: {name} written {written!r}, expected {expected!r}")
+            return
+        if rel:
+            tol *= max(1.0, abs(float(expected)))
+        if not abs(float(written) - float(expected)) <= tol:
+            self.append(f"{where}: {name} written {written!r}, the definition gives {expected!r}")
+
+
+def _columns(files: PromptFiles) -> dict[str, list[Any]]:
+    rows = [dict(r.extra) for r in files.pure.rows]
+    return {c: [row.get(c) for row in rows] for c in (rows[0] if rows else {})}
+
+
+def _row_rules(prompt: str, files: PromptFiles, cols: dict[str, list[Any]], out: _Problems) -> None:
+    raw = files.rawlens.rows if files.rawlens is not None else []
+    answer = files.json["diagnostics"].get("answer_first_id")
+    for n, row in enumerate(files.pure.rows):
+        where = f"{prompt}: layer {n}"
+        probs = [p for _, p in row.topk]
+        c = {k: v[n] for k, v in cols.items()}
+        out.close(where, "entropy_bits", c["entropy_bits"], row.entropy, 1e-5)
+        out.close(where, "p_top1", c["p_top1"], probs[0], 1e-6)
+        out.close(where, "p_top5", c["p_top5"], math.fsum(probs[:5]), 1e-5)
+        if not c["p_top5"] + 1e-6 >= c["p_top1"]:
+            out.append(f"{where}: p_top5 {c['p_top5']!r} < p_top1 {c['p_top1']!r}")
+        if c["p_answer"] is not None and not c["p_top1"] + 1e-6 >= c["p_answer"]:
+            out.append(f"{where}: p_answer {c['p_answer']!r} > p_top1 {c['p_top1']!r}")
+        if not c["kl_to_final_bits"] >= 0:
+            out.append(f"{where}: kl_to_final_bits {c['kl_to_final_bits']!r} < 0")
+        for key in (f"topk_jaccard_raw_norm@{_JK}", f"topk_jaccard_consecutive@{_JK}"):
+            v = c[key]
+            if (v is None) != (key.startswith("topk_jaccard_consecutive") and n == 0) or (
+                v is not None and not 0.0 <= v <= 1.0
+            ):
+                out.append(f"{where}: {key} {v!r} (in [0, 1]; empty only at layer 0, consecutive)")
+        rank = c["answer_rank"]
+        if n < len(raw) and answer is not None:
+            is_top = raw[n]["top1_token_id_norm"] == answer
+            if (rank == 1) != is_top:
+                out.append(f"{where}: answer_rank {rank} but the answer is top-1: {is_top}")
+        if (c["answer_logit_gap"] is None) != (rank != 1) or (c["answer_vs_top1_gap"] is None) != (
+            rank is None or rank == 1
+        ):
+            out.append(
+                f"{where}: answer_logit_gap {c['answer_logit_gap']!r} / answer_vs_top1_gap "
+                f"{c['answer_vs_top1_gap']!r} do not follow answer_rank {rank}"
+            )
+
+
+def _copy_rules(
+    prompt: str, tokenizer: Any, files: PromptFiles, cols: dict[str, list[Any]], out: _Problems
+) -> None:
+    if files.rawlens is None:
+        return
+    diag = files.json["diagnostics"]
+    seq = [
+        int(i)
+        for i in tokenizer(files.json["prompt"]["context_prompt"], add_special_tokens=False)[
+            "input_ids"
+        ]
+    ]
+    margin, start = float(diag["copy_margin"]), int(diag.get("collapse_from_layer") or 0)
+    ids = [int(r["top1_token_id_norm"]) for r in files.rawlens.rows]
+    for n, row in enumerate(files.pure.rows):
+        p1 = row.topk[0][1]
+        p2 = row.topk[1][1] if len(row.topk) > 1 else 0.0
+        text = str(tokenizer.decode([ids[n]]))
+        for tau in _TAUS:
+            want = n >= start and ids[n] in seq and p1 > tau and p1 - p2 > margin and _plain(text)
+            if cols[f"copy_strict@{tau}"][n] != want:
+                out.append(
+                    f"{prompt}: layer {n}: copy_strict@{tau} written "
+                    f"{cols[f'copy_strict@{tau}'][n]}, the rule gives {want}"
+                )
+        for k in _SOFT_KS:
+            lo = n - k + 1
+            want = lo >= start and p1 > _SOFT_TAU and _contiguous(ids[lo : n + 1], seq)
+            if cols[f"copy_soft_k{k}@{_SOFT_TAU}"][n] != want:
+                out.append(
+                    f"{prompt}: layer {n}: copy_soft_k{k}@{_SOFT_TAU} written "
+                    f"{cols[f'copy_soft_k{k}@{_SOFT_TAU}'][n]}, the rule gives {want}"
+                )
+
+
+def _sidecar_rules(
+    prompt: str, files: PromptFiles, cols: dict[str, list[Any]], out: _Problems
+) -> None:
+    diag = files.json["diagnostics"]
+    start = int(diag.get("collapse_from_layer") or 0)
+    mine = derive_milestones(cols, start)
+    for source, written in (
+        ("milestones CSV", files.milestones.milestones() if files.milestones else None),
+        ("JSON milestones", diag.get("milestones")),
+    ):
+        if written != mine:
+            diff = {
+                k: (written.get(k) if written else None, v)
+                for k, v in mine.items()
+                if not written or written.get(k) != v
+            }
+            out.append(f"{prompt}: {source} (written, derived): {diff}")
+    if files.rawlens is None:
+        return
+    raw = files.rawlens.rows
+    for n, r in enumerate(raw):
+        where = f"{prompt}: rawlens layer {n}"
+        want = r["answer_rank_norm"] == 1 and r["answer_rank_raw"] != 1
+        if r["norm_only_semantics"] != want:
+            out.append(f"{where}: norm_only_semantics {r['norm_only_semantics']}, rule {want}")
+        for key in ("kl_norm_vs_raw_bits", "kl_raw_to_norm_bits", "js_divergence"):
+            if not r[key] >= 0:
+                out.append(f"{where}: {key} {r[key]!r} < 0")
+        gap = r["entropy_bits_norm"] - cols["teacher_entropy_bits"][n]
+        out.close(where, "entropy_gap_bits", r["entropy_gap_bits"], gap, 1e-5)
+        for a, b in (
+            ("entropy_bits_norm", "entropy_bits"),
+            ("p_top1_norm", "p_top1"),
+            ("answer_rank_norm", "answer_rank"),
+            ("p_answer_norm", "p_answer"),
+        ):
+            out.close(where, a, r[a], cols[b][n], 1e-6)
+        for key in (f"topk_jaccard_raw_norm@{_JK}", f"topk_jaccard_consecutive@{_JK}"):
+            out.close(where, key, r[key], cols[key][n], 0.0)
+    summary = diag.get("raw_lens_summary") or {}
+    kl = [r["kl_norm_vs_raw_bits"] for r in raw]
+    top = max(range(len(kl)), key=kl.__getitem__)
+    only = [bool(r["norm_only_semantics"]) for r in raw]
+    want_summary = {
+        "max_kl_norm_vs_raw_bits": kl[top],
+        "max_kl_norm_vs_raw_layer": top,
+        "first_norm_only_semantics_layer": _first(only, 0),
+        "n_norm_only_semantics": sum(only),
+        "mean_topk_jaccard_raw_norm": math.fsum(r[f"topk_jaccard_raw_norm@{_JK}"] for r in raw)
+        / len(raw),
+    }
+    for key, value in want_summary.items():
+        out.close(f"{prompt}: raw_lens_summary", key, summary.get(key), value, 1e-9)
+
+
+def _dist(logits: Any) -> tuple[Any, Any]:
+    import torch
+
+    x = logits.double()
+    logp = x - torch.logsumexp(x, dim=-1, keepdim=True)
+    return logp, logp.exp()
+
+
+def _entropy(logp: Any, p: Any) -> list[float]:
+    import torch
+
+    return (-(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1) / math.log(2)).tolist()
+
+
+def _kl(logp: Any, p: Any, logq: Any) -> list[float]:
+    import torch
+
+    return (
+        torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(-1) / math.log(2)
+    ).tolist()
+
+
+def _cos(a: Any, b: Any) -> list[float]:
+    a, b = a.double(), b.double()
+    return ((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).tolist()
+
+
+def _rank_bounds(
+    prompt: str, name: str, written: list[Any], logits: Any, a: int, out: _Problems
+) -> None:
+    """Each written rank within what the logits allow: 1 + the ids clearly above the
+    answer's logit, up to 1 + those above it within the readouts' rounding (ties)."""
+    for n, (rank, row) in enumerate(zip(written, logits)):
+        eps = 1e-5 * max(1.0, abs(float(row[a])))
+        lo = int((row > row[a] + eps).sum()) + 1
+        hi = int((row > row[a] - eps).sum())  # the answer itself is within eps
+        if rank is None or not lo <= rank <= max(lo, hi):
+            out.append(
+                f"{prompt}: layer {n}: {name} written {rank!r}, the logits give {lo}"
+                + (f"..{hi}" if hi > lo else "")
+            )
+
+
+def _tensor_rules(
+    lens_run: LensRun, prompt: str, files: PromptFiles, cols: dict[str, list[Any]], out: _Problems
+) -> None:
+    """The logit lens' values, recomputed from a fresh forward pass by their definitions."""
+    import torch
+
+    from lenscheck.norms import apply_norm_or_skip, decode_norm_modules
+
+    backend = lens_run.run.backend
+    diag = files.json["diagnostics"]
+    point = str(diag.get("decode_norm"))
+    capture = lens_run.capture(prompt)
+    last = [r[-1:].float() for r in capture.residuals]
+    normed = [
+        apply_norm_or_skip(r, m).float()
+        for r, m in zip(last, decode_norm_modules(backend.stack, point))
+    ]
+    lens = backend.unembed(torch.cat(normed), fp32=True).double()
+    raw = backend.unembed(torch.cat(last), fp32=True).double()
+    final = capture.logits[-1].double()
+    logp, p = _dist(lens)
+    logq, q = _dist(final[None])
+    logr, pr = _dist(raw)
+    a = diag.get("answer_first_id")
+    bias = backend.unembed.bias
+    b = 0 if bias is None else bias.double()
+    want: dict[str, list[Any]] = {
+        "entropy_bits": _entropy(logp, p),
+        "kl_to_final_bits": _kl(logp, p, logq),
+        "teacher_entropy_bits": _entropy(logq, q) * lens.shape[0],
+        "p_top5": p.sort(-1, descending=True).values[:, :5].sum(-1).tolist(),
+        "cos_to_final": _cos(lens - b, (final - b)[None]),
+        "resid_norm_ratio": (
+            torch.cat(normed).double().norm(dim=-1) / torch.cat(last).double().norm(dim=-1)
+        ).tolist(),
+        "delta_resid_cos": _cos(torch.cat(last), torch.cat(normed)),
+    }
+    if a is not None:
+        want["p_answer"] = p[:, a].tolist()
+        _rank_bounds(prompt, "answer_rank", cols["answer_rank"], lens, a, out)
+    norm_sets = [set(r) for r in lens.topk(_JK, dim=-1).indices.tolist()]
+    raw_sets = [set(r) for r in raw.topk(_JK, dim=-1).indices.tolist()]
+    want[f"topk_jaccard_raw_norm@{_JK}"] = [
+        len(x & y) / len(x | y) for x, y in zip(norm_sets, raw_sets)
+    ]
+    want[f"topk_jaccard_consecutive@{_JK}"] = [None] + [
+        len(norm_sets[i - 1] & norm_sets[i]) / len(norm_sets[i - 1] | norm_sets[i])
+        for i in range(1, len(norm_sets))
+    ]
+    for name, values in want.items():
+        # A Jaccard may differ by one id swapped at the 50th place where two logits tie
+        # within the readouts' rounding (1 - 49/51 < 0.04).
+        tol = 0.0 if name == "answer_rank" else 0.04 if "jaccard" in name else _TOL
+        for n, v in enumerate(values):
+            out.close(f"{prompt}: layer {n}", name, cols[name][n], v, tol, rel=True)
+    last_kl = cols["kl_to_final_bits"][-1]
+    if point != "raw" and not last_kl <= _TOL:  # the raw lens skips the final norm
+        out.append(
+            f"{prompt}: kl_to_final_bits at the last layer {last_kl!r}, not ~0: the "
+            "logit lens there is the model's own head"
+        )
+    if files.rawlens is not None:
+        for n, r in enumerate(files.rawlens.rows):
+            where = f"{prompt}: rawlens layer {n}"
+            out.close(
+                where,
+                "kl_norm_vs_raw_bits",
+                r["kl_norm_vs_raw_bits"],
+                _kl(logp[n], p[n], logr[n]),
+                _TOL,
+                rel=True,
+            )
+            out.close(
+                where,
+                "kl_raw_to_norm_bits",
+                r["kl_raw_to_norm_bits"],
+                _kl(logr[n], pr[n], logp[n]),
+                _TOL,
+                rel=True,
+            )
+            out.close(
+                where,
+                "entropy_bits_raw",
+                r["entropy_bits_raw"],
+                _entropy(logr[n], pr[n]),
+                _TOL,
+                rel=True,
+            )
+            out.close(where, "p_top1_raw", r["p_top1_raw"], float(pr[n].max()), _TOL)
+            out.close(
+                where, "l1_prob_diff", r["l1_prob_diff"], float((p[n] - pr[n]).abs().sum()), _TOL
+            )
+            if a is not None:
+                out.close(where, "p_answer_raw", r["p_answer_raw"], float(pr[n, a]), _TOL)
+        if a is not None:
+            ranks = [r["answer_rank_raw"] for r in files.rawlens.rows]
+            _rank_bounds(prompt, "rawlens answer_rank_raw", ranks, raw, a, out)
+
+
+def check_measurements(lens_run: LensRun) -> list[str]:
+    """Every disagreement between the extended files and their re-derivation (empty when
+    all agree; nothing to check under the original schema)."""
+    import torch
+
+    tokenizer = lens_run.run.backend.codec.tokenizer
+    out = _Problems()
+    with torch.no_grad():
+        for prompt, files in lens_run.files.items():
+            cols = _columns(files)
+            if not cols:
+                continue
+            _row_rules(prompt, files, cols, out)
+            _copy_rules(prompt, tokenizer, files, cols, out)
+            _sidecar_rules(prompt, files, cols, out)
+            fp32 = lens_run.run.backend.dtype in (torch.float32, torch.float64)
+            lens = (files.json["diagnostics"].get("lens") or {}).get("kind", "logit")
+            if lens == "logit" and fp32:
+                _tensor_rules(lens_run, prompt, files, cols, out)
+    return out[:_MAX_LINES] + (
+        [f"... and {len(out) - _MAX_LINES} more"] if len(out) > _MAX_LINES else []
+    )

@@ -1,0 +1,129 @@
+"""Property tests of every pure function of lenscheck.metrics.functions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lenscheck.metrics import functions as f
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+_VOCAB = st.integers(2, 40)
+
+
+@st.composite
+def logits(draw: st.DrawFn, rows: int = 3) -> torch.Tensor:
+    v = draw(_VOCAB)
+    seed = draw(st.integers(0, 2**31 - 1))
+    scale = draw(st.sampled_from([0.1, 1.0, 5.0, 30.0]))
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, v, generator=g) * scale
+
+
+def logp(x: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(x, dim=-1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits(), logits())
+def test_kl_is_non_negative_and_zero_on_itself(a: torch.Tensor, b: torch.Tensor) -> None:
+    b = b[:, : a.shape[1]] if b.shape[1] >= a.shape[1] else a.flip(-1)
+    kl = f.kl_bits_of(logp(a), logp(b))
+    assert (kl >= 0).all()
+    assert f.kl_bits_of(logp(a), logp(a)).abs().max() <= 1e-5
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits())
+def test_entropy_within_its_bounds(x: torch.Tensor) -> None:
+    h = f.entropy_bits_of(logp(x))
+    assert (h >= 0).all() and (h <= math.log2(x.shape[1]) + 1e-5).all()
+    uniform = f.entropy_bits_of(logp(torch.zeros(1, x.shape[1])))
+    assert uniform.item() == pytest.approx(math.log2(x.shape[1]), abs=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits(), st.integers(0, 10**6))
+def test_probabilities_order_and_rank_one_is_argmax(x: torch.Tensor, pick: int) -> None:
+    a = pick % x.shape[1]
+    lp = logp(x)
+    p1, p5, pa = f.p_topk(lp, 1), f.p_topk(lp, 5), f.p_of(lp, a)
+    assert (p5 + 1e-6 >= p1).all() and (p1 + 1e-6 >= pa).all() and (p5 <= 1.0).all()
+    rank = f.answer_rank(x, a)
+    assert ((rank == 1) == (x.argmax(-1) == a) | (x[:, a] == x.max(-1).values)).all()
+    assert ((rank >= 1) & (rank <= x.shape[1])).all()
+    gap = f.logit_gap_to_top1(x, a)
+    assert (gap <= 0).all() and ((gap == 0) == (rank == 1)).all()
+    assert (f.logit_gap_to_second(x) >= 0).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits(), logits())
+def test_divergences_bounded(a: torch.Tensor, b: torch.Tensor) -> None:
+    b = a.roll(1, dims=-1) + b[:, :1]
+    js = f.js_divergence_bits(logp(a), logp(b))
+    assert ((js >= 0) & (js <= 1)).all()
+    assert f.js_divergence_bits(logp(a), logp(a)).abs().max() <= 1e-5
+    l1 = f.l1_prob_diff(logp(a), logp(b))
+    assert ((l1 >= 0) & (l1 <= 2)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.integers(0, 99), max_size=60), st.sets(st.integers(0, 99), max_size=60))
+def test_jaccard_in_unit_interval(a: set[int], b: set[int]) -> None:
+    j = f.topk_jaccard(a, b)
+    assert 0.0 <= j <= 1.0
+    assert f.topk_jaccard(a, a) == 1.0
+    assert (j == 1.0) == (a == b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(logits(), st.integers(1, 60))
+def test_topk_ids_are_the_largest(x: torch.Tensor, k: int) -> None:
+    sets = f.topk_ids(x, k)
+    for row, ids in zip(x, sets):
+        assert len(ids) == min(k, x.shape[1])
+        assert min(row[i] for i in ids) >= max(
+            (row[j] for j in range(len(row)) if j not in ids), default=-math.inf
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=8), st.floats(0.1, 10))
+def test_cosine_bounds_and_scale_invariance(v: list[float], s: float) -> None:
+    a = torch.tensor([v])
+    c = f.cosine(a, a * s)
+    if a.norm() > 0:
+        assert c.item() == pytest.approx(1.0, abs=1e-6)
+    assert (f.cosine(a, -a) >= -1).all() and (f.cosine(a, -a) <= 1).all()
+
+
+def test_copy_rules_at_their_boundaries() -> None:
+    prompt = {5, 7}
+    assert f.copy_strict(5, 0.96, 0.0, prompt, " Berlin", 0.95, 0.05)
+    assert not f.copy_strict(5, 0.95, 0.0, prompt, " Berlin", 0.95, 0.05)  # strict >
+    assert not f.copy_strict(5, 0.96, 0.92, prompt, " Berlin", 0.95, 0.05)  # margin
+    assert not f.copy_strict(6, 0.96, 0.0, prompt, " Berlin", 0.95, 0.05)  # not in prompt
+    assert not f.copy_strict(5, 0.96, 0.0, prompt, " ,", 0.95, 0.05)  # punctuation only
+    assert f.copy_soft([7, 8], 0.6, [1, 7, 8, 9], 0.5)
+    assert not f.copy_soft([8, 7], 0.6, [1, 7, 8, 9], 0.5)  # not contiguous in order
+    assert not f.copy_soft([7, 8], 0.5, [1, 7, 8, 9], 0.5)
+    assert not f.copy_soft([], 0.9, [1], 0.5)
+    assert f.first_layer([True, False, True], start=1) == 2
+    assert f.first_layer([False]) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 5), min_size=1, max_size=4),
+    st.lists(st.integers(0, 5), max_size=10),
+    st.floats(0, 1),
+)
+def test_copy_soft_is_contiguous_subsequence(w: list[int], seq: list[int], p1: float) -> None:
+    expected = p1 > 0.5 and any(seq[i : i + len(w)] == w for i in range(len(seq)))
+    assert f.copy_soft(w, p1, seq, 0.5) == expected

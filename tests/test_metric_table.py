@@ -1,0 +1,99 @@
+"""The metric table: the docs' tables are generated from it, the sidecars round-trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lenscheck.metrics import columns, declared, metric, parse_sidecar_bytes
+from lenscheck.metrics.files import dump_milestones_bytes, dump_rawlens_bytes
+from lenscheck.metrics.table import METRICS, TOLERANCE_CLASSES, Metric, markdown_table
+from lenscheck.schema import CsvRow, dump_csv_bytes, parse_csv_bytes
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+
+#: The issue's names, exactly (issue 24).
+ISSUE_PURE = [
+    "entropy_bits",
+    "p_top1",
+    "p_top5",
+    "p_answer",
+    "answer_rank",
+    "kl_to_final_bits",
+    "teacher_entropy_bits",
+    "cos_to_final",
+    "answer_logit_gap",
+    "answer_vs_top1_gap",
+    "resid_norm_ratio",
+    "delta_resid_cos",
+    "topk_jaccard_raw_norm@50",
+    "topk_jaccard_consecutive@50",
+    "copy_strict@0.95",
+    "copy_strict@0.9",
+    "copy_strict@0.8",
+    "copy_strict@0.7",
+    "copy_soft_k1@0.5",
+    "copy_soft_k2@0.5",
+    "copy_soft_k3@0.5",
+]
+
+
+def test_the_pure_columns_are_the_issues() -> None:
+    assert columns("pure") == tuple(ISSUE_PURE)
+
+
+def test_the_rawlens_header_is_the_originals() -> None:
+    head = columns("rawlens")
+    assert head[0] == "layer" and head[-1] == "norm_only_semantics"
+    for side in ("raw", "norm"):
+        for name in ("p_top1", "top1_token_id", "top1_token_str", "p_answer", "answer_rank"):
+            assert f"{name}_{side}" in head
+    assert len(set(head)) == len(head) == 21
+
+
+@pytest.mark.parametrize(
+    "file", ["records", "pure", "rawlens", "milestones", "json"], ids=lambda f: f
+)
+def test_docs_tables_are_the_declarations(file: str) -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    for schema in ("original", "extended"):
+        metrics = declared(file, schema)  # type: ignore[arg-type]
+        if metrics:
+            assert markdown_table(metrics) in text, (
+                f"docs/metrics.md lacks the generated {file}/{schema} table; paste "
+                f"lenscheck.metrics.table.markdown_table(declared({file!r}, {schema!r}))"
+            )
+
+
+def test_every_declaration_is_well_formed() -> None:
+    for m in METRICS:
+        assert m.tolerance in TOLERANCE_CLASSES and m.definition and m.unit
+        assert m.column or m.json_key
+    with pytest.raises(ValueError, match="tolerance class must be one of"):
+        Metric("x", "cell", "bits", "pure", "x", None, "loose", "d")
+    with pytest.raises(KeyError, match="no metric declared for column 'nope'"):
+        metric("pure", "nope")
+
+
+def test_the_extended_pure_csv_round_trips() -> None:
+    extra = tuple((c, None if "gap" in c else (True if "copy" in c else 0.5)) for c in ISSUE_PURE)
+    extra = tuple((c, 3 if c == "answer_rank" else v) for c, v in extra)
+    row = CsvRow(0, 4, "⟨NEXT⟩", 1.5, (("a", 0.5), ("b", 0.25)), 0.25, (False,) * 3, extra)
+    data = dump_csv_bytes("pure", [row])
+    back = parse_csv_bytes(data, "x.csv")
+    assert back.rows == [row]
+    assert back.header.endswith(",is_answer," + ",".join(ISSUE_PURE))
+
+
+def test_the_sidecars_round_trip() -> None:
+    row = {c: 0.25 for c in columns("rawlens")}
+    row.update(layer=0, top1_token_id_raw=3, top1_token_id_norm=4, top1_token_str_raw=" a,b")
+    row.update(top1_token_str_norm='"q"', answer_rank_raw=2, answer_rank_norm=1)
+    row.update({"norm_only_semantics": True, "topk_jaccard_consecutive@50": None})
+    table = parse_sidecar_bytes(dump_rawlens_bytes([row]), "r.csv")
+    assert table.kind == "rawlens" and table.rows == [row]
+    milestones = {m.name: None for m in declared("milestones")}
+    milestones.update(first_rank_le_1=3, L_copy_soft=2, L_copy_soft_k=1)
+    back = parse_sidecar_bytes(dump_milestones_bytes(milestones), "m.csv")
+    assert back.kind == "milestones" and back.milestones() == milestones

@@ -390,9 +390,11 @@ def gpu(session: nox.Session) -> None:
 
 @nox.session
 def tunedlens(session: nox.Session) -> None:
-    """lenscheck's tuned lens against tuned-lens 0.2.0's own forward on the embedded model
-    (seeded random translators; every top-1 the same, |dH| <= 1e-5 bits in fp32), with the
-    agreement table. `-- --write-fixtures` rewrites tests/data/tuned/ with tuned-lens instead.
+    """lenscheck against tuned-lens 0.2.0 on the embedded model: its tuned lens against
+    TunedLens.forward (seeded random translators; every top-1 the same, |dH| <= 1e-5 bits),
+    then its final-norm lens' entropy, KL to the model's head, answer rank and top-1 against
+    PredictionTrajectory (every top-1 and rank the same, |dH|, |dKL| <= 1e-4 bits), with both
+    agreement tables. `-- --write-fixtures` rewrites tests/data/tuned/ with tuned-lens instead.
 
     Without the tl extra: tuned-lens 0.2.0 probes transformer_lens.HookedTransformer, which
     TransformerLens 4 removed (the probe raises)."""
@@ -402,6 +404,7 @@ def tunedlens(session: nox.Session) -> None:
         session.run("python", "tests/data/tuned/make_fixtures.py", env=OFFLINE)
         return
     session.run("python", "benchmarks/tunedlens_agreement.py", *session.posargs, env=OFFLINE)
+    session.run("python", "benchmarks/trajectory_agreement.py", env=OFFLINE)
 
 
 @nox.session

@@ -136,8 +136,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         )
         / sum(r["cells"] for r in rows),
     }
+    return markdown_table([*rows, total], keys)
+
+
+def markdown_table(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> str:
+    """One row per prompt (its ``prompt`` first), floats as ``1.23e-05``."""
     lines = ["| prompt | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for r in [*rows, total]:
+    for r in rows:
         cells = [f"{r[k]:.2e}" if isinstance(r[k], float) else str(r[k]) for k in keys]
         lines.append(f"| {r['prompt']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

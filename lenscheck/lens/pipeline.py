@@ -137,9 +137,9 @@ def _ablation_logits(
     """Per decoding point, each prompt's logit-lens logits [L+1, V] at its last position:
     the logit lens' own rows where the run reads it, the few others unembedded apart."""
     by_point: dict[str, list[torch.Tensor]] = {}
-    for lens, lens_stats in zip(lenses, stats):
+    for lens, per_prompt in zip(lenses, stats):
         if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
-            by_point[cfg.decode_norm] = [s.next_token for s in lens_stats]
+            by_point[cfg.decode_norm] = [s.next_token for s in per_prompt]
     others = [p for p in DECODE_NORMS if p not in by_point]
     each = [point_logits(backend, [main], others) for main in mains]  # per prompt: see above
     by_point.update({point: [rows[point][0] for rows in each] for point in others})

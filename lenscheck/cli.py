@@ -32,13 +32,13 @@ INTERRUPTED = 130
 
 
 def _models_help() -> str:
-    from lenscheck.models import EMBEDDED_ALIAS, GEMMA3_ALIAS, SYNTHETIC_ALIASES
+    from lenscheck.models import EMBEDDED_ALIAS, GEMMA3_ALIAS, QWEN2_ALIAS, SYNTHETIC_ALIASES
     from lenscheck.models.resolve import SYNTHETIC_GROUP
 
     return (
         f"a hub id ('org/name'), a local checkpoint folder (with config.json), or an offline "
-        f"alias: {EMBEDDED_ALIAS} (the default), {GEMMA3_ALIAS}, {SYNTHETIC_GROUP} (every "
-        f"synthetic family) or one of {', '.join(SYNTHETIC_ALIASES)}"
+        f"alias: {EMBEDDED_ALIAS} (the default), {GEMMA3_ALIAS}, {QWEN2_ALIAS}, "
+        f"{SYNTHETIC_GROUP} (every synthetic family) or one of {', '.join(SYNTHETIC_ALIASES)}"
     )
 
 
@@ -192,7 +192,9 @@ def _run_one(spec: str, args: argparse.Namespace, out_dir: Path) -> list[dict[st
 
         run = run_model(spec, cfg, out_dir, stage=stage)
     written = [p for paths in run.paths.values() for p in paths.all() if p.exists()]
-    log.info("wrote %s", ", ".join(map(str, written)))
+    # Names only: the folder may still be the staged one that becomes run-latest/ when the
+    # run succeeds; the summary's title names where the files end up.
+    log.info("wrote %s", ", ".join(p.name for p in written))
     return [_summary_row(spec, run, case.id) for case in run.suite.cases]
 
 

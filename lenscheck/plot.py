@@ -297,7 +297,7 @@ def _legend(draw: Any, at: tuple[int, int]) -> None:
     x, y = at
     draw.rectangle((x, y, x + 84, y + 46), fill=WHITE, outline=GREY)
     draw.text((x + 42, y + 4), "decoded at", fill=BLACK, font=_font(9), anchor="mt")
-    for i, curve in enumerate(sorted(_CURVES, key=lambda c: c.point != "next-ln1")):
+    for i, curve in enumerate(sorted(_CURVES, key=lambda c: c.point != NEXT_LN1)):
         row = y + 22 + 13 * i
         _polyline(draw, [x + 6.0, x + 30.0], [row, row], curve.colour, width=curve.width)
         _marker(draw, curve, x + 18.0, row)

@@ -28,8 +28,7 @@ from lenscheck.device import choose_dtype, parse_dtype, resolve_device, should_a
 from lenscheck.lenses import OpenedLens, bind_lenses, open_lenses
 from lenscheck.models import (
     EMBEDDED_MODEL_ID,
-    GEMMA3_ALIAS,
-    GEMMA3_MODEL_ID,
+    EMBEDDED_MODEL_IDS,
     ResolvedModel,
     resolve_model,
 )
@@ -169,7 +168,7 @@ def load_model(
     # Embedded aliases report the id their weights come from, as a hub run would.
     model_id = resolved.requested
     if resolved.source == "embedded":
-        model_id = GEMMA3_MODEL_ID if resolved.requested == GEMMA3_ALIAS else EMBEDDED_MODEL_ID
+        model_id = EMBEDDED_MODEL_IDS.get(resolved.requested, EMBEDDED_MODEL_ID)
     backend = load_backend(
         cfg.backend,
         resolved.path,

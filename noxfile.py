@@ -408,6 +408,13 @@ def tunedlens(session: nox.Session) -> None:
 
 
 @nox.session
+def calibrate(session: nox.Session) -> None:
+    """Benign changes (kernel, threads, suite, backend) never alarm; fp32 tolerances keep 5x."""
+    install(session, "test,tl")
+    session.run("python", "benchmarks/calibrate.py", *session.posargs, env=OFFLINE)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Load time, post-load pipeline vs its floor (1 thread and all), peak RSS; rewrites
     docs/benchmarks.md from this sitting (posargs go to bench.py; `-- --docs PATH` elsewhere)."""

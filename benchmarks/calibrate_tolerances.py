@@ -177,7 +177,7 @@ def markdown(runs: list[Run], derived: dict[str, Any], command: str) -> str:
     from lenscheck.golden.tolerances import tolerances_for
 
     lines = [
-        "# Half-precision tolerances, from data",
+        "## Half precision against float32, from data",
         "",
         f"Regenerate: `{command}`",
         "",
@@ -189,7 +189,7 @@ def markdown(runs: list[Run], derived: dict[str, Any], command: str) -> str:
         "`lenscheck/golden/tolerances.py` as the cross-dtype tolerances, which a comparison",
         "of a half-precision class with float32 uses (the looser of both classes and these).",
         "",
-        "## Derived",
+        "### Derived",
         "",
         "| dtype | entropy (cap) | probability (cap) | final top-5 prob | near-tie gap | "
         "rank (relative) | outliers allowed per section | last-layer KL |",
@@ -203,7 +203,7 @@ def markdown(runs: list[Run], derived: dict[str, Any], command: str) -> str:
         )
     lines += [
         "",
-        "## Each run against the committed float32 golden, with lenscheck's tolerances",
+        "### Each run against the committed float32 golden, with lenscheck's tolerances",
         "",
         "| model (suite) | class | values | max entropy |Δ| | max probability |Δ| | "
         "top-1 changes (largest golden gap) | outliers | failures |",
@@ -223,7 +223,7 @@ def markdown(runs: list[Run], derived: dict[str, Any], command: str) -> str:
         )
     lines += [
         "",
-        "## Does the error grow with depth or entropy? (all runs, |Δ| of entropies)",
+        "### Does the error grow with depth or entropy? (all runs, |Δ| of entropies)",
         "",
         "| dtype | layer depth | golden entropy (bits) | values | p99 |Δ| | max |Δ| |",
         "|---|---|---|---|---|---|",
@@ -255,7 +255,7 @@ def markdown(runs: list[Run], derived: dict[str, Any], command: str) -> str:
         "every fault of the suite in bfloat16 and float16 against the float32 goldens and",
         "asserts that each model float32 catches it on is caught again.",
         "",
-        "## What the data says about gating half precision",
+        "### What the data says about gating half precision",
         "",
         "float16 stays close to float32 (0.18 bit at worst); bfloat16 does not: entropies",
         "move by up to 1 bit and single probabilities by up to 0.5 on a real model. Against",
@@ -298,8 +298,10 @@ def main() -> None:
         + (f" --markdown {args.markdown}" if args.markdown else "")
     )
     text = markdown(runs, derived, command)
-    if args.markdown:
-        args.markdown.write_text(text, encoding="utf-8")
+    if args.markdown:  # its part of the doc; benchmarks/calibrate.py writes the float32 one
+        from calibrate import splice
+
+        splice(args.markdown, "half-precision", text)
     print(text)
     for dtype, t in derived.items():
         print(f"derived {dtype}: {t}")

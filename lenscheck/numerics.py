@@ -32,6 +32,9 @@ LN2 = math.log(2.0)
 # Added inside the log so that a zero probability contributes 0 * finite = 0, never NaN.
 # 1e-40 is a subnormal fp32 value, as in the original pipeline.
 _LOG_EPS = 1e-40
+#: In float32, p + 1e-40 rounds to p itself for every p >= 2**-108 (1e-40 is under half its
+#: ulp there), so the sum only needs computing below.
+_EPS_CHANGES_BELOW = 2.0**-108
 
 
 class TopK(NamedTuple):
@@ -72,7 +75,13 @@ def entropy_from_probs(probs: torch.Tensor, work: torch.Tensor | None = None) ->
     """
     import torch
 
-    terms = torch.add(probs, _LOG_EPS, out=work)  # out=None: a new tensor
+    if probs.dtype == torch.float32:
+        # p + 1e-40, adding 1e-40 only where it changes p (p + 0.0 is p itself): adding the
+        # subnormal 1e-40 to every value took the CPU's slow subnormal path for each one.
+        terms = torch.zeros_like(probs) if work is None else work.zero_()
+        terms.masked_fill_(torch.lt(probs, _EPS_CHANGES_BELOW), _LOG_EPS).add_(probs)
+    else:
+        terms = torch.add(probs, _LOG_EPS, out=work)  # out=None: a new tensor
     terms.log_().mul_(probs)
     return -terms.sum(dim=-1) / LN2 + 0.0
 

@@ -117,9 +117,9 @@ FAULTS: dict[str, list[Patch]] = {
     "probe-read-at-the-first-position": [
         (
             "lenscheck.lens.jobs",
-            "capture_suite",
-            [("next(probes).logits[-1]", "next(probes).logits[0]")],
-            ["lenscheck.lens.pipeline:capture_suite"],
+            "_capture_job",
+            [("c.logits[-1] for c in", "c.logits[0] for c in")],
+            [],
         )
     ],
     "temperature-multiplies": [

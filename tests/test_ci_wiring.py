@@ -40,7 +40,17 @@ def test_ci_runs_the_readmes_two_commands_test_command_first() -> None:
 
 def test_every_session_ci_runs_exists_and_the_workflow_runs_it_too() -> None:
     sessions = _ci_sessions()
-    assert sessions == ["unit", "slow", "lint", "typecheck", "golden", "gemma", "qwen2", "gpu"]
+    assert sessions == [
+        "unit",
+        "slow",
+        "lint",
+        "typecheck",
+        "golden",
+        "gemma",
+        "qwen2",
+        "calibrate",
+        "gpu",
+    ]
     defined = set(re.findall(r"@nox\.session[^\n]*\ndef (\w+)\(", NOXFILE))
     assert set(sessions) <= defined
     for name in sessions:

@@ -13,10 +13,13 @@ Every fault runs under both presets: the original (against the committed
 table, which says where it differs). Which models and generated tests catch each fault under
 the original preset (asserted exactly):
 
-* eps-outside-sqrt: synthetic-llama's records, trajectory and decoding points (entropy
-  |Δ| 4e-4 at layer 0) and its invariants (the re-applied RMSNorm differs from the module);
-  embedded (slow) only in test_invariants: its entropies move less than 1e-4. Gemma's
-  scaled embeddings dwarf eps; the LayerNorm models do not use the line.
+* eps-outside-sqrt: synthetic-llama's records and decoding points (entropy |Δ| up to
+  9.7e-4 at layer 0) and its invariants (the re-applied RMSNorm differs from the module);
+  under the original preset not its trajectory since the float32 entropy tolerance became
+  4e-4 (issue 28: 5x the largest benign difference): its next-token entropies at next-ln1
+  move by less (at final, the standard preset, they move by more and it fails). embedded (slow) only
+  in test_invariants: its entropies move less than 1e-4. Gemma's scaled embeddings dwarf
+  eps; the LayerNorm models do not use the line.
 * wrong-norm-post-block: every pre-norm model's records, trajectory and decoding points.
 * entropy-in-nats: every model, in every test that pins an entropy.
 * layer-off-by-one (the pure CSV's layer column): every model's trajectory ("layer
@@ -97,17 +100,12 @@ EXPECTED: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
     "eps-outside-sqrt": (
         SYN,
         {
-            "synthetic-llama": {
-                "test_records",
-                "test_trajectory",
-                "test_decoding",
-                "test_invariants",
-            }
+            "synthetic-llama": {"test_records", "test_decoding", "test_invariants"},
         },
         [
             "synthetic-llama: capital-de: layer 0: re-applied LlamaRMSNorm differs from the "
             "module by ",
-            "records: prompt capital-de layer 0 pos 0 entropy: ",
+            "records: prompt capital-de layer 0 pos 1 entropy: ",
         ],
     ),
     "wrong-norm-post-block": (
@@ -220,6 +218,24 @@ EXPECTED: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
 #: is the golden's business alone.
 STANDARD: dict[str, tuple[tuple[str, ...], dict[str, set[str]], list[str]]] = {
     **EXPECTED,
+    # At final the next-token entropies move by more than the 4e-4 tolerance: the
+    # trajectory fails too (under the original preset, at next-ln1, they move by less).
+    "eps-outside-sqrt": (
+        SYN,
+        {
+            "synthetic-llama": {
+                "test_records",
+                "test_trajectory",
+                "test_decoding",
+                "test_invariants",
+            }
+        },
+        [
+            "synthetic-llama: capital-de: layer 0: re-applied LlamaRMSNorm differs from the "
+            "module by ",
+            "records: prompt capital-de layer 0 pos ",
+        ],
+    ),
     "wrong-norm-post-block": (
         SYN,
         each(PRE_NORM, {"test_decoding"}),

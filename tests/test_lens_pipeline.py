@@ -684,12 +684,12 @@ def test_backend_returning_the_wrong_number_of_captures_is_an_error(
         return out[:change] if change < 0 else out + out[:change]
 
     fb.run_batch = wrong  # type: ignore[method-assign]
-    # Two prompts and three probes: five sequences, one capture each.
+    # Per prompt: the first, with two probes, is three sequences, one capture each.
     suite = _suite_file(tmp_path, ("a", "The capital", ("a", "b")), ("b", "Berlin is", ("c",)))
     with pytest.raises(RuntimeError) as info:
         run_suite(fb, suite, _cfg())
     assert str(info.value) == (
-        f"backend 'fake' returned {5 + change} captures for 2 prompts and their probes; "
+        f"backend 'fake' returned {3 + change} captures for a prompt and its 2 probes; "
         "expected one per sequence"
     )
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lenscheck.numerics import (
+    LN2,
     bits_entropy_from_logits,
     check_finite_logits,
     entropy_bits,
@@ -323,3 +324,25 @@ def test_entropy_scratch_buffer_gives_the_same_bits(logits: torch.Tensor) -> Non
     work = torch.full_like(probs, float("nan"))
     assert torch.equal(entropy_from_probs(probs, work=work), entropy_from_probs(probs))
     assert not torch.isnan(work).any()  # the buffer held the terms
+
+
+@given(
+    logits=st.lists(st.floats(-200, 200, width=32), min_size=1, max_size=64),
+    scale=st.sampled_from([1.0, 10.0, 100.0, 1000.0]),
+    extra=st.lists(
+        st.sampled_from([0.0, 1e-45, 1e-40, 1e-38, 2.0**-109, 2.0**-108, 1.6e-33, 3.1e-33]),
+        max_size=8,
+    ),
+)
+def test_entropy_adds_the_epsilon_only_where_it_changes_p_same_bits(
+    logits: list[float], scale: float, extra: list[float]
+) -> None:
+    """Property: the float32 entropy, which adds 1e-40 only below 2**-108, has the bits of
+    the plain -sum(p * log(p + 1e-40)) / ln 2, subnormal and threshold values included."""
+    probs = torch.softmax(torch.tensor(logits) * scale, dim=-1)
+    probs = torch.cat([probs, torch.tensor(extra, dtype=torch.float32)])[None]
+    plain = torch.add(probs, 1e-40)
+    plain.log_().mul_(probs)
+    want = -plain.sum(dim=-1) / LN2 + 0.0
+    assert torch.equal(entropy_from_probs(probs), want)
+    assert torch.equal(entropy_from_probs(probs, work=torch.empty_like(probs)), want)

@@ -130,6 +130,8 @@ class _Comparer:
     ) -> None:
         self.report, self.tol, self.lenient, self.allowance = report, tol, lenient, allowance
         self.facts = facts or {}
+        #: The tolerances of the lens' own rows (records, trajectory): those of its point.
+        self.lens_tol = tol.for_point(str(self.facts.get("decode_norm")))
 
     def unknown(self, g: Any, o: Any) -> bool:
         """In lenient mode (``lenscheck diff``), a value one side lacks is not drift."""
@@ -300,8 +302,10 @@ def _rows(
     o: Mapping[str, Any],
     prompt: str,
     places: Sequence[_Place],
+    tol: Tolerances | None = None,
 ) -> None:
-    """Parallel arrays top1 / p_top1 / p_top2 / entropy, row by row."""
+    """Parallel arrays top1 / p_top1 / p_top2 / entropy, row by row (``tol``: the tolerances
+    of the values' decoding point, default the comparison's)."""
     n = len(g["top1"])
     if len(o["top1"]) != n:
         c.add(Drift(section, "row count", n, len(o["top1"]), prompt=prompt))
@@ -311,7 +315,7 @@ def _rows(
         gap = _gap(g["p_top1"], g["p_top2"], i)
         c.top1(section, at.name("top1"), g["top1"][i], o["top1"][i], gap, **where)
         ge, oe = g["entropy"][i], o["entropy"][i]
-        t = c.tol
+        t = tol or c.tol
         c.close(section, at.name("entropy"), ge, oe, t.entropy, t.entropy_cap, **where)
         gp, op = g["p_top1"][i], o["p_top1"][i]
         c.close(section, at.name("p_top1"), gp, op, t.p_top1, t.p_cap, **where)
@@ -331,7 +335,7 @@ def _trajectory(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     for i, (gl, ol) in enumerate(zip(g["layer"], o["layer"])):
         # Rows are compared by position: a shifted layer numbering is drift in itself.
         c.equal("trajectory", "layer index", gl, ol, prompt=prompt, layer=i)
-    _rows(c, "trajectory", g, o, prompt, _layers(n))
+    _rows(c, "trajectory", g, o, prompt, _layers(n), c.lens_tol)
 
 
 def _records(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> None:
@@ -350,7 +354,7 @@ def _records(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> None:
     for layer in range(n_layers):
         places = [_Place(layer=layer, pos=pos) for pos in range(n_pos)]
         row = {m: g[m][layer] for m in metrics}
-        _rows(c, "records", row, {m: o[m][layer] for m in metrics}, prompt, places)
+        _rows(c, "records", row, {m: o[m][layer] for m in metrics}, prompt, places, c.lens_tol)
 
 
 #: Which flag each collapse layer is the first layer of.
@@ -527,10 +531,10 @@ def _decoding(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
             c.add(Drift(section, f"{point} layer count", n, len(op["top1"]), prompt=prompt))
             continue
         places = _layers(n, prefix=point)
-        _rows(c, section, gp, op, prompt, places)
+        tol = c.tol.for_point(point)
+        _rows(c, section, gp, op, prompt, places, tol)
         for i, at in enumerate(places):
             ga, oa = gp["p_answer"][i], op["p_answer"][i]
-            tol = c.tol
             c.close(
                 section, at.name("p_answer"), ga, oa, tol.p_top1, tol.p_cap, prompt=prompt, layer=i
             )

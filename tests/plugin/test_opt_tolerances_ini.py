@@ -21,7 +21,7 @@ def test_loosened_entropy_tolerance_accepts_a_drift(lens_project: LensProject) -
 
     default = lens_project.run("--lens-models=synthetic-llama")
     assert failed_models(default) == {"synthetic-llama": {"test_trajectory"}}
-    assert "|Δ| 0.5 > tol 0.0001" in default.stdout.str()
+    assert "|Δ| 0.5 > tol 0.0004" in default.stdout.str()
 
     # An override for another class does not apply to this run's class.
     lens_project.ini("lens_tolerances =", "    cuda-float16 entropy=1.0")
@@ -35,7 +35,7 @@ def test_loosened_entropy_tolerance_accepts_a_drift(lens_project: LensProject) -
 
 
 def test_tightened_entropy_tolerance_flags_a_tiny_drift(lens_project: LensProject) -> None:
-    """5e-5 bit is within the default 1e-4; an override of 1e-5 catches it (and is still
+    """5e-5 bit is within the default 4e-4; an override of 1e-5 catches it (and is still
     five times the largest difference between 1- and 2-thread runs, 2e-6, measured)."""
     lens_project.copy_golden("synthetic-llama")
     lens_project.edit_golden("synthetic-llama", entropy_plus(5e-5))

@@ -121,7 +121,7 @@ def test_no_model_means_embedded(
     import lenscheck.lens
     import lenscheck.runner
 
-    shared = embedded_run("transformers")
+    shared = embedded_run("transformers", preset="standard")  # the CLI's default preset
     asked: list[str] = []
 
     def fake_load(spec: str, cfg: Any, **_: Any) -> Any:

@@ -28,6 +28,9 @@ FILES = (
     f"output-{EMBEDDED_FILE_NAME}-records.csv",
     f"output-{EMBEDDED_FILE_NAME}-pure-next-token.csv",
     f"output-{EMBEDDED_FILE_NAME}.json",
+    # The standard preset's extended schema adds the two sidecars.
+    f"output-{EMBEDDED_FILE_NAME}-pure-next-token-rawlens.csv",
+    f"output-{EMBEDDED_FILE_NAME}-milestones.csv",
 )
 
 

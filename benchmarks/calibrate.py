@@ -2,7 +2,7 @@
 
     python benchmarks/calibrate.py [--models embedded,synthetic-llama] [--full]
         [--suites default,examples/prompts/capitals.toml] [--changes eager,threads-2,...]
-        [--json PATH] [--markdown PATH]
+        [--json PATH] [--markdown PATH] [--metrics-only]
 
 A benign change is one a user meets without changing what is computed: the attention kernel
 (eager instead of SDPA, set with transformers' ``model.set_attn_implementation`` after the
@@ -14,7 +14,10 @@ change are turned into golden documents exactly as the plugin builds them (from 
 the files), and paired leaf by leaf. Each numeric leaf belongs to a value class (entropy,
 probability, final top-5 probability, answer rank, ...) at a decoding point (the run's lens
 point, the three ablation points, or ``model``: the model's own head), so the table says,
-per class, point and change, the largest |difference|.
+per class, point and change, the largest |difference|. The golden ``metrics`` section (the
+extended schema's columns, the rawlens sidecar, the milestones, the raw-vs-norm summary)
+is classed by each declaration's tolerance class, ``m:`` prefixed, at ``raw`` where the
+value reads the raw lens (``--metrics-only`` tabulates those alone).
 
 The exit status is 1 when a change alarms (``compare_golden`` with lenscheck's cpu-float32
 tolerances finds drift in the changed run against the baseline) or when a tolerance is
@@ -125,6 +128,8 @@ def classify(path: tuple[Any, ...], decode_norm: str) -> tuple[str, str] | None:
     """(value class, decoding point) of a leaf of a prompt's golden entry; None: not a
     compared number (ids, layer indices, flags: compared exactly)."""
     keys = [p for p in path if isinstance(p, str)]
+    if keys[0] == "metrics":
+        return classify_metric(keys, decode_norm)
     if "decoding" in keys:
         point = keys[keys.index("decoding") + 1]
     elif keys[0] in ("probes", "temperature", "final_prediction") or "other_bos" in keys:
@@ -141,6 +146,30 @@ def classify(path: tuple[Any, ...], decode_norm: str) -> tuple[str, str] | None:
     if leaf == "answer_rank":
         return "rank_rel", point
     return None
+
+
+#: The golden ``metrics`` section's parts and the file kind of their declarations.
+_METRIC_PARTS = {
+    "next_token": "pure",
+    "rawlens": "rawlens",
+    "milestones": "milestones",
+    "raw_lens_summary": "json",
+}
+
+
+def classify_metric(keys: list[str], decode_norm: str) -> tuple[str, str] | None:
+    """(``m:`` + the declaration's tolerance class, point) of a leaf of the ``metrics``
+    section: ``raw`` where the value reads the raw lens, else the run's lens point."""
+    from lenscheck.metrics.table import METRICS
+
+    if len(keys) < 3 or keys[1] not in _METRIC_PARTS:
+        return None
+    file, name = _METRIC_PARTS[keys[1]], keys[2]
+    by = "column" if file in ("pure", "rawlens") else "name"
+    m = next((m for m in METRICS if m.file == file and getattr(m, by) == name), None)
+    if m is None or (m.tolerance == "exact" and m.column == "layer"):
+        return None  # undeclared (compared exactly) or the row's layer index
+    return f"m:{m.tolerance}", "raw" if m.raw else f"lens ({decode_norm})"
 
 
 def _gaps(entry: dict[str, Any]) -> dict[tuple[Any, ...], tuple[float, tuple[Any, ...]]]:
@@ -184,23 +213,48 @@ def pair(base: dict[str, Any], run: dict[str, Any], pairing: Pairing) -> None:
                 continue
             if isinstance(a, bool) or not isinstance(a, (int, float)):
                 continue
+            if isinstance(b, bool) or not isinstance(b, (int, float)):
+                # A value that vanished or appeared (an optional cell): compare_golden
+                # reports it; no |difference| to measure.
+                continue
             cls = classify(path, decode_norm)
             if cls is None:
                 continue
             pairing.values += 1
-            if cls[0] == "rank_rel":
+            if cls[0] in ("rank_rel", "m:rank"):
                 delta = abs(float(b) - a) / max(abs(a), 1)
+            elif cls[0] == "m:divergence" and _relative(a, cls[1]):
+                cls, delta = ("m:divergence_rel", cls[1]), abs(float(b) - a) / abs(a)
             else:
                 delta = abs(float(b) - a)
             pairing.deltas[cls] = max(pairing.deltas[cls], delta)
 
 
+def _relative(golden: float, point: str) -> bool:
+    """Whether a divergence's float32 tolerance is its relative one (its golden value is
+    large enough that ``divergence_rel`` times it exceeds the entropy tolerance): such a
+    value is measured as |difference| / |golden|, class ``m:divergence_rel``."""
+    from lenscheck.golden.tolerances import DEFAULT_TOLERANCES
+
+    tol = DEFAULT_TOLERANCES["cpu-float32"].for_point("raw" if point == "raw" else "")
+    return tol.divergence_rel * abs(golden) > tol.entropy
+
+
 def tolerance_of(tol: Any, cls: str, point: str) -> float:
-    """The tolerance lenscheck applies to ``cls`` at ``point``."""
-    field_name = BOUNDS[cls]
+    """The tolerance lenscheck applies to ``cls`` at ``point`` (``m:rank``: the relative
+    rank slack, as ``rank_rel``; ``m:divergence_rel``: the relative divergence one;
+    ``m:exact``: 0)."""
     if point.startswith("lens ("):
         point = point[len("lens (") : -1]
-    return float(getattr(tol.for_point(point), field_name))
+    if cls == "m:rank":
+        cls = "rank_rel"
+    elif cls == "m:divergence_rel":
+        return float(tol.for_point(point).divergence_rel)
+    elif cls.startswith("m:"):
+        from lenscheck.metrics.table import class_tolerance
+
+        return class_tolerance(cls[2:], tol, raw=point == "raw")
+    return float(getattr(tol.for_point(point), BOUNDS[cls]))
 
 
 def _documents(
@@ -244,7 +298,12 @@ def _documents(
             )
             result = runner.run_model(model, cfg)
             for cid, r in result.results.items():
-                files[cid] = PromptFiles.from_bytes(*runner.output_bytes(r, cfg), source=model)
+                # The sidecars too: the golden's metrics section holds the rawlens columns
+                # and the milestones.
+                sidecars = runner.sidecar_bytes(r) or (None, None)
+                files[cid] = PromptFiles.from_bytes(
+                    *runner.output_bytes(r, cfg), source=model, sidecars=sidecars
+                )
                 kl = max(kl, r.diagnostics["last_layer_consistency"]["kl_bits_max"])
     finally:
         runner.load_model = load  # type: ignore[assignment]
@@ -440,6 +499,15 @@ def load(path: Path) -> tuple[list[Pairing], float]:
     return out, float(data["kl_max"])
 
 
+def only_metrics(pairing: Pairing) -> Pairing:
+    """``pairing`` with only the golden metrics section's classes (``m:``) and alarms."""
+    out = Pairing(pairing.model, pairing.suite, pairing.change, kl_bits=pairing.kl_bits)
+    out.values, out.top1_changes = pairing.values, pairing.top1_changes
+    out.deltas.update({k: v for k, v in pairing.deltas.items() if k[0].startswith("m:")})
+    out.alarms = [a for a in pairing.alarms if a.startswith(("metrics", "m:"))]
+    return out
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", help="comma-separated (default: a small set)")
@@ -452,7 +520,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--from-json", type=Path, help="check a saved measurement instead of measuring"
     )
     parser.add_argument(
-        "--markdown", type=Path, help="write the tables between this doc's benign-changes markers"
+        "--markdown", type=Path, help="write the tables between this doc's markers (--section)"
+    )
+    parser.add_argument(
+        "--metrics-only",
+        action="store_true",
+        help="keep only the golden metrics section's classes (m:...): the extended schema's "
+        "measurements; their tables go between the metric-changes markers",
     )
     return parser.parse_args(argv)
 
@@ -474,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     t0 = time.perf_counter()
     pairings, kl_max = load(args.from_json) if args.from_json else _measure(args)
+    if args.metrics_only:
+        pairings = [only_metrics(p) for p in pairings]
     given = argv if argv is not None else sys.argv[1:]
     text = markdown(pairings, kl_max, " ".join(["python benchmarks/calibrate.py", *given]))
     print(text)
@@ -482,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL {line}")
     print(f"calibration: {len(pairings)} pairings in {time.perf_counter() - t0:.0f}s")
     if args.markdown:
-        splice(args.markdown, "benign-changes", text)
+        splice(args.markdown, "metric-changes" if args.metrics_only else "benign-changes", text)
     if args.json:
         save(args.json, pairings, kl_max)
     return 1 if found else 0

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "calibration-full.json"
+METRIC_DATA = ROOT / "benchmarks" / "calibration-metrics.json"
 
 
 def _module() -> Any:
@@ -71,6 +72,23 @@ def _doc() -> dict[str, Any]:
         (("tokenization", "other_bos", "final_p_top1"), ("probability", "model")),
         (("next_token", "layer", 1), None),
         (("collapse", "L_copy"), None),
+        # The metrics section: each declaration's tolerance class, at raw where it reads
+        # the raw lens.
+        (("metrics", "next_token", "entropy_bits", 3), ("m:entropy", "lens (final)")),
+        (("metrics", "next_token", "kl_to_final_bits", 0), ("m:divergence", "lens (final)")),
+        (("metrics", "next_token", "answer_logit_gap", 0), ("m:logit", "lens (final)")),
+        (("metrics", "next_token", "topk_jaccard_raw_norm@50", 0), ("m:set", "raw")),
+        (("metrics", "next_token", "topk_jaccard_consecutive@50", 1), ("m:set", "lens (final)")),
+        (("metrics", "rawlens", "entropy_bits_raw", 2), ("m:entropy", "raw")),
+        (("metrics", "rawlens", "entropy_bits_norm", 2), ("m:entropy", "lens (final)")),
+        (("metrics", "rawlens", "p_answer_raw", 2), ("m:prob", "raw")),
+        (("metrics", "rawlens", "answer_rank_norm", 2), ("m:rank", "lens (final)")),
+        (("metrics", "rawlens", "top1_token_id_raw", 2), ("m:exact", "raw")),
+        (("metrics", "rawlens", "layer", 2), None),
+        (("metrics", "milestones", "first_rank_le_5"), ("m:exact", "lens (final)")),
+        (("metrics", "raw_lens_summary", "max_kl_norm_vs_raw_bits"), ("m:divergence", "raw")),
+        (("metrics", "raw_lens_summary", "mean_topk_jaccard_raw_norm"), ("m:set", "raw")),
+        (("metrics", "next_token", "undeclared"), None),
     ],
 )
 def test_every_compared_number_has_its_class_and_point(path: Any, expected: Any) -> None:
@@ -138,6 +156,35 @@ def test_the_committed_measurement_passes_with_the_current_tolerances() -> None:
     assert cal.problems(pairings, cal.margins(pairings, kl_max)) == []
     alone = [p for p in pairings if p.change == "alone"]
     assert alone and all(v == 0 for p in alone for v in p.deltas.values())
+    doc = (ROOT / "docs" / "tolerances.md").read_text(encoding="utf-8")
+    assert cal.markdown(pairings, kl_max, "x").split("\n", 1)[1] in doc
+
+
+def test_a_large_divergence_is_measured_relative_to_its_value() -> None:
+    """A KL beyond the point where divergence_rel x value exceeds the entropy tolerance
+    is measured as |difference| / value (class m:divergence_rel), a small one in bits."""
+    base, run = _doc(), _doc()
+    kl = {"kl_raw_to_norm_bits": [800.0, 0.5]}
+    base["prompts"]["p"]["metrics"] = {"next_token": {}, "rawlens": kl}
+    run["prompts"]["p"]["metrics"] = {
+        "next_token": {},
+        "rawlens": {"kl_raw_to_norm_bits": [800.0008, 0.5001]},
+    }
+    pairing = cal.Pairing("m", "s", "eager")
+    cal.pair(base, run, pairing)
+    assert pairing.deltas[("m:divergence_rel", "raw")] == pytest.approx(1e-6, rel=1e-3)
+    assert pairing.deltas[("m:divergence", "raw")] == pytest.approx(1e-4, rel=1e-3)
+
+
+def test_the_committed_metric_measurement_passes_with_the_current_tolerances() -> None:
+    """The extended measurements' data docs/tolerances.md shows: no alarm, every margin
+    >= 5x, every raw-lens class measured."""
+    pairings, kl_max = cal.load(METRIC_DATA)
+    pairings = [cal.only_metrics(p) for p in pairings]
+    assert cal.problems(pairings, cal.margins(pairings, kl_max)) == []
+    measured = {key for p in pairings for key in p.deltas}
+    assert {("m:entropy", "raw"), ("m:prob", "raw"), ("m:set", "raw")} <= measured
+    assert {("m:logit", "lens (final)"), ("m:exact", "lens (final)")} <= measured
     doc = (ROOT / "docs" / "tolerances.md").read_text(encoding="utf-8")
     assert cal.markdown(pairings, kl_max, "x").split("\n", 1)[1] in doc
 

@@ -115,7 +115,7 @@ def _value(c: _Comparer, m: Metric, name: str, g: Any, o: Any, p1: Any, **where:
         else:
             _exact(c, name, g, o, **where)
         return
-    c.close(_SECTION, name, g, o, tolerance_of(m, c.tol), **where)
+    c.close(_SECTION, name, g, o, tolerance_of(m, c.tol, _number(g)), **where)
 
 
 def _columns(
@@ -199,9 +199,14 @@ def compare_metrics(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> No
                         f"{part} {key}",
                         gp.get(key),
                         op.get(key),
-                        tolerance_of(m, c.tol),
+                        tolerance_of(m, c.tol, _number(gp.get(key))),
                         prompt=prompt,
                     )
+
+
+def _number(value: Any) -> float | None:
+    """A golden value as a float (a divergence's tolerance grows with it); None: none."""
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _summary_metric(part: str, key: str) -> Metric | None:

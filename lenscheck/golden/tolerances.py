@@ -9,11 +9,18 @@ from lenscheck.vocab import RAW
 __all__ = [
     "CROSS_DTYPE",
     "DEFAULT_TOLERANCES",
+    "JACCARD_PER_RANK",
+    "LOGIT_PER_ENTROPY",
     "Tolerances",
     "kl_tolerance",
     "parse_overrides",
     "tolerances_for",
 ]
+
+
+#: How the logit and Jaccard tolerances derive where a class has no calibrated ones.
+LOGIT_PER_ENTROPY = 10.0
+JACCARD_PER_RANK = 4.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,14 @@ class Tolerances:
     ``p_top1``: the residual's rounding reaches its logits multiplied by its norm (hundreds
     in late layers), so its benign noise is far larger than a normed lens' (0: the same as
     the normed one).
+
+    ``logit`` bounds the extended schema's logit gaps, ``jaccard`` / ``raw_jaccard`` its
+    top-50 Jaccard indices (of the normed lens / involving the raw lens); 0: derived, as
+    before they were calibrated, from the entropy and rank tolerances (:meth:`logit_bound`,
+    :meth:`jaccard_bound`). A divergence (KL, JS: up to hundreds of bits between the raw
+    and the normed lens) may move by its entropy tolerance or by ``divergence_rel`` times
+    its golden value, whichever is larger (``raw_divergence_rel`` where it reads the raw
+    lens: a KL(P_raw || P_norm) of 58 bits moved by 2.2e-3 under a kernel switch).
     """
 
     entropy: float
@@ -46,12 +61,30 @@ class Tolerances:
     p_cap: float = 0.0
     raw_entropy: float = 0.0
     raw_p: float = 0.0
+    logit: float = 0.0
+    jaccard: float = 0.0
+    raw_jaccard: float = 0.0
+    divergence_rel: float = 0.0
+    raw_divergence_rel: float = 0.0
+
+    def logit_bound(self) -> float:
+        """The logit gaps' tolerance: ``logit``, else ten times the entropy one (logits
+        are O(10) where an entropy is O(1))."""
+        return self.logit or LOGIT_PER_ENTROPY * self.entropy
+
+    def jaccard_bound(self) -> float:
+        """The top-50 Jaccard's tolerance: ``jaccard``, else four times the rank one."""
+        return self.jaccard or JACCARD_PER_RANK * self.rank_rel
 
     def loosest(self, other: Tolerances) -> Tolerances:
-        """Field-wise maximum: used when a golden comes from another class."""
-        return Tolerances(
-            **{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
-        )
+        """Field-wise maximum: used when a golden comes from another class. A derived
+        tolerance (0) that meets a set one counts at its derived value."""
+        out = {f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
+        if out["logit"]:
+            out["logit"] = max(self.logit_bound(), other.logit_bound())
+        if out["jaccard"]:
+            out["jaccard"] = max(self.jaccard_bound(), other.jaccard_bound())
+        return Tolerances(**out)
 
     def for_point(self, point: str) -> Tolerances:
         """The tolerances of values read at decoding point ``point``: at the raw point, the
@@ -62,6 +95,8 @@ class Tolerances:
             self,
             entropy=max(self.entropy, self.raw_entropy),
             p_top1=max(self.p_top1, self.raw_p),
+            jaccard=max(self.jaccard, self.raw_jaccard) if self.raw_jaccard else self.jaccard,
+            divergence_rel=max(self.divergence_rel, self.raw_divergence_rel),
         )
 
     def rank_slack(self, golden: int) -> int:
@@ -82,6 +117,9 @@ _FP32 = Tolerances(
     rank_rel=0.02,
     raw_entropy=1.5e-3,
     raw_p=1e-3,
+    logit=1e-3,
+    jaccard=0.03,
+    raw_divergence_rel=3e-4,
 )
 #: A half-precision golden and a run of the same class (same kernels): little noise.
 _HALF = Tolerances(

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from lenscheck.vocab import RAW
+
 if TYPE_CHECKING:
     from lenscheck.golden.tolerances import Tolerances
 
@@ -36,6 +38,7 @@ __all__ = [
     "TOLERANCE_CLASSES",
     "Metric",
     "Scope",
+    "class_tolerance",
     "columns",
     "declared",
     "markdown_table",
@@ -58,11 +61,15 @@ JACCARD_K = 50
 #: Tolerance classes and what each compares with: ``exact`` (ids, texts, flags, layers),
 #: ``entropy`` (bits: entropies, KL, JS), ``prob`` (probabilities and other values in
 #: [0, 1] or [-1, 1] whose noise is a probability's: cosines, ratios, L1), ``logit``
-#: (logit differences: ten times the entropy tolerance, as logits are O(10) where an
-#: entropy is O(1)), ``rank`` (an answer rank: exact where small and clear of its
+#: (logit differences: the ``logit`` tolerance, calibrated for float32, else ten times
+#: the entropy one), ``rank`` (an answer rank: exact where small and clear of its
 #: neighbours, see lenscheck.golden.metrics), ``set`` (a Jaccard of top-50 sets: one id
-#: swapped at the 50th place moves it by 0.04; allowed where the class allows rank noise).
-TOLERANCE_CLASSES = ("exact", "entropy", "prob", "logit", "rank", "set")
+#: swapped at the 50th place moves it by 0.04; the ``jaccard`` tolerance, calibrated for
+#: float32, else four times the rank one). A value that reads the raw lens (``raw``) gets
+#: the raw decoding point's tolerances (Tolerances.for_point). ``divergence`` (KL and JS
+#: in bits, up to hundreds between the raw and the normed lens): the entropy tolerance or
+#: ``divergence_rel`` times the golden value, whichever is larger.
+TOLERANCE_CLASSES = ("exact", "entropy", "divergence", "prob", "logit", "rank", "set")
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,10 @@ class Metric:
     kind: Kind = "float"
     #: Whether an empty cell (JSON null) is a valid value (a gap that does not apply).
     optional: bool = False
+    #: Whether the value reads the raw lens (the un-normalized residual unembedded): its
+    #: fp32 noise is the raw decoding point's, about 10x a normed lens' (docs/tolerances.md),
+    #: so it gets the raw tolerances.
+    raw: bool = False
 
     def __post_init__(self) -> None:
         if self.tolerance not in TOLERANCE_CLASSES:
@@ -106,6 +117,7 @@ def _m(
     schema: str = "extended",
     kind: Kind = "float",
     optional: bool = False,
+    raw: bool = False,
 ) -> Metric:
     return Metric(
         name,
@@ -119,6 +131,7 @@ def _m(
         schema,
         kind,
         optional,
+        raw,
     )
 
 
@@ -334,7 +347,7 @@ def _pure_extended() -> tuple[Metric, ...]:
             kind="int",
             optional=True,
         ),
-        _m("kl_to_final_bits", row, "bits", "pure", "entropy", "KL(P_L || P_final)"),
+        _m("kl_to_final_bits", row, "bits", "pure", "divergence", "KL(P_L || P_final)"),
         _m("teacher_entropy_bits", row, "bits", "pure", "entropy", "H(P_final)"),
         _m(
             "cos_to_final",
@@ -378,6 +391,7 @@ def _pure_extended() -> tuple[Metric, ...]:
             "pure",
             "set",
             "Jaccard of the top-50 id sets of the norm lens and the raw lens",
+            raw=True,
         ),
         _m(
             f"topk_jaccard_consecutive@{JACCARD_K}",
@@ -423,7 +437,15 @@ def _rawlens() -> tuple[Metric, ...]:
     out = [_m("layer", row, "index", "rawlens", "exact", "lens layer", kind="int")]
     for side, what in (("raw", "the raw lens (un-normalized residual)"), ("norm", "the lens")):
         out += [
-            _m(f"p_top1_{side}", row, "probability", "rawlens", "prob", f"max P of {what}"),
+            _m(
+                f"p_top1_{side}",
+                row,
+                "probability",
+                "rawlens",
+                "prob",
+                f"max P of {what}",
+                raw=side == "raw",
+            ),
             _m(
                 f"top1_token_id_{side}",
                 row,
@@ -432,6 +454,7 @@ def _rawlens() -> tuple[Metric, ...]:
                 "exact",
                 f"top-1 id of {what}",
                 kind="int",
+                raw=side == "raw",
             ),
             _m(
                 f"top1_token_str_{side}",
@@ -441,6 +464,7 @@ def _rawlens() -> tuple[Metric, ...]:
                 "exact",
                 "that id decoded alone",
                 kind="str",
+                raw=side == "raw",
             ),
             _m(
                 f"p_answer_{side}",
@@ -450,6 +474,7 @@ def _rawlens() -> tuple[Metric, ...]:
                 "prob",
                 f"P[a] of {what}",
                 optional=True,
+                raw=side == "raw",
             ),
             _m(
                 f"answer_rank_{side}",
@@ -460,21 +485,39 @@ def _rawlens() -> tuple[Metric, ...]:
                 f"a's rank under {what}",
                 kind="int",
                 optional=True,
+                raw=side == "raw",
             ),
         ]
     out += [
-        _m("kl_norm_vs_raw_bits", row, "bits", "rawlens", "entropy", "KL(P_norm || P_raw)"),
-        _m("kl_raw_to_norm_bits", row, "bits", "rawlens", "entropy", "KL(P_raw || P_norm)"),
+        _m(
+            "kl_norm_vs_raw_bits",
+            row,
+            "bits",
+            "rawlens",
+            "divergence",
+            "KL(P_norm || P_raw)",
+            raw=True,
+        ),
+        _m(
+            "kl_raw_to_norm_bits",
+            row,
+            "bits",
+            "rawlens",
+            "divergence",
+            "KL(P_raw || P_norm)",
+            raw=True,
+        ),
         _m(
             "js_divergence",
             row,
             "bits",
             "rawlens",
-            "entropy",
+            "divergence",
             "JS(P_norm, P_raw), the mixture renormalized",
+            raw=True,
         ),
         _m("entropy_bits_norm", row, "bits", "rawlens", "entropy", "H(P_norm)"),
-        _m("entropy_bits_raw", row, "bits", "rawlens", "entropy", "H(P_raw)"),
+        _m("entropy_bits_raw", row, "bits", "rawlens", "entropy", "H(P_raw)", raw=True),
         _m(
             "entropy_gap_bits",
             row,
@@ -483,7 +526,7 @@ def _rawlens() -> tuple[Metric, ...]:
             "entropy",
             "entropy_bits_norm - teacher_entropy_bits",
         ),
-        _m("l1_prob_diff", row, "probability", "rawlens", "prob", "sum |P_norm - P_raw|"),
+        _m("l1_prob_diff", row, "probability", "rawlens", "prob", "sum |P_norm - P_raw|", raw=True),
         _m(
             f"topk_jaccard_raw_norm@{JACCARD_K}",
             row,
@@ -491,6 +534,7 @@ def _rawlens() -> tuple[Metric, ...]:
             "rawlens",
             "set",
             "as in the pure CSV",
+            raw=True,
         ),
         _m(
             f"topk_jaccard_consecutive@{JACCARD_K}",
@@ -569,10 +613,11 @@ def _raw_summary() -> tuple[Metric, ...]:
             p,
             "bits",
             "json",
-            "entropy",
+            "divergence",
             "the largest kl_norm_vs_raw_bits over the layers",
             column=None,
             json_key=key + "max_kl_norm_vs_raw_bits",
+            raw=True,
         ),
         _m(
             "max_kl_norm_vs_raw_layer",
@@ -617,6 +662,7 @@ def _raw_summary() -> tuple[Metric, ...]:
             "mean of topk_jaccard_raw_norm@50 over the layers",
             column=None,
             json_key=key + "mean_topk_jaccard_raw_norm",
+            raw=True,
         ),
     )
 
@@ -648,24 +694,38 @@ def metric(file: FileKind, column: str) -> Metric:
     raise KeyError(f"no metric declared for column {column!r} of the {file} file")
 
 
-def tolerance_of(m: Metric, tol: Tolerances) -> float:
-    """How far a value of ``m`` may move under ``tol`` (its class' tolerances); 0: exact.
-    Ranks are resolved per value (lenscheck.golden.metrics)."""
+def class_tolerance(
+    cls: str, tol: Tolerances, *, raw: bool = False, golden: float | None = None
+) -> float:
+    """How far a value of tolerance class ``cls`` may move under ``tol``, read at the raw
+    lens when ``raw`` (whose golden value is ``golden``: a divergence's tolerance grows
+    with it); 0: exact (ranks are resolved per value, lenscheck.golden.metrics)."""
+    t = tol.for_point(RAW) if raw else tol
+    if cls == "divergence":
+        return max(t.entropy, t.divergence_rel * abs(golden or 0.0))
     return {
         "exact": 0.0,
         "rank": 0.0,
-        "entropy": tol.entropy,
-        "prob": tol.p_top1,
-        "logit": 10 * tol.entropy,
-        "set": 4 * tol.rank_rel,
-    }[m.tolerance]
+        "entropy": t.entropy,
+        "prob": t.p_top1,
+        "logit": t.logit_bound(),
+        "set": t.jaccard_bound(),
+    }[cls]
+
+
+def tolerance_of(m: Metric, tol: Tolerances, golden: float | None = None) -> float:
+    """How far a value of ``m`` whose golden value is ``golden`` may move under ``tol``
+    (its class' tolerances, the raw point's where ``m`` reads the raw lens); 0: exact."""
+    return class_tolerance(m.tolerance, tol, raw=m.raw, golden=golden)
 
 
 def markdown_table(metrics: Iterable[Metric]) -> str:
-    """The docs' table of ``metrics``: column, scope, unit, tolerance class, definition."""
+    """The docs' table of ``metrics``: column, scope, unit, tolerance class (``(raw)``:
+    the raw point's), definition."""
     lines = ["| column | scope | unit | golden tolerance | definition |", "|---|---|---|---|---|"]
     for m in metrics:
         where = f"`{m.column}`" if m.column else f"`{m.json_key}`"
         empty = " (may be empty)" if m.optional else ""
-        lines.append(f"| {where} | {m.scope} | {m.unit} | {m.tolerance} | {m.definition}{empty} |")
+        tol = f"{m.tolerance} (raw)" if m.raw else m.tolerance
+        lines.append(f"| {where} | {m.scope} | {m.unit} | {tol} | {m.definition}{empty} |")
     return "\n".join(lines)

@@ -67,8 +67,9 @@ def test_bad_tolerance_line_is_a_usage_error(lens_project: LensProject, line: st
     err = result.stderr.str()
     assert "lens_tolerances: expected 'CLASS FIELD=VALUE' with FIELD one of " in err
     assert (
-        "entropy, entropy_cap, final_prob, kl_consistency, near_tie, outlier_fraction, p_cap, "
-        "p_top1, rank_rel" in err
+        "divergence_rel, entropy, entropy_cap, final_prob, jaccard, kl_consistency, logit, "
+        "near_tie, outlier_fraction, p_cap, p_top1, rank_rel, raw_divergence_rel, "
+        "raw_entropy, raw_jaccard, raw_p" in err
     )
     assert repr(line) in err
 

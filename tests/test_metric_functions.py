@@ -93,8 +93,13 @@ def test_topk_ids_are_the_largest(x: torch.Tensor, k: int) -> None:
         )
 
 
+#: Entries 0 or of normal float32 size: a subnormal entry times s can underflow to 0 in
+#: float32, and then a * s is no longer a scaled copy of a (falsified in the gate).
+_ENTRY = st.floats(-5, 5).filter(lambda x: x == 0 or abs(x) > 1e-30)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(-5, 5), min_size=1, max_size=8), st.floats(0.1, 10))
+@given(st.lists(_ENTRY, min_size=1, max_size=8), st.floats(0.1, 10))
 def test_cosine_bounds_and_scale_invariance(v: list[float], s: float) -> None:
     a = torch.tensor([v])
     c = f.cosine(a, a * s)

@@ -9,6 +9,11 @@ A suite file holds ``[[prompts]]`` tables::
     prompt = "The capital of France is called simply"
     answer = "Paris"                        # ground truth for is_answer / L_semantic
     probes = ["Paris is the capital of"]    # optional next-token probe prompts
+    control_for = "capital-de"              # optional: this prompt is that prompt's control
+
+A control prompt's next-token rows carry ``control_margin`` (P_L[its own answer] -
+P_L[the controlled prompt's answer]); ``control_for`` must name another prompt of the
+suite that is not itself a control.
 
 The built-in :data:`DEFAULT_SUITE` is the original pipeline's experiment (one prompt, its
 answer and its 14 probes); its runs keep the original's file names. Every error names the
@@ -35,6 +40,7 @@ __all__ = [
     "PromptCase",
     "PromptSuite",
     "SuiteError",
+    "check_controls",
     "load_suite",
 ]
 
@@ -42,12 +48,13 @@ DEFAULT_SUITE_NAME = "default"
 #: The id of the prompt given on the command line with ``--prompt``/``--answer``.
 ONE_OFF_ID = "custom"
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
-_ENTRY_KEYS = ("id", "prompt", "answer", "probes")
+_ENTRY_KEYS = ("id", "prompt", "answer", "probes", "control_for")
 _TOP_KEYS = ("name", "description", "prompts")
 _SHAPE = (
     "expected [[prompts]] tables with id (a slug like 'capital-fr'), prompt, answer and "
-    "optional probes (a list of strings)"
+    "optional probes (a list of strings) and control_for (another prompt's id)"
 )
+_CONTROL_LINE = re.compile(r"^\s*control_for\s*=", re.MULTILINE)
 
 
 class SuiteError(ValueError):
@@ -62,12 +69,41 @@ class PromptCase:
     prompt: str
     answer: str
     probes: tuple[str, ...] = ()
+    #: The id of the prompt this one is the control of (None: not a control).
+    control_for: str | None = None
 
     @property
     def digest(self) -> str:
-        """SHA-256 of the prompt, answer and probes: a golden entry remembers what it pinned."""
+        """SHA-256 of the prompt, answer and probes: a golden entry remembers what it pinned
+        (a control's ``control_for`` is pinned by its ``control_summary``)."""
         text = json.dumps([self.prompt, self.answer, list(self.probes)], ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_controls(
+    cases: tuple[PromptCase, ...], source: str, lines: list[int] | None = None
+) -> None:
+    """Each ``control_for`` names another prompt of the suite that is not a control itself
+    (a control of a control would compare two controls: which answer is the baseline?).
+    ``lines``: where each ``control_for`` is written (the message names the line)."""
+    by_id = {c.id: c for c in cases}
+    controls = [c for c in cases if c.control_for is not None]
+    for n, case in enumerate(controls):
+        line = f":{lines[n]}" if lines is not None and n < len(lines) else ""
+        where = f"{source}{line}: prompt {case.id!r}: control_for {case.control_for!r}"
+        target = by_id.get(str(case.control_for))
+        if target is None:
+            raise SuiteError(
+                f"{where} names no prompt of the suite; expected one of "
+                f"{', '.join(map(repr, by_id))} (fix or remove control_for)"
+            )
+        if target.id == case.id:
+            raise SuiteError(f"{where}: a prompt cannot be its own control; name another prompt")
+        if target.control_for is not None:
+            raise SuiteError(
+                f"{where} is itself the control of {target.control_for!r}; a control controls "
+                "a prompt that is not a control: name that one"
+            )
 
 
 @dataclass(frozen=True)
@@ -89,6 +125,13 @@ class PromptSuite:
                     f"{self.source}: prompt id {case.id!r} appears twice; ids are unique"
                 )
             seen.add(case.id)
+        check_controls(self.cases, self.source)
+
+    def control_of(self, case: PromptCase) -> PromptCase | None:
+        """The prompt ``case`` is the control of (None: ``case`` is not a control)."""
+        if case.control_for is None:
+            return None
+        return next(c for c in self.cases if c.id == case.control_for)
 
     @property
     def is_default(self) -> bool:
@@ -159,7 +202,13 @@ def load_suite(path: str | Path) -> PromptSuite:
         data = _toml_loads(text)
     except ValueError as exc:  # tomllib.TOMLDecodeError
         raise SuiteError(f"{path}: not TOML ({exc}); {_SHAPE}") from None
-    return _suite(data, str(path), _slugify(path.stem))
+    return _suite(data, str(path), _slugify(path.stem), _control_lines(text))
+
+
+def _control_lines(text: str) -> list[int]:
+    """The 1-based line of each ``control_for =`` in the file, in order (the n-th belongs
+    to the n-th prompt that has one: TOML keeps a table's keys where they are written)."""
+    return [text.count("\n", 0, m.start()) + 1 for m in _CONTROL_LINE.finditer(text)]
 
 
 def _known_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str, what: str) -> None:
@@ -171,7 +220,9 @@ def _known_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str, 
         )
 
 
-def _suite(data: Mapping[str, Any], source: str, stem: str) -> PromptSuite:
+def _suite(
+    data: Mapping[str, Any], source: str, stem: str, control_lines: list[int]
+) -> PromptSuite:
     _known_keys(data, _TOP_KEYS, source, "top-level key")
     entries = data.get("prompts")
     if not isinstance(entries, list) or not entries:
@@ -191,6 +242,7 @@ def _suite(data: Mapping[str, Any], source: str, stem: str) -> PromptSuite:
                 f"(first in prompt #{first[case.id]}); ids are unique in a suite"
             )
         first[case.id] = n
+    check_controls(cases, source, control_lines)  # before the suite's own check: the lines
     return PromptSuite(name=name, cases=cases, source=source)
 
 
@@ -217,7 +269,19 @@ def _case(entry: Any, source: str, n: int) -> PromptCase:
     probes = entry.get("probes", [])
     if not isinstance(probes, list) or not all(isinstance(p, str) and p.strip() for p in probes):
         raise SuiteError(f"{where}: probes must be a list of non-empty strings, got {probes!r}")
-    return PromptCase(id=pid, prompt=str(prompt), answer=str(answer), probes=tuple(probes))
+    control = entry.get("control_for")
+    if control is not None and (not isinstance(control, str) or not _SLUG.fullmatch(control)):
+        raise SuiteError(
+            f"{where}: control_for {control!r} is not a prompt id; expected the id (a slug) "
+            "of the prompt this one is the control of"
+        )
+    return PromptCase(
+        id=pid,
+        prompt=str(prompt),
+        answer=str(answer),
+        probes=tuple(probes),
+        control_for=control,
+    )
 
 
 def _slugify(stem: str) -> str:

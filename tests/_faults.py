@@ -355,5 +355,11 @@ METRIC_FAULTS: dict[str, list[Patch]] = {
         '"max_kl_norm_vs_raw_layer": top,',
         '"max_kl_norm_vs_raw_layer": top + 1,',
     ),
+    # A control's margin read the other way round: P(controlled answer) - P(own answer).
+    "control-margin-sign-flipped": _metric_fault(
+        "_margins",
+        "return _floats(f.control_margin(lp, x.answer, x.control_answer))",
+        "return _floats(f.control_margin(lp, x.control_answer, x.answer))",
+    ),
 }
 FAULTS.update(METRIC_FAULTS)

@@ -160,7 +160,7 @@ def test_a_golden_against_a_run_folder_of_its_suite(
         == 0
     )
     capsys.readouterr()
-    assert len(list(out.glob("output-*.json"))) == 8
+    assert len(list(out.glob("output-*.json"))) == 9
     golden = root / "golden" / MODEL / "capitals" / "cpu-float32.json"
     assert main(["diff", str(golden), str(out)]) == 0
     assert "no drift beyond tolerance" in capsys.readouterr().out

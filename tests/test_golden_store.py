@@ -69,7 +69,7 @@ def test_committed_goldens_cover_the_default_and_the_example_suite() -> None:
     # The original pipeline's conventions stay gated too (--lens-preset=original).
     assert {f"{m}/cpu-float32.original.json" for m in models} <= found
     capitals = read_golden(COMMITTED / "embedded" / "capitals" / "cpu-float32.json")
-    assert len(capitals["prompts"]) == 8
+    assert len(capitals["prompts"]) == 9
 
 
 def test_layout_default_suite_in_the_model_folder_others_below(tmp_path: Path) -> None:

@@ -132,3 +132,45 @@ def test_copy_rules_at_their_boundaries() -> None:
 def test_copy_soft_is_contiguous_subsequence(w: list[int], seq: list[int], p1: float) -> None:
     expected = p1 > 0.5 and any(seq[i : i + len(w)] == w for i in range(len(seq)))
     assert f.copy_soft(w, p1, seq, 0.5) == expected
+
+
+@given(logits(), st.integers(0, 10**6), st.integers(0, 10**6))
+def test_control_margin_is_the_difference_of_two_probabilities(
+    x: torch.Tensor, i: int, j: int
+) -> None:
+    logp = torch.log_softmax(x, dim=-1)
+    own, other = i % x.shape[-1], j % x.shape[-1]
+    m = f.control_margin(logp, own, other)
+    p = logp.exp()
+    assert m.shape == x.shape[:-1]
+    assert torch.allclose(m, p[..., own] - p[..., other], atol=1e-6)
+    assert bool(((m >= -1) & (m <= 1)).all())
+    # Antisymmetric, zero on one id, positive exactly where the own answer is more likely.
+    assert torch.equal(f.control_margin(logp, other, own), -m)
+    assert bool((f.control_margin(logp, own, own) == 0).all())
+    assert torch.equal(m > 0, p[..., own] > p[..., other])
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(-1, 1)), max_size=12))
+def test_control_summary_reads_its_margins(margins: list[float | None]) -> None:
+    s = f.control_summary(margins)
+    known = [m for m in margins if m is not None]
+    if not known:
+        assert set(s.values()) == {None}
+        return
+    first = s["first_positive_margin_layer"]
+    assert s["max_control_margin"] == max(known)
+    assert margins[s["max_control_margin_layer"]] == max(known)  # type: ignore[index]
+    assert all(m is None or m < max(known) for m in margins[: s["max_control_margin_layer"]])  # type: ignore[misc]
+    if first is None:
+        assert max(known) <= 0
+    else:
+        assert margins[first] > 0 and all(m is None or m <= 0 for m in margins[:first])  # type: ignore[operator]
+
+
+def test_control_summary_on_a_known_column() -> None:
+    assert f.control_summary([None, -0.2, 0.1, 0.3, 0.3, -0.1]) == {
+        "first_positive_margin_layer": 2,
+        "max_control_margin": 0.3,
+        "max_control_margin_layer": 3,
+    }

@@ -36,6 +36,7 @@ ISSUE_PURE = [
     "copy_soft_k1@0.5",
     "copy_soft_k2@0.5",
     "copy_soft_k3@0.5",
+    "control_margin",
 ]
 
 

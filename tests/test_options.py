@@ -150,7 +150,7 @@ def test_a_suite_path_is_read_relative_to_the_callers_folder(tmp_path: Path) -> 
     (tmp_path / "suites" / "mine.toml").write_bytes(SUITE.read_bytes())
     cfg = config_from_values({"suite": "suites/mine.toml"}, base=tmp_path)
     assert cfg.suite is not None and cfg.suite.source == str(tmp_path / "suites" / "mine.toml")
-    assert len(cfg.suite.cases) == 8
+    assert len(cfg.suite.cases) == 9
 
 
 @pytest.mark.parametrize(

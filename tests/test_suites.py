@@ -21,7 +21,7 @@ from lenscheck.suites import (
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "prompts" / "capitals.toml"
 SHAPE = (
     "expected [[prompts]] tables with id (a slug like 'capital-fr'), prompt, answer and "
-    "optional probes (a list of strings)"
+    "optional probes (a list of strings) and control_for (another prompt's id)"
 )
 GOOD = """
 name = "mine"
@@ -87,7 +87,7 @@ def test_the_name_defaults_to_the_file_stem_as_a_slug(tmp_path: Path) -> None:
 
 def test_the_example_suite(tmp_path: Path) -> None:
     suite = load_suite(EXAMPLE)
-    assert suite.name == "capitals" and len(suite) == 8
+    assert suite.name == "capitals" and len(suite) == 9
     assert {c.answer for c in suite} >= {"Paris", "Berlin", "Madrid", "Tokyo"}
 
 
@@ -215,7 +215,7 @@ def test_unknown_keys(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace('answer = "Rome"', 'answer = "Rome"\nexpected = "Rome"'))
     assert error(path) == (
         f"{path}: prompt #2 (id 'capital-it'): unknown key(s) 'expected'; allowed: id, prompt, "
-        "answer, probes"
+        "answer, probes, control_for"
     )
     path = write(tmp_path, "version = 2\n" + GOOD)
     assert error(path) == (
@@ -233,3 +233,81 @@ def test_bad_probes(tmp_path: Path) -> None:
 def test_an_entry_that_is_not_a_table(tmp_path: Path) -> None:
     path = write(tmp_path, "prompts = [1]\n")
     assert error(path) == f"{path}: prompt #1 is int, not a table; {SHAPE}"
+
+
+CONTROL = (
+    GOOD
+    + """
+[[prompts]]
+id = "capital-fr-control"
+prompt = "The capital of Italy is called simply, in French"
+answer = "Rome"
+control_for = "{target}"
+"""
+)
+
+
+def test_a_control_prompt_names_the_prompt_it_controls() -> None:
+    suite = PromptSuite(
+        "s",
+        (
+            PromptCase("a", "The capital of France is", "Paris"),
+            PromptCase("b", "The capital of Italy is", "Rome", control_for="a"),
+        ),
+    )
+    a, b = suite.cases
+    assert suite.control_of(b) == a and suite.control_of(a) is None
+    # The digest is the golden's prompt key: prompt, answer and probes, as before.
+    assert b.digest == PromptCase("b", b.prompt, b.answer).digest
+
+
+def test_control_for_is_read_from_a_suite_file(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, CONTROL.format(target="capital-fr")))
+    assert [c.control_for for c in suite] == [None, None, "capital-fr"]
+    example = load_suite(EXAMPLE)
+    (control,) = [c for c in example if c.control_for is not None]
+    assert (control.id, control.control_for, control.answer) == (
+        "hauptstadt-fr-control",
+        "hauptstadt-de",
+        "Paris",
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [
+        ("nope", "names no prompt of the suite; expected one of 'capital-fr', 'capital-it'"),
+        ("capital-fr-control", "a prompt cannot be its own control"),
+    ],
+)
+def test_control_for_errors_name_the_file_and_line(tmp_path: Path, target: str, words: str) -> None:
+    path = write(tmp_path, CONTROL.format(target=target))
+    line = CONTROL.splitlines().index('control_for = "{target}"') + 1
+    message = error(path)
+    assert message.startswith(f"{path}:{line}: prompt 'capital-fr-control': ")
+    assert f"control_for {target!r}" in message and words in message
+
+
+def test_a_control_of_a_control_is_refused_at_its_line(tmp_path: Path) -> None:
+    text = (
+        CONTROL.format(target="capital-fr")
+        + """
+[[prompts]]
+id = "second-control"
+prompt = "The capital of Spain is called simply"
+answer = "Madrid"
+control_for = "capital-fr-control"
+"""
+    )
+    path = write(tmp_path, text)
+    line = text.splitlines().index('control_for = "capital-fr-control"') + 1
+    message = error(path)
+    assert message.startswith(f"{path}:{line}: prompt 'second-control': ")
+    assert "is itself the control of 'capital-fr'" in message
+
+
+def test_control_for_must_be_an_id(tmp_path: Path) -> None:
+    path = write(tmp_path, CONTROL.replace('"{target}"', "3"))
+    assert "control_for 3 is not a prompt id" in error(path)
+    with pytest.raises(SuiteError, match="names no prompt of the suite"):
+        PromptSuite("s", (PromptCase("a", "p", "x", control_for="zz"),))

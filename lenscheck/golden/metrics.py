@@ -166,7 +166,9 @@ def _columns(
 
 def compare_metrics(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> None:
     """The ``metrics`` section of one prompt: the pure CSV's extended columns, the rawlens
-    sidecar, the milestones and the raw-vs-norm summary."""
+    sidecar, the milestones, the raw-vs-norm summary and a control prompt's summary."""
+    from lenscheck.golden.compare import Drift
+
     g, o = g_entry.get("metrics"), o_entry.get("metrics")
     if g is None or o is None:
         if not c.unknown(g, o):
@@ -180,8 +182,10 @@ def compare_metrics(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> No
         return
     topk = (g_entry.get("next_token") or {}).get("topk")
     _columns(c, "next_token", g["next_token"] or {}, o["next_token"] or {}, prompt, topk)
-    for part in ("rawlens", "milestones", "raw_lens_summary"):
+    for part in ("rawlens", "milestones", "raw_lens_summary", "control_summary"):
         gp, op = g.get(part), o.get(part)
+        if part == "control_summary" and gp is None and op is None:
+            continue  # not a control prompt: nothing to compare (older goldens lack the key)
         if gp is None or op is None:
             if not c.unknown(gp, op):
                 c.equal(_SECTION, f"{part} present", gp is not None, op is not None, prompt=prompt)
@@ -191,7 +195,14 @@ def compare_metrics(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> No
         else:
             for key in list(dict.fromkeys([*gp, *op])):
                 m = _summary_metric(part, key)
-                if m is None or m.tolerance == "exact":
+                margins = (g.get("next_token") or {}).get("control_margin")
+                g_v, o_v = gp.get(key), op.get(key)
+                if part == "control_summary" and _margin_near_tie(c, key, g_v, o_v, margins):
+                    c.report.compared[_SECTION] += 1
+                    c.report.near_ties.append(
+                        Drift(_SECTION, f"{part} {key}", g_v, o_v, prompt=prompt)
+                    )
+                elif m is None or m.tolerance == "exact":
                     _exact(c, f"{part} {key}", gp.get(key), op.get(key), prompt=prompt)
                 else:
                     c.close(
@@ -207,6 +218,25 @@ def compare_metrics(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> No
 def _number(value: Any) -> float | None:
     """A golden value as a float (a divergence's tolerance grows with it); None: none."""
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _margin_near_tie(c: _Comparer, key: str, g: Any, o: Any, margins: Any) -> bool:
+    """A control summary's layer that moved where the golden's margins it is read from were
+    within tolerance of the rule's boundary: 0 for the first positive margin, the maximum
+    for its layer (margins of two unlikely answers sit at ~1e-8 on a random model)."""
+    if g == o or not isinstance(margins, list) or key not in _MARGIN_LAYERS:
+        return False
+    tol = c.tol.p_top1
+    known = [m for m in margins if m is not None]
+    if key == "first_positive_margin_layer":
+        upto = len(margins) if g is None or o is None else max(g, o) + 1
+        return any(m is not None and abs(m) <= tol for m in margins[:upto])
+    if g is None or o is None or not known or max(g, o) >= len(margins):
+        return False
+    return all(margins[n] is not None and max(known) - margins[n] <= tol for n in (g, o))
+
+
+_MARGIN_LAYERS = ("first_positive_margin_layer", "max_control_margin_layer")
 
 
 def _summary_metric(part: str, key: str) -> Metric | None:

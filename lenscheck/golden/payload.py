@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lenscheck.metrics.files import SidecarTable, parse_sidecar_bytes
-from lenscheck.metrics.table import declared
+from lenscheck.metrics.table import CONTROL_SUMMARY_KEY, declared
 from lenscheck.schema import CSV_DIALECT, CsvTable, parse_csv_bytes
 from lenscheck.vocab import BOS_ALWAYS, DECODE_POINTS, NEXT_LN1, SCHEMA_ORIGINAL
 
@@ -183,6 +183,8 @@ def _stable_json(data: Mapping[str, Any]) -> dict[str, Any]:
         diag["milestones"] = dict.fromkeys(diag["milestones"], 0)
     if isinstance(diag.get("raw_lens_summary"), dict):
         diag["raw_lens_summary"] = {**diag["raw_lens_summary"], _NULLABLE_SUMMARY: 0}
+    if isinstance(diag.get("control_summary"), dict):  # its layers and maximum may be null
+        diag["control_summary"] = dict.fromkeys(diag["control_summary"], 0)
     if "answer_first_id" in diag:
         diag["answer_first_id"] = 0
     ablation = diag.get("decoding_ablation")
@@ -314,14 +316,25 @@ def _metrics(
         return None
     names = list(dict.fromkeys(c for row in extra for c in row))
     summary = diag.get("raw_lens_summary")
-    return {
+    out: dict[str, Any] = {
         "next_token": _by_column(extra, names),
         "rawlens": None if rawlens is None else _by_column(rawlens, list(rawlens[0])),
         "milestones": None if milestones is None else dict(milestones),
-        "raw_lens_summary": None
-        if summary is None
-        else {m.name: _r([summary.get(m.name)])[0] for m in declared("json", "extended")},
+        "raw_lens_summary": None if summary is None else _summary_of(summary, _RAW_SUMMARY),
     }
+    control = diag.get("control_summary")
+    if control is not None:  # a control prompt's only: other entries keep their shape
+        out["control_summary"] = _summary_of(control, CONTROL_SUMMARY_KEY)
+    return out
+
+
+_RAW_SUMMARY = "diagnostics.raw_lens_summary."
+
+
+def _summary_of(summary: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The declared values of one JSON summary (floats rounded as everywhere)."""
+    metrics = [m for m in declared("json", "extended") if str(m.json_key).startswith(key)]
+    return {m.name: _r([summary.get(m.name)])[0] for m in metrics}
 
 
 def prompt_payload(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from lenscheck.backends.base import Capture, LensBackend
     from lenscheck.config import LensConfig
+    from lenscheck.lens.jobs import Job
     from lenscheck.lenses.base import Lens
 
 __all__ = ["add_extended"]
@@ -32,6 +33,7 @@ def _inputs(
     lens_logits: torch.Tensor,
     raw_logits: torch.Tensor,
     answer_ids: list[int],
+    control: Job | None,
 ) -> NextTokenInputs:
     import torch
 
@@ -49,7 +51,15 @@ def _inputs(
         decode=backend.decode,
         copy_margin=cfg.copy_margin,
         start=first_rule_layer(cfg),
+        control_answer=None if control is None else _answer_of(backend, control),
+        is_control=control is not None,
     )
+
+
+def _answer_of(backend: LensBackend, job: Job) -> int | None:
+    """The controlled prompt's answer's first id, as its own run finds it."""
+    fallback = list(job.answer.get("ground_truth_token_ids") or [])
+    return answer_first_id(backend.prompt_ids, job.cfg.prompt, job.cfg.ground_truth, fallback)
 
 
 def add_extended(
@@ -60,16 +70,20 @@ def add_extended(
     logits: tuple[torch.Tensor, torch.Tensor],
     pure: list[dict[str, Any]],
     diag: dict[str, Any],
+    control: Job | None = None,
 ) -> NextTokenMetrics:
     """Compute one prompt's extended measurements from its (lens, raw) next-token logits
     [L+1, V]; put the columns into ``pure``'s rows and the milestones and summary into
-    ``diag``; return them (the sidecars are written from it)."""
+    ``diag``; return them (the sidecars are written from it). ``control``: the prompt this
+    one is the control of (its margin column and ``diag["control_summary"]``)."""
     answer_ids = list(diag.get("ground_truth_token_ids") or [])
-    x = _inputs(backend, lens, cfg, capture, logits[0], logits[1], answer_ids)
+    x = _inputs(backend, lens, cfg, capture, logits[0], logits[1], answer_ids, control)
     out = next_token_metrics(x)
     for row, cols in zip(pure, out.pure):
         row["metrics"] = cols
     diag["answer_first_id"] = x.answer
     diag["milestones"] = out.milestones
     diag["raw_lens_summary"] = out.raw_summary
+    if control is not None and out.control_summary is not None:
+        diag["control_summary"] = {"control_for": control.case.id, **out.control_summary}
     return out

@@ -119,10 +119,12 @@ def _run_lenses(
         for lens in lenses
     ]
     by_point = _ablation_logits(backend, cfg, batch.mains, lenses, stats)
+    by_id = {job.case.id: job for job in jobs}
+    controls = [by_id[c] if (c := job.case.control_for) else None for job in jobs]
     out: dict[str, dict[str, LensResult]] = {}
     for lens, per_prompt in zip(lenses, stats):
         out[lens.name] = {
-            job.case.id: _result(backend, lens, job, batch, n, per_prompt[n], by_point)
+            job.case.id: _result(backend, lens, job, batch, n, per_prompt[n], by_point, controls[n])
             for n, job in enumerate(jobs)
         }
     return out
@@ -155,6 +157,7 @@ def _result(
     n: int,
     st: LensStats,
     by_point: dict[str, list[torch.Tensor]],
+    control: Job | None = None,
 ) -> LensResult:
     cfg, ids, capture = job.cfg, job.ids, batch.mains[n]
     top_ids, top_p = st.top_ids.tolist(), st.top_probs.tolist()
@@ -173,7 +176,7 @@ def _result(
     ext = None
     if cfg.schema != SCHEMA_ORIGINAL:
         logits = (st.next_token, points[RAW])
-        ext = add_extended(backend, lens, cfg, capture, logits, pure, diag)
+        ext = add_extended(backend, lens, cfg, capture, logits, pure, diag, control)
     facts = lens.facts()
     if not isinstance(lens, LogitLens):
         diag["lens"] = facts  # the logit lens' facts are decode_norm, already there

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "answer_rank",
+    "control_margin",
+    "control_summary",
     "copy_soft",
     "copy_strict",
     "cosine",
@@ -156,3 +158,28 @@ def copy_soft(top1s: Sequence[int], p1: float, prompt_seq: Sequence[int], tau: f
 def first_layer(values: Sequence[bool], start: int = 0) -> int | None:
     """The first index from ``start`` whose value is true, else None."""
     return next((n for n, v in enumerate(values) if n >= start and v), None)
+
+
+def control_margin(logp: torch.Tensor, own: int, other: int) -> torch.Tensor:
+    """P[own] - P[other] per row ``[L+1, V] -> [L+1]``: a control prompt's margin of its own
+    answer over the controlled prompt's; in [-1, 1], 0 when the ids are equal."""
+    p = logp.exp()
+    return (p[..., own] - p[..., other]).clamp(-1.0, 1.0)
+
+
+def control_summary(margins: Sequence[float | None]) -> dict[str, float | int | None]:
+    """The first layer whose margin is positive, the largest margin and its (first) layer
+    (all None when no margin is known)."""
+    known = [(m, n) for n, m in enumerate(margins) if m is not None]
+    if not known:
+        return {
+            "first_positive_margin_layer": None,
+            "max_control_margin": None,
+            "max_control_margin_layer": None,
+        }
+    top, layer = max(known, key=lambda mn: (mn[0], -mn[1]))
+    return {
+        "first_positive_margin_layer": first_layer([m is not None and m > 0 for m in margins]),
+        "max_control_margin": top,
+        "max_control_margin_layer": layer,
+    }

@@ -55,6 +55,10 @@ class NextTokenInputs:
     decode: Callable[[int], str]
     copy_margin: float
     start: int  # the first layer the copy rules apply to
+    #: A control prompt: the controlled prompt's answer's first id (else None), and whether
+    #: this prompt is a control at all (its margin may still be unknown: no answer id).
+    control_answer: int | None = None
+    is_control: bool = False
 
 
 @dataclass
@@ -65,6 +69,8 @@ class NextTokenMetrics:
     rawlens: list[dict[str, Any]] = field(default_factory=list)
     milestones: dict[str, int | None] = field(default_factory=dict)
     raw_summary: dict[str, Any] = field(default_factory=dict)
+    #: A control prompt's summary of its control_margin column (None: not a control).
+    control_summary: dict[str, Any] | None = None
 
 
 def _floats(t: torch.Tensor) -> list[float]:
@@ -149,8 +155,20 @@ def _pure(
         _JC: [None] + [f.topk_jaccard(sets[i - 1], sets[i]) for i in range(1, n)],
         **_copy_flags(x, top1, p1, p2),
     }
+    if x.is_control:
+        # Only a control prompt's file has the column: every other prompt's files stay
+        # what they were, whichever suite they run in.
+        cols["control_margin"] = _margins(x, lp)
     rows = [{k: v[i] for k, v in cols.items()} for i in range(n)]
     return rows, cols
+
+
+def _margins(x: NextTokenInputs, lp: torch.Tensor) -> list[Any]:
+    """A control prompt's margin per layer (empty where an answer has no id)."""
+    n = lp.shape[0]
+    if x.answer is None or x.control_answer is None:
+        return [None] * n
+    return _floats(f.control_margin(lp, x.answer, x.control_answer))
 
 
 def _side(
@@ -243,4 +261,5 @@ def next_token_metrics(x: NextTokenInputs) -> NextTokenMetrics:
         rawlens=rawlens,
         milestones=_milestones(cols, x.start),
         raw_summary=_summary(rawlens),
+        control_summary=f.control_summary(cols["control_margin"]) if x.is_control else None,
     )

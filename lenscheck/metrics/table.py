@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from lenscheck.golden.tolerances import Tolerances
 
 __all__ = [
+    "CONTROL_SUMMARY_KEY",
     "COPY_SOFT_KS",
     "COPY_SOFT_TAU",
     "COPY_STRICT_TAUS",
@@ -429,6 +430,18 @@ def _pure_extended() -> tuple[Metric, ...]:
         )
         for k in COPY_SOFT_KS
     ]
+    out.append(
+        _m(
+            "control_margin",
+            row,
+            "probability",
+            "pure",
+            "prob",
+            "P_L[a] - P_L[a_c], a_c the first id of the answer of the prompt this one is "
+            "the control of (control_for); only a control prompt's CSV has the column",
+            optional=True,
+        )
+    )
     return tuple(out)
 
 
@@ -667,9 +680,60 @@ def _raw_summary() -> tuple[Metric, ...]:
     )
 
 
+#: Where a control prompt's summary is in the JSON (absent on other prompts).
+CONTROL_SUMMARY_KEY = "diagnostics.control_summary."
+
+
+def _control_summary() -> tuple[Metric, ...]:
+    p: Scope = "prompt"
+    key = CONTROL_SUMMARY_KEY
+
+    def cs(name: str, unit: str, tol: str, definition: str, kind: Kind, opt: bool) -> Metric:
+        return _m(
+            name,
+            p,
+            unit,
+            "json",
+            tol,
+            definition,
+            column=None,
+            json_key=key + name,
+            kind=kind,
+            optional=opt,
+        )
+
+    return (
+        cs("control_for", "id", "exact", "the id of the prompt this one controls", "str", False),
+        cs(
+            "first_positive_margin_layer",
+            "layer",
+            "exact",
+            "first layer whose control_margin > 0",
+            "int",
+            True,
+        ),
+        cs(
+            "max_control_margin",
+            "probability",
+            "prob",
+            "the largest control_margin over the layers",
+            "float",
+            True,
+        ),
+        cs(
+            "max_control_margin_layer",
+            "layer",
+            "exact",
+            "the (first) layer of that maximum",
+            "int",
+            True,
+        ),
+    )
+
+
 #: Every declaration, today's first.
 METRICS: tuple[Metric, ...] = (
-    _ORIGINAL + _pure_extended() + _rawlens() + _milestones() + _raw_summary()
+    _ORIGINAL + _pure_extended() + _rawlens() + _milestones() + _raw_summary() + _control_summary()
 )
 
 

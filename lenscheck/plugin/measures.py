@@ -8,11 +8,13 @@ milestones sidecars and the JSON as the files state them, and checks, per prompt
   the row's entropy, answer rank 1 exactly when the answer is the top-1 id, a gap column
   filled exactly when its rank condition holds, entropy_gap_bits = entropy - teacher;
 * the copy flags (strict at each threshold, soft at each window), norm_only_semantics,
-  the milestones (CSV and JSON) and the raw-vs-norm summary, re-derived from the columns
-  they are defined on;
+  the milestones (CSV and JSON), the raw-vs-norm summary and a control prompt's summary,
+  re-derived from the columns they are defined on; control_margin only on a control
+  prompt's rows, the prompt it controls one of the run's;
 * under the logit lens, every value recomputed from a fresh forward pass: the lens and
   raw-lens logits at the last position unembedded here, each statistic by its definition
-  in float64 (KL at the last layer ~0: the lens there is the model's head).
+  in float64 (KL at the last layer ~0: the lens there is the model's head), a control's
+  margin from its own and the controlled prompt's answer ids.
 
 Nothing here calls lenscheck.metrics: a slip in a metric's function shows as a
 disagreement with this second derivation.
@@ -221,6 +223,36 @@ def _sidecar_rules(
         out.close(f"{prompt}: raw_lens_summary", key, summary.get(key), value, 1e-9)
 
 
+def _control_rules(
+    prompt: str,
+    files: PromptFiles,
+    others: dict[str, Any],
+    cols: dict[str, list[Any]],
+    out: _Problems,
+) -> None:
+    """control_margin only on a control prompt's rows; its summary from the column."""
+    summary = files.json["diagnostics"].get("control_summary")
+    margins = cols.get("control_margin")
+    if summary is None or margins is None:
+        if (summary is None) != (margins is None):
+            out.append(
+                f"{prompt}: control_summary {summary!r} but control_margin column "
+                f"{'absent' if margins is None else 'present'}: both or neither"
+            )
+        return
+    if summary.get("control_for") not in others or summary.get("control_for") == prompt:
+        out.append(f"{prompt}: control_for {summary.get('control_for')!r} is not another prompt")
+    known = [(m, n) for n, m in enumerate(margins) if m is not None]
+    top = max(known, key=lambda mn: (mn[0], -mn[1])) if known else (None, None)
+    want = {
+        "first_positive_margin_layer": _first([m is not None and m > 0 for m in margins], 0),
+        "max_control_margin": top[0],
+        "max_control_margin_layer": top[1],
+    }
+    for key, value in want.items():
+        out.close(f"{prompt}: control_summary", key, summary.get(key), value, 0.0)
+
+
 def _dist(logits: Any) -> tuple[Any, Any]:
     import torch
 
@@ -266,6 +298,14 @@ def _rank_bounds(
             )
 
 
+def _margin_rules(prompt: str, written: list[Any], pa: Any, pc: Any, out: _Problems) -> None:
+    """The control margin against p_a - p_c in float64, within 1e-3 of the larger of the
+    two probabilities: margins of two unlikely answers are ~1e-8, far below an absolute
+    tolerance, and their fp32 error scales with the probabilities."""
+    for n, (m, x, y) in enumerate(zip(written, pa.tolist(), pc.tolist())):
+        out.close(f"{prompt}: layer {n}", "control_margin", m, x - y, 1e-3 * max(x, y) + 1e-12)
+
+
 def _tensor_rules(
     lens_run: LensRun, prompt: str, files: PromptFiles, cols: dict[str, list[Any]], out: _Problems
 ) -> None:
@@ -305,6 +345,13 @@ def _tensor_rules(
     }
     if a is not None:
         want["p_answer"] = p[:, a].tolist()
+    control = diag.get("control_summary")
+    if control is not None:
+        target = lens_run.files.get(str(control.get("control_for")))
+        c = None if target is None else target.json["diagnostics"].get("answer_first_id")
+        if a is not None and c is not None:
+            _margin_rules(prompt, cols["control_margin"], p[:, a], p[:, c], out)
+    if a is not None:
         _rank_bounds(prompt, "answer_rank", cols["answer_rank"], lens, a, out)
     norm_sets = [set(r) for r in lens.topk(_JK, dim=-1).indices.tolist()]
     raw_sets = [set(r) for r in raw.topk(_JK, dim=-1).indices.tolist()]
@@ -380,6 +427,7 @@ def check_measurements(lens_run: LensRun) -> list[str]:
             _row_rules(prompt, files, cols, out)
             _copy_rules(prompt, tokenizer, files, cols, out)
             _sidecar_rules(prompt, files, cols, out)
+            _control_rules(prompt, files, lens_run.files, cols, out)
             fp32 = lens_run.run.backend.dtype in (torch.float32, torch.float64)
             lens = (files.json["diagnostics"].get("lens") or {}).get("kind", "logit")
             if lens == "logit" and fp32:

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _lens_fixtures import make_fake_backend
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from tests._lens_fixtures import make_fake_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPITALS = ROOT / "examples" / "prompts" / "capitals.toml"

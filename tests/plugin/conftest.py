@@ -1,7 +1,8 @@
 """Fixtures for the plugin's pytester tests: a throwaway project with the committed goldens.
 
 Every test here drives a *real* inner pytest run (in-process unless isolation matters) on
-the tiny synthetic models, against copies of the goldens committed in ``golden/``.
+the tiny synthetic models, against goldens this session's own library versions wrote (see
+``_plugin_helpers.FRESH_GOLDENS``; tests about the committed goldens read ``golden/``).
 
 In-process runs share this interpreter: pytester removes the modules an inner run imported
 for the first time when it ends, and a second import of torch/transformers in one process
@@ -14,19 +15,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _plugin_helpers import LensProject
+from _plugin_helpers import FRESH_GOLDENS, LensProject
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _warm_lens_modules() -> None:
-    """Import everything a synthetic lens run touches, once, in this process."""
+    """Import everything a synthetic lens run touches, once, in this process, and keep each
+    synthetic model's golden document as the plugin writes it with default options."""
     import lenscheck.golden.extension  # noqa: F401  (syrupy extension, imported lazily)
-    from lenscheck.config import LensConfig
+    from lenscheck.golden.store import dumps_golden
     from lenscheck.models import SYNTHETIC_ALIASES
-    from lenscheck.runner import run_model
+    from lenscheck.plugin.session import LensSession
+    from lenscheck.plugin.settings import LensSettings, ModelEntry
 
     for alias in SYNTHETIC_ALIASES:
-        run_model(alias, LensConfig(device="cpu", dtype="float32", heatmap=False))
+        session = LensSession(LensSettings(entries=(ModelEntry(alias, alias),)))
+        FRESH_GOLDENS[alias] = dumps_golden(session.get(alias).payload).encode("utf-8")
+        session.release(alias)
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
 """lenscheck benchmark: everything measured side by side in one run.
 
     python benchmarks/bench.py [--model embedded] [--device cpu] [--repeat 5]
-        [--parts pipeline,suite,cli,memory,lenses] [--json out.json] [--docs docs/benchmarks.md]
+        [--parts plugin,pipeline,suite,cli,memory,lenses] [--json out.json]
+        [--docs docs/benchmarks.md]
         [--note TEXT]
 
+* plugin: what the pytest plugin costs a session that uses no lens option (the modules it
+  imports and their import time, benchmarks/plugin_cost.py);
 * pipeline: load time; the post-load lens (run_suite + CSV/JSON bytes; heatmap timed apart)
   against its floor (the same forward passes, as the same padded batches, plus one
   unembedding matmul of every layer and position), at 1 thread and at all threads;
@@ -43,6 +46,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from plugin_cost import plugin_lines, plugin_part  # beside this script (sys.path[0])
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -734,6 +739,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += _suite_lines(results["suite"])
     if "memory" in results:
         lines += _memory_lines(results["memory"])
+    if "plugin" in results:
+        lines += plugin_lines(results["plugin"])
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -742,7 +749,7 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--parts", default="pipeline,suite,cli,memory")
+    parser.add_argument("--parts", default="plugin,pipeline,suite,cli,memory")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument(
         "--docs",
@@ -753,6 +760,8 @@ def main() -> None:
     args = parser.parse_args()
     parts = args.parts.split(",")
     results: dict[str, Any] = {"meta": sitting_meta(args)}
+    if "plugin" in parts:
+        results["plugin"] = plugin_part(max(args.repeat, 10))
     if "cli" in parts:
         results["cli"] = cli_part(args.model, args.device, max(args.repeat, 3))
     if "memory" in parts and args.model == "embedded":

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lenscheck._validate import check_unit_interval, describe
 from lenscheck.numerics import check_finite_logits, topk_probs
+from lenscheck.vocab import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
 
 if TYPE_CHECKING:
     import torch
@@ -21,8 +22,6 @@ __all__ = [
     "summarize_collapse",
 ]
 
-DEFAULT_COPY_THRESHOLD = 0.90
-DEFAULT_COPY_MARGIN = 0.05
 ENTROPY_COLLAPSE_BITS = 1.0
 
 

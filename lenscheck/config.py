@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lenscheck._validate import check_positive_int, check_unit_interval
-from lenscheck.collapse import DEFAULT_COPY_MARGIN, DEFAULT_COPY_THRESHOLD
 from lenscheck.prompts import CONTEXT_PROMPT, GROUND_TRUTH, TEST_PROMPTS
 from lenscheck.vocab import (
     BACKENDS,
@@ -25,6 +24,8 @@ from lenscheck.vocab import (
     BOS_AUTO,
     BOS_POLICIES,
     DECODE_POINTS,
+    DEFAULT_COPY_MARGIN,
+    DEFAULT_COPY_THRESHOLD,
     DEVICES,
     DTYPE_ALIASES,
     DTYPES,

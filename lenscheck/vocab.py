@@ -17,6 +17,8 @@ __all__ = [
     "BOS_NEVER",
     "BOS_POLICIES",
     "DECODE_POINTS",
+    "DEFAULT_COPY_MARGIN",
+    "DEFAULT_COPY_THRESHOLD",
     "DEVICES",
     "DTYPES",
     "DTYPE_ALIASES",
@@ -115,3 +117,9 @@ OBTAINED_SUFFIX: Final = ".obtained.json"
 #: position or a key word): the CSVs always have TOP_K_VERBOSE (token, prob) column pairs.
 TOP_K_RECORD: Final = 5
 TOP_K_VERBOSE: Final = 20
+
+#: The copy-collapse rule's defaults (--copy-threshold, --copy-margin): p(top-1) above the
+#: threshold and that far above p(top-2). Here rather than in lenscheck.collapse so that the
+#: option declarations, which every pytest session imports, need no tensor code.
+DEFAULT_COPY_THRESHOLD: Final = 0.90
+DEFAULT_COPY_MARGIN: Final = 0.05

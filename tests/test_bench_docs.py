@@ -19,6 +19,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
+    sys.path.insert(0, str(BENCH.parent))  # its sibling modules, as `python bench.py` finds them
     spec = importlib.util.spec_from_file_location("lenscheck_bench", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -26,6 +27,7 @@ def bench() -> Any:
     spec.loader.exec_module(module)  # stdlib imports only: torch comes with the parts
     yield module
     del sys.modules[spec.name]
+    sys.path.remove(str(BENCH.parent))
 
 
 def _results() -> dict[str, Any]:
@@ -64,6 +66,13 @@ def _results() -> dict[str, Any]:
             "after_imports_s": 2.3,
             "after_transformers_s": 0.8,
             "run_peak_rss_mb": 1079.4,
+        },
+        "plugin": {
+            "repeat": 10,
+            "plugin_only_modules": ["lenscheck.config", "lenscheck.vocab"],
+            "plugin_only_import_ms": 2.345,
+            "heavy_imported": [],
+            "import_entry_min_ms": 2.5,
         },
         "memory": {
             "one_model_peak_rss_mb": 1000.0,
@@ -134,6 +143,9 @@ def test_each_table_carries_the_sittings_numbers_and_ratios(bench: Any) -> None:
         "4.00 s",
         "1.00x",
     ]
+    assert _row(text, "their import time (importtime self times)")[1] == "2.35 ms"
+    assert _row(text, "`import lenscheck.plugin` after pytest")[1] == "2.50 ms"
+    assert _row(text, "torch, transformers or syrupy imported")[1] == "none"
     assert _row(text, "the heatmap (run minus `--no-heatmap`)")[1] == "200 ms"
     assert _row(text, "`--no-heatmap` run after the imports")[1] == "2.30 s"
     assert _row(text, "peak RSS of `lenscheck run`")[1] == "1,079 MiB"
@@ -160,6 +172,7 @@ def test_only_the_parts_that_ran_get_a_section(bench: Any) -> None:
         "## The pipeline after loading",
         "## A 16-prompt suite",
         "## A plugin session's memory",
+        "## The plugin in a session that uses no lens option",
     ]
     cli_only = {k: v for k, v in results.items() if k in ("meta", "cli")}
     text = bench.render_markdown(cli_only)

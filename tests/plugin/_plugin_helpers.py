@@ -60,13 +60,16 @@ class LensProject:
         return self.path / golden_dir / model / f"{cls}.json"
 
     def copy_golden(self, *models: str, golden_dir: str = "golden") -> dict[str, Path]:
-        """Put the goldens of ``models`` into the project: this session's own runs (see
-        :data:`FRESH_GOLDENS`), so the inner run matches them exactly."""
+        """Put the goldens of ``models`` into the project: a synthetic model's from this
+        session's own run (:data:`FRESH_GOLDENS`), so the inner run matches it exactly;
+        another model's (the embedded ones) as committed."""
         out = {}
         for model in models:
             target = self.golden(model, golden_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(FRESH_GOLDENS[model])
+            fresh = FRESH_GOLDENS.get(model)
+            committed = COMMITTED / model / "cpu-float32.json"
+            target.write_bytes(fresh if fresh is not None else committed.read_bytes())
             out[model] = target
         return out
 

@@ -8,6 +8,19 @@ import pytest
 from _plugin_helpers import GENERATED, LensProject, collected
 
 USER_TEST = "def test_ok():\n    assert 1 + 1 == 2\n"
+#: All a session without lens options imports of lenscheck: the entry module and the option
+#: declarations, standard library only (the import cost: docs/plugin.md, "Cost when idle").
+IDLE_MODULES = [
+    "lenscheck",
+    "lenscheck._validate",
+    "lenscheck._version",
+    "lenscheck.config",
+    "lenscheck.options",
+    "lenscheck.plugin",
+    "lenscheck.plugin.options",
+    "lenscheck.prompts",
+    "lenscheck.vocab",
+]
 
 #: Written by the inner session at its end: what it left behind in the process.
 STATE_PROBE = """
@@ -19,6 +32,8 @@ def pytest_unconfigure(config):
     state = {
         "torch_imported": "torch" in sys.modules,
         "model_code_imported": "transformers" in sys.modules or "lenscheck.runner" in sys.modules,
+        "syrupy_imported": "syrupy" in sys.modules,
+        "lenscheck_modules": sorted(m for m in sys.modules if m.split(".")[0] == "lenscheck"),
         "filters": [str(f[1].pattern) for f in warnings.filters if f[1] is not None],
         "inifilters": list(config.getini("filterwarnings")),
     }
@@ -47,11 +62,14 @@ def _state(project: LensProject) -> dict[str, object]:
 def test_without_models_a_session_is_left_alone(lens_project: LensProject) -> None:
     lens_project.pytester.makepyfile(test_mine=USER_TEST)
     lens_project.pytester.makeconftest(STATE_PROBE)
-    result = lens_project.run_subprocess()  # a fresh interpreter: imports are observable
+    # A fresh interpreter, where imports are observable; syrupy's own plugin is off, so a
+    # syrupy import would be lenscheck's.
+    result = lens_project.run_subprocess("-p", "no:syrupy")
     result.assert_outcomes(passed=1)
     assert "lenscheck:" not in result.stdout.str()  # no header lines, no summary section
     state = _state(lens_project)
     assert state["torch_imported"] is False
+    assert (state["syrupy_imported"], state["lenscheck_modules"]) == (False, IDLE_MODULES)
     assert not any("snapshot" in f.lower() for f in state["filters"])  # type: ignore[union-attr]
     assert state["inifilters"] == []
 

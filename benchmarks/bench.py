@@ -98,26 +98,34 @@ def _median_s(fn: Callable[[], Any], repeat: int) -> float:
 
 
 def _floor(backend: Any, suite: Any) -> Callable[[], None]:
-    """The same forward passes as the pipeline (its padded batches) and one unembedding."""
+    """The forward passes the pipeline runs (one prompt at a time with its probes, planned
+    and padded as the pipeline plans them: lenscheck.lens.jobs) and one unembedding matmul
+    of every layer and position of each prompt; no softmax, entropy or top-k."""
     import torch
 
     from lenscheck.backends.base import batch_token_budget, plan_batches, right_pad
+    from lenscheck.config import LensConfig
     from lenscheck.lens import normalized_residuals
+    from lenscheck.lens.jobs import make_jobs
 
-    batch = [backend.encode(c.prompt) for c in suite] + [
-        backend.encode(p) for c in suite for p in c.probes
-    ]
-    groups = plan_batches([len(ids) for ids in batch], batch_token_budget(backend.facts.d_vocab))
-    padded = [right_pad([batch[i] for i in g], backend.model.device) for g in groups]
-    mains = backend.run_batch(batch[: len(suite)])
-    normed = torch.cat([normalized_residuals(backend, c.residuals) for c in mains], dim=1)
+    budget = batch_token_budget(backend.facts.d_vocab)
+    device = backend.model.device
+    padded = []
+    normed = []
+    for job in make_jobs(backend, LensConfig(device=str(device)), suite):
+        seqs = [job.ids, *job.probe_ids]
+        groups = plan_batches([len(ids) for ids in seqs], budget)
+        padded += [right_pad([seqs[i] for i in g], device) for g in groups]
+        (main,) = backend.run_batch([job.ids])
+        normed.append(normalized_residuals(backend, main.residuals))
     weight = backend.unembed.weight.float()
 
     def floor() -> None:
         with torch.no_grad():
             for tokens, mask in padded:
                 backend.model(tokens, attention_mask=mask, use_cache=False)
-            torch.nn.functional.linear(normed, weight)
+            for rows in normed:
+                torch.nn.functional.linear(rows, weight)
 
     return floor
 
@@ -664,9 +672,10 @@ def _pipeline_lines(res: dict[str, Any]) -> list[str]:
     return [
         "## The pipeline after loading",
         "",
-        "`run_suite` on the built-in prompt plus the bytes of its three files, against its "
-        "floor: the same forward passes (the same padded batches) and one unembedding "
-        "matmul of every layer and position, without softmax, entropy or top-k.",
+        "`run_suite` on the built-in prompt plus the bytes of its files, against its "
+        "floor: the forward passes the pipeline runs (each prompt with its probes, padded "
+        "as the pipeline pads them) and one unembedding matmul of every layer and position, "
+        "without softmax, entropy or top-k.",
         "",
         f"Load: {_s(res['load_s'])} (once, in this process); the heatmap: {_s(res['heatmap_s'])}.",
         "",

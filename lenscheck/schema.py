@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from lenscheck._validate import check_positive_int
 from lenscheck.artifacts import atomic_write_bytes
-from lenscheck.vocab import TOP_K_RECORD, TOP_K_VERBOSE
+from lenscheck.metrics.table import declared
+from lenscheck.vocab import SCHEMA_ORIGINAL, TOP_K_RECORD, TOP_K_VERBOSE
 
 __all__ = [
     "CSV_DIALECT",
@@ -44,7 +45,11 @@ __all__ = [
     "write_csv_files",
 ]
 
-FLAG_COLUMNS = ("copy_collapse", "entropy_collapse", "is_answer")
+#: The pure CSV's collapse flags: its columns beyond the records CSV's, as the metric table
+#: declares them (lenscheck.metrics.table, schema ``original``).
+FLAG_COLUMNS = tuple(str(m.column) for m in declared("pure", SCHEMA_ORIGINAL))
+#: The declared pair of columns a row repeats once per top-k entry: ``top1,prob1,...``.
+_PAIR = ("topN", "probN")
 CsvKind = Literal["records", "pure"]
 
 
@@ -82,10 +87,13 @@ def csv_header(
     if kind not in ("records", "pure"):
         raise ValueError(f"CSV kind must be 'records' or 'pure', got {kind!r}")
     check_positive_int("top_k_verbose", top_k_verbose)
-    header = ["layer", "pos", "token", "entropy"]
-    for i in range(1, top_k_verbose + 1):
-        header += [f"top{i}", f"prob{i}"]
-    header.append("rest_mass")
+    header: list[str] = []
+    for m in declared("records", SCHEMA_ORIGINAL):
+        if m.column == _PAIR[0]:
+            for i in range(1, top_k_verbose + 1):
+                header += [f"top{i}", f"prob{i}"]
+        elif m.column != _PAIR[1]:
+            header.append(str(m.column))
     if kind == "pure":
         header += list(FLAG_COLUMNS) + list(extra)
     return header

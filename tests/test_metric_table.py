@@ -98,3 +98,33 @@ def test_the_sidecars_round_trip() -> None:
     milestones.update(first_rank_le_1=3, L_copy_soft=2, L_copy_soft_k=1)
     back = parse_sidecar_bytes(dump_milestones_bytes(milestones), "m.csv")
     assert back.kind == "milestones" and back.milestones() == milestones
+
+
+def test_the_original_csv_headers_are_built_from_the_declarations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Today's records and pure headers come from the table (the original's bytes: the
+    published-run tests pin them), so a declaration renamed or moved moves the header."""
+    from lenscheck import schema
+    from lenscheck.metrics import table
+
+    records = [str(m.column) for m in declared("records", "original")]
+    assert records == ["layer", "pos", "token", "entropy", "topN", "probN", "rest_mass"]
+    assert schema.csv_header("records", 2) == [
+        "layer", "pos", "token", "entropy", "top1", "prob1", "top2", "prob2", "rest_mass"
+    ]  # fmt: skip
+    assert tuple(str(m.column) for m in declared("pure", "original")) == schema.FLAG_COLUMNS
+    renamed = tuple(
+        Metric(**{**m.__dict__, "column": "H"}) if m.column == "entropy" else m
+        for m in table.METRICS
+    )
+    monkeypatch.setattr(table, "METRICS", renamed)
+    assert schema.csv_header("records", 1) == [
+        "layer",
+        "pos",
+        "token",
+        "H",
+        "top1",
+        "prob1",
+        "rest_mass",
+    ]

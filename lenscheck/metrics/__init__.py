@@ -7,8 +7,14 @@ Read a run's extended files back with :func:`read_sidecar` (the sidecars) and
 columns, parsed as declared).
 """
 
-from lenscheck.metrics.files import SidecarTable, parse_sidecar_bytes, read_sidecar
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from lenscheck.metrics.table import METRICS, Metric, columns, declared, metric, tolerance_of
+
+if TYPE_CHECKING:
+    from lenscheck.metrics.files import SidecarTable, parse_sidecar_bytes, read_sidecar
 
 __all__ = [
     "METRICS",
@@ -21,3 +27,15 @@ __all__ = [
     "read_sidecar",
     "tolerance_of",
 ]
+
+_FILES = ("SidecarTable", "parse_sidecar_bytes", "read_sidecar")
+
+
+def __getattr__(name: str) -> Any:
+    # The sidecar readers load on first use: lenscheck.schema, which they build on, reads
+    # the table at import (its headers), and importing them here would be a cycle.
+    if name in _FILES:
+        from lenscheck.metrics import files
+
+        return getattr(files, name)
+    raise AttributeError(f"module 'lenscheck.metrics' has no attribute {name!r}")

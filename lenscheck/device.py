@@ -17,6 +17,7 @@ __all__ = [
     "DEVICES",
     "DeviceUnavailableError",
     "choose_dtype",
+    "cpu_kernels",
     "parse_dtype",
     "resolve_device",
     "should_auto_promote_unembed",
@@ -24,6 +25,15 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def cpu_kernels() -> str:
+    """The instruction set torch's CPU kernels run with here (``AVX512``, ``AVX2``,
+    ``DEFAULT``...): float32 results differ in their last bits between two of them, so a
+    golden records it (lenscheck.golden.tolerances.tolerances_for)."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
 
 
 def _check_device(device: str) -> str:

@@ -441,10 +441,13 @@ def golden_payload(
     model: str,
     suite: str,
     settings: Mapping[str, Any] | None = None,
+    cpu_kernels: str | None = None,
 ) -> dict[str, Any]:
     """The golden document of one model and suite; ``prompts`` maps each prompt id to its
     parsed files, in suite order. ``settings``: the run's conventions when the caller knows
-    them (the original schema's files record only the decoding point; else inferred)."""
+    them (the original schema's files record only the decoding point; else inferred).
+    ``cpu_kernels``: the instruction set of a CPU run's kernels, recorded in the environment
+    (lenscheck.device.cpu_kernels; the files do not say it)."""
     files = list(prompts.values())
     diag = files[0].json["diagnostics"]
     dtype = str(diag.get("compute_dtype") or diag["unembed_dtype"])
@@ -463,6 +466,7 @@ def golden_payload(
             "dtype": dtype,
             "backend": diag.get("backend", "unknown (original pipeline)"),
             "preset": diag.get("preset", "unrecorded (original schema)"),
+            **({"cpu_kernels": cpu_kernels} if cpu_kernels else {}),
         },
         "schema": {
             "records_header": None if records is None else records.header,

@@ -9,8 +9,9 @@ Who reads it: the extended pure next-token CSV's columns and both sidecars' head
 (lenscheck.metrics.files), the golden payload and its comparison (lenscheck.golden), and
 so the drift report and ``lenscheck diff``, and docs/metrics.md, whose tables
 tests/test_metric_table.py checks against :func:`markdown_table`. Today's files (the
-``original`` declarations) are written by lenscheck.schema byte for byte as before; their
-declarations document and check them.
+``original`` declarations) are written by lenscheck.schema byte for byte as before, their
+headers and flag columns built from these declarations (``topN``/``probN``: one pair per
+top-k entry).
 
 Adding a metric: one :class:`Metric` here, one pure function in
 lenscheck.metrics.functions with its property test, and its value in

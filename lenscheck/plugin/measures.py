@@ -35,6 +35,12 @@ __all__ = ["check_measurements", "derive_milestones"]
 _MAX_LINES = 8
 #: Written fp32 values against this file's float64 recomputation.
 _TOL = 2e-4
+#: The same for values that read the raw lens (the un-normalized residual unembedded): its
+#: rounding reaches the logits multiplied by the residual's norm, so its float32 noise is
+#: the raw decoding point's (the calibrated raw_entropy tolerance, docs/tolerances.md); a
+#: fresh forward pass against the pipeline's batch moved embedded-gemma3's layer-1
+#: KL(P_norm || P_raw) by 2.5e-4 bits on an AVX2 CPU.
+_RAW_TOL = 1.5e-3
 _TAUS = (0.95, 0.9, 0.8, 0.7)
 _SOFT_KS = (1, 2, 3)
 _SOFT_TAU = 0.5
@@ -382,7 +388,7 @@ def _tensor_rules(
                 "kl_norm_vs_raw_bits",
                 r["kl_norm_vs_raw_bits"],
                 _kl(logp[n], p[n], logr[n]),
-                _TOL,
+                _RAW_TOL,
                 rel=True,
             )
             out.close(
@@ -390,7 +396,7 @@ def _tensor_rules(
                 "kl_raw_to_norm_bits",
                 r["kl_raw_to_norm_bits"],
                 _kl(logr[n], pr[n], logp[n]),
-                _TOL,
+                _RAW_TOL,
                 rel=True,
             )
             out.close(
@@ -398,15 +404,19 @@ def _tensor_rules(
                 "entropy_bits_raw",
                 r["entropy_bits_raw"],
                 _entropy(logr[n], pr[n]),
-                _TOL,
+                _RAW_TOL,
                 rel=True,
             )
-            out.close(where, "p_top1_raw", r["p_top1_raw"], float(pr[n].max()), _TOL)
+            out.close(where, "p_top1_raw", r["p_top1_raw"], float(pr[n].max()), _RAW_TOL)
             out.close(
-                where, "l1_prob_diff", r["l1_prob_diff"], float((p[n] - pr[n]).abs().sum()), _TOL
+                where,
+                "l1_prob_diff",
+                r["l1_prob_diff"],
+                float((p[n] - pr[n]).abs().sum()),
+                _RAW_TOL,
             )
             if a is not None:
-                out.close(where, "p_answer_raw", r["p_answer_raw"], float(pr[n, a]), _TOL)
+                out.close(where, "p_answer_raw", r["p_answer_raw"], float(pr[n, a]), _RAW_TOL)
         if a is not None:
             ranks = [r["answer_rank_raw"] for r in files.rawlens.rows]
             _rank_bounds(prompt, "rawlens answer_rank_raw", ranks, raw, a, out)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lenscheck.artifacts import atomic_write_bytes
-from lenscheck.device import resolve_device
+from lenscheck.device import cpu_kernels, resolve_device
 from lenscheck.golden.compare import SECTIONS, DriftReport, compare_golden
 from lenscheck.golden.payload import PromptFiles, golden_payload, model_dir_name
 from lenscheck.golden.report import identity_problems, rebless_command, render_report
@@ -30,7 +30,7 @@ from lenscheck.golden.store import (
     goldens_of_class,
     read_golden,
 )
-from lenscheck.golden.tolerances import tolerances_for
+from lenscheck.golden.tolerances import kernels_of, tolerances_for
 from lenscheck.norms import UnsupportedNormError
 from lenscheck.plugin.gpus import assign_cuda_device
 from lenscheck.plugin.settings import LensSettings
@@ -268,7 +268,11 @@ class LensSession:
             }
             settings = {k: v for k, v in cfg.settings().items() if k != "preset"}
             payloads[lens] = golden_payload(
-                files[lens], model=model, suite=s.suite.name, settings={**settings, "lens": lens}
+                files[lens],
+                model=model,
+                suite=s.suite.name,
+                settings={**settings, "lens": lens},
+                cpu_kernels=cpu_kernels() if run.backend.device == "cpu" else None,
             )
         first = next(iter(files))
         return LensRun(
@@ -458,9 +462,12 @@ class GoldenHelper:
 
     def _compare(self, golden: dict[str, Any], path: Path, *, notes: bool = True) -> DriftReport:
         tol, note = tolerances_for(
-            golden["class"], self.lens_run.golden_class, self.settings.tolerance_overrides
+            golden["class"],
+            self.lens_run.golden_class,
+            self.settings.tolerance_overrides,
+            kernels=(kernels_of(golden), kernels_of(self.lens_run.payload)),
         )
-        if notes and golden["class"] != self.lens_run.golden_class:
+        if notes and note != f"{golden['class']} tolerances":
             self.note(f"{self.lens_run.model}: compared with {path} using {note}")
         report = compare_golden(
             golden,
@@ -601,6 +608,7 @@ def _says_the_same(
     """A stored golden of the run's class that the run matches, prompts and all."""
     if stored.get("class") != payload["class"]:
         return False
-    tol, _ = tolerances_for(stored["class"], payload["class"], overrides)
+    kernels = (kernels_of(stored), kernels_of(payload))
+    tol, _ = tolerances_for(stored["class"], payload["class"], overrides, kernels)
     report = compare_golden(stored, payload, tol, collapse_allowance=allowance)
     return report.ok and report.identity_ok and not report.removed_prompts

@@ -18,7 +18,7 @@ from lenscheck.golden.compare import SECTIONS, Drift, DriftReport, compare_golde
 from lenscheck.golden.payload import PromptFiles, golden_payload, merge_key_trees
 from lenscheck.golden.report import render_markdown, render_report
 from lenscheck.golden.store import GoldenFormatError, loads_golden
-from lenscheck.golden.tolerances import kernels_of, tolerances_for
+from lenscheck.golden.tolerances import tolerances_between
 from lenscheck.schema import CsvSchemaError
 from lenscheck.vocab import OUTPUT_PREFIX, OUTPUT_SUFFIXES
 
@@ -185,8 +185,7 @@ def diff_paths(
             side = "OLD" if name not in left else "NEW"
             reports.append(_missing(name, side, name in left, name in right))
             continue
-        kernels = (kernels_of(left[name]), kernels_of(right[name]))
-        tol, note = tolerances_for(left[name]["class"], right[name]["class"], overrides, kernels)
+        tol, note = tolerances_between(left[name], right[name], overrides)
         reports.append(
             compare_golden(
                 left[name], right[name], tol, tolerance_note=note, sections=sections, lenient=True

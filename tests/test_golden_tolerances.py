@@ -243,3 +243,19 @@ def test_a_golden_from_another_cpu_instruction_set_gets_the_cross_device_slack()
     assert half == tolerances_for("cpu-bfloat16", "cpu-bfloat16")[0]
     assert kernels_of({"environment": {"cpu_kernels": "AVX2"}}) == "AVX2"
     assert kernels_of({"environment": {}}) is None and kernels_of({}) is None
+
+
+def test_tolerances_between_two_documents_read_their_classes_and_kernels() -> None:
+    from lenscheck.golden.tolerances import own_class_note, tolerances_between, tolerances_for
+
+    def doc(cls: str, kernels: str | None) -> dict[str, object]:
+        return {"class": cls, "environment": {"cpu_kernels": kernels} if kernels else {}}
+
+    assert tolerances_between(doc("cpu-float32", "AVX512"), doc("cpu-float32", "AVX2")) == (
+        tolerances_for("cpu-float32", "cpu-float32", kernels=("AVX512", "AVX2"))
+    )
+    same = tolerances_between(doc("cpu-float32", "AVX2"), doc("cpu-float32", "AVX2"))
+    assert same[1] == own_class_note("cpu-float32")
+    assert tolerances_between(doc("cpu-float32", None), doc("cuda-float32", None)) == (
+        tolerances_for("cpu-float32", "cuda-float32")
+    )

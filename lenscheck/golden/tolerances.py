@@ -16,7 +16,9 @@ __all__ = [
     "Tolerances",
     "kernels_of",
     "kl_tolerance",
+    "own_class_note",
     "parse_overrides",
+    "tolerances_between",
     "tolerances_for",
 ]
 
@@ -206,6 +208,21 @@ def kernels_of(doc: Mapping[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
+def own_class_note(cls: str) -> str:
+    """The note of a comparison within ``cls`` that needed no slack (nothing to report)."""
+    return f"{cls} tolerances"
+
+
+def tolerances_between(
+    golden: Mapping[str, Any],
+    run: Mapping[str, Any],
+    overrides: dict[str, dict[str, float]] | None = None,
+) -> tuple[Tolerances, str]:
+    """:func:`tolerances_for` two golden documents: their classes and CPU kernels."""
+    kernels = (kernels_of(golden), kernels_of(run))
+    return tolerances_for(str(golden["class"]), str(run["class"]), overrides, kernels)
+
+
 def tolerances_for(
     golden_cls: str,
     run_cls: str,
@@ -231,7 +248,7 @@ def tolerances_for(
             "the cross-device float32 slack)"
         )
     if golden_cls == run_cls:
-        return of(run_cls), f"{run_cls} tolerances"
+        return of(run_cls), own_class_note(run_cls)
     tol = of(golden_cls).loosest(of(run_cls))
     dtypes = {cls.split("-", 1)[-1] for cls in (golden_cls, run_cls)}
     if dtypes == {"float32"}:

@@ -30,7 +30,7 @@ from lenscheck.golden.store import (
     goldens_of_class,
     read_golden,
 )
-from lenscheck.golden.tolerances import kernels_of, tolerances_for
+from lenscheck.golden.tolerances import own_class_note, tolerances_between, tolerances_for
 from lenscheck.norms import UnsupportedNormError
 from lenscheck.plugin.gpus import assign_cuda_device
 from lenscheck.plugin.settings import LensSettings
@@ -461,13 +461,10 @@ class GoldenHelper:
             fh.write(json.dumps(line) + "\n")
 
     def _compare(self, golden: dict[str, Any], path: Path, *, notes: bool = True) -> DriftReport:
-        tol, note = tolerances_for(
-            golden["class"],
-            self.lens_run.golden_class,
-            self.settings.tolerance_overrides,
-            kernels=(kernels_of(golden), kernels_of(self.lens_run.payload)),
+        tol, note = tolerances_between(
+            golden, self.lens_run.payload, self.settings.tolerance_overrides
         )
-        if notes and note != f"{golden['class']} tolerances":
+        if notes and note != own_class_note(golden["class"]):
             self.note(f"{self.lens_run.model}: compared with {path} using {note}")
         report = compare_golden(
             golden,
@@ -608,7 +605,6 @@ def _says_the_same(
     """A stored golden of the run's class that the run matches, prompts and all."""
     if stored.get("class") != payload["class"]:
         return False
-    kernels = (kernels_of(stored), kernels_of(payload))
-    tol, _ = tolerances_for(stored["class"], payload["class"], overrides, kernels)
+    tol, _ = tolerances_between(stored, payload, overrides)
     report = compare_golden(stored, payload, tol, collapse_allowance=allowance)
     return report.ok and report.identity_ok and not report.removed_prompts

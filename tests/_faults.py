@@ -98,13 +98,21 @@ FAULTS: dict[str, list[Patch]] = {
             [],
         )
     ],
+    # Both entropy formulas (lenscheck's and the original preset's, which is also the
+    # fallback for masked ids); softmax_entropy looks each up in lenscheck.numerics.
     "entropy-in-nats": [
+        (
+            "lenscheck.numerics",
+            "entropy_from_top1",
+            [("- p_max.log()) / LN2 + 0.0", "- p_max.log()) + 0.0")],
+            [],
+        ),
         (
             "lenscheck.numerics",
             "entropy_from_probs",
             [("return -terms.sum(dim=-1) / LN2 + 0.0", "return -terms.sum(dim=-1) + 0.0")],
-            ["lenscheck.lens.stats:entropy_from_probs", "lenscheck.lens.probes:entropy_from_probs"],
-        )
+            [],
+        ),
     ],
     "layer-off-by-one": [
         (
@@ -318,8 +326,8 @@ def _metric_fault(function: str, old: str, new: str, module: str = "nexttoken") 
 METRIC_FAULTS: dict[str, list[Patch]] = {
     "kl-direction-swapped": _metric_fault(
         "_pure",
-        '"kl_to_final_bits": _floats(f.kl_bits_of(lp, lq.expand_as(lp))),',
-        '"kl_to_final_bits": _floats(f.kl_bits_of(lq.expand_as(lp), lp)),',
+        '"kl_to_final_bits": _floats(f.kl_bits_of(logp, lq.logp.expand_as(logp), lp.p)),',
+        '"kl_to_final_bits": _floats(f.kl_bits_of(lq.logp.expand_as(logp), logp)),',
     ),
     "answer-rank-off-by-one": _metric_fault(
         "answer_rank",
@@ -328,7 +336,7 @@ METRIC_FAULTS: dict[str, list[Patch]] = {
         module="functions",
     ),
     "p-top5-sums-four": _metric_fault(
-        "_pure", '"p_top5": _floats(f.p_topk(lp, 5)),', '"p_top5": _floats(f.p_topk(lp, 4)),'
+        "_pure", '"p_top5": _floats(f.p_topk(logp, 5)),', '"p_top5": _floats(f.p_topk(logp, 4)),'
     ),
     "jaccard-of-the-wrong-layer": _metric_fault(
         "_pure",
@@ -347,8 +355,8 @@ METRIC_FAULTS: dict[str, list[Patch]] = {
     ),
     "rawlens-kl-column-swapped": _metric_fault(
         "_rawlens",
-        '"kl_raw_to_norm_bits": _floats(f.kl_bits_of(lr, lp)),',
-        '"kl_raw_to_norm_bits": _floats(f.kl_bits_of(lp, lr)),',
+        '"kl_raw_to_norm_bits": _floats(f.kl_bits_of(lr.logp, lp.logp, lr.p)),',
+        '"kl_raw_to_norm_bits": _floats(f.kl_bits_of(lp.logp, lr.logp, lp.p)),',
     ),
     "raw-summary-layer-off-by-one": _metric_fault(
         "_summary",
@@ -358,8 +366,8 @@ METRIC_FAULTS: dict[str, list[Patch]] = {
     # A control's margin read the other way round: P(controlled answer) - P(own answer).
     "control-margin-sign-flipped": _metric_fault(
         "_margins",
-        "return _floats(f.control_margin(lp, x.answer, x.control_answer))",
-        "return _floats(f.control_margin(lp, x.control_answer, x.answer))",
+        "return _floats(f.control_margin(lp.logp, x.answer, x.control_answer, lp.p))",
+        "return _floats(f.control_margin(lp.logp, x.control_answer, x.answer, lp.p))",
     ),
 }
 FAULTS.update(METRIC_FAULTS)

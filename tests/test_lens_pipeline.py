@@ -1438,7 +1438,7 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(
     rows = 4 * sum(p[0].shape[0] for p in prompts)
     monkeypatch.setattr(lens_mod, "_CHUNK_LOGITS", int(budget * fb.facts.d_vocab))
     calls: list[tuple[str, tuple[int, ...], int, int | None]] = []
-    unembed, entropy = fb.unembed, lens_mod.entropy_from_probs
+    unembed, entropy = fb.unembed, lens_mod.softmax_entropy
 
     def spy_unembed(part: Any, **kw: Any) -> Any:
         out = kw.get("out")
@@ -1447,9 +1447,10 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(
         calls.append(("logits", tuple(logits.shape), logits.data_ptr(), None))
         return logits
 
-    def spy_entropy(probs: Any, work: Any = None) -> Any:
+    def spy_entropy(probs: Any, logits: Any, top_ids: Any, **kw: Any) -> Any:
+        work = kw["work"]
         calls.append(("entropy", tuple(probs.shape), probs.data_ptr(), work.data_ptr()))
-        return entropy(probs, work=work)
+        return entropy(probs, logits, top_ids, **kw)
 
     topk, softmax_given = lens_mod.topk_probs, []
 
@@ -1458,7 +1459,7 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(
         return topk(logits, k, probs=probs)
 
     fb.unembed = spy_unembed
-    monkeypatch.setattr(lens_mod, "entropy_from_probs", spy_entropy)
+    monkeypatch.setattr(lens_mod, "softmax_entropy", spy_entropy)
     monkeypatch.setattr(lens_mod, "topk_probs", spy_topk)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns when it resizes a wrong-shaped out=
@@ -1537,11 +1538,12 @@ def test_one_softmax_gives_the_top_k_and_entropy_each_would_alone(
 ) -> None:
     """softmax_stats (the ablation, the probes, the temperatures, the final prediction)
     shares one softmax between the top-k and the entropy: the same bits as topk_probs and
-    entropy_bits computed alone, banned (-inf) ids included."""
+    the entropy computed alone (lenscheck's formula, or the original's: entropy_bits),
+    banned (-inf) ids included."""
     import torch
 
     from lenscheck.lens.probes import softmax_stats
-    from lenscheck.numerics import entropy_bits, topk_probs
+    from lenscheck.numerics import entropy_bits, entropy_from_top1, topk_probs
 
     logits[:, :masked] = float("-inf")
     logits[:, -1] = 0.0  # every row keeps an id the mask spares
@@ -1549,7 +1551,8 @@ def test_one_softmax_gives_the_top_k_and_entropy_each_would_alone(
     alone = topk_probs(logits, k)
     assert torch.equal(dist, torch.softmax(logits.float(), dim=-1))
     assert torch.equal(top.ids, alone.ids) and torch.equal(top.probs, alone.probs)
-    assert torch.equal(entropy, entropy_bits(logits))
+    assert torch.equal(entropy, entropy_from_top1(dist, logits, alone.ids))
+    assert torch.equal(softmax_stats(logits, k, original=True)[2], entropy_bits(logits))
 
 
 @pytest.mark.parametrize(

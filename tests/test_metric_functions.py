@@ -74,6 +74,38 @@ def test_divergences_bounded(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 @settings(max_examples=60, deadline=None)
+@given(logits(), logits(), st.integers(0, 3))
+def test_given_exps_and_masked_ids_give_the_masked_first_bits(
+    a: torch.Tensor, b: torch.Tensor, masked: int
+) -> None:
+    """Handing each function the exps it would take gives the same bits; an id P masks
+    (-inf) adds 0, the same bits as masking the terms before summing."""
+    b = b[:, : a.shape[1]] if b.shape[1] >= a.shape[1] else a.flip(-1)
+    a[:, :masked] = float("-inf")
+    a[:, -1] = 0.0
+    lp, lq = logp(a), logp(b)
+    p, q = lp.exp(), lq.exp()
+    zero = torch.zeros_like(p)
+    assert torch.equal(f.kl_bits_of(lp, lq, p), f.kl_bits_of(lp, lq))
+    kl = (torch.where(p > 0, p * (lp - lq), zero).sum(-1) / math.log(2)).clamp_min(0.0) + 0.0
+    assert torch.equal(f.kl_bits_of(lp, lq), kl)
+    assert torch.equal(f.entropy_bits_of(lp, p), f.entropy_bits_of(lp))
+    assert torch.isfinite(f.entropy_bits_of(lp)).all()
+    assert torch.equal(f.js_divergence_bits(lp, lq, p, q), f.js_divergence_bits(lp, lq))
+    assert torch.equal(f.l1_prob_diff(lp, lq, p, q), f.l1_prob_diff(lp, lq))
+    assert torch.equal(f.control_margin(lp, 0, 1, p), f.control_margin(lp, 0, 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits())
+def test_entropy_matches_float64_and_the_p_log_p_form(x: torch.Tensor) -> None:
+    """Through the top-1 (as the records' entropies): the float64 value to fp32 rounding."""
+    lp = torch.log_softmax(x.double(), dim=-1)
+    reference = -(lp.exp() * lp).sum(-1) / math.log(2)
+    assert torch.allclose(f.entropy_bits_of(logp(x)).double(), reference, atol=2e-5, rtol=2e-5)
+
+
+@settings(max_examples=60, deadline=None)
 @given(st.sets(st.integers(0, 99), max_size=60), st.sets(st.integers(0, 99), max_size=60))
 def test_jaccard_in_unit_interval(a: set[int], b: set[int]) -> None:
     j = f.topk_jaccard(a, b)

@@ -11,7 +11,7 @@ from lenscheck.collapse import is_semantic_top1
 from lenscheck.lens.probes import softmax_stats
 from lenscheck.lens.records import first_rule_layer
 from lenscheck.norms import DECODE_NORMS, apply_norm_or_skip, decode_norm_modules
-from lenscheck.vocab import FINAL, NEXT_LN1
+from lenscheck.vocab import FINAL, NEXT_LN1, SCHEMA_ORIGINAL
 
 if TYPE_CHECKING:
     import torch
@@ -66,9 +66,10 @@ def ablation(
     pieces = answer["ground_truth_token_ids"]
     block: dict[str, Any] = {"chosen": cfg.decode_norm, "rule": ABLATION_RULE}
     p_answer: dict[str, list[float]] = {}
+    original = cfg.schema == SCHEMA_ORIGINAL
     for point in DECODE_NORMS:
         logits = by_point[point]
-        dist, top, entropy = softmax_stats(logits, 2)
+        dist, top, entropy = softmax_stats(logits, 2, original=original)
         p_top1, p_top2 = top.probs.T.tolist()
         top1 = [backend.decode(i) for i in top.ids.T[0].tolist()]
         start = first_rule_layer(cfg)

@@ -114,8 +114,10 @@ def _run_lenses(
     jobs = make_jobs(backend, cfg, suite)
     batch = capture_suite(backend, suite, jobs)
     # Per prompt, never across prompts: see the module docstring.
+    original = cfg.schema == SCHEMA_ORIGINAL
+    k = cfg.top_k_verbose
     stats = [
-        [lens_stats(backend, c.residuals, cfg.top_k_verbose, lens=lens) for c in batch.mains]
+        [lens_stats(backend, c.residuals, k, lens=lens, original=original) for c in batch.mains]
         for lens in lenses
     ]
     by_point = _ablation_logits(backend, cfg, batch.mains, lenses, stats)

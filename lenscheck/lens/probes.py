@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lenscheck.lens.records import topk_pairs
-from lenscheck.numerics import TopK, check_finite_logits, entropy_from_probs, topk_probs
+from lenscheck.numerics import TopK, check_finite_logits, softmax_entropy, topk_probs
 from lenscheck.prompts import TEMPERATURES
+from lenscheck.vocab import SCHEMA_ORIGINAL
 
 if TYPE_CHECKING:
     import torch
@@ -23,21 +24,31 @@ __all__ = ["distribution", "probes", "softmax_stats"]
 _TEST_TOP_K, _TEMP_TOP_K, _FINAL_TOP_K = 10, 15, 20
 
 
-def softmax_stats(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, TopK, torch.Tensor]:
-    """The softmax of ``logits`` (checked as ``entropy_bits`` checks them), its top-``k`` and
-    its entropy in bits: one softmax for all three, the same values as computing each alone."""
+def softmax_stats(
+    logits: torch.Tensor, k: int, *, original: bool = False
+) -> tuple[torch.Tensor, TopK, torch.Tensor]:
+    """The softmax of ``logits`` (refused as ``entropy_bits`` refuses them), its top-``k``
+    and its entropy in bits: one softmax for all three, the same values as computing each
+    alone. ``original``: the original pipeline's entropy formula (see softmax_entropy).
+
+    Only logits ``entropy_bits`` refuses (NaN, +inf, a row of -inf only) give a non-finite
+    entropy, so they are checked only then: three passes fewer over valid logits.
+    """
     import torch
 
-    check_finite_logits(logits)
     dist = torch.softmax(logits.float(), dim=-1)
-    return dist, topk_probs(logits, k, probs=dist), entropy_from_probs(dist)
+    top = topk_probs(logits, k, probs=dist)
+    entropy = softmax_entropy(dist, logits, top.ids, original=original)
+    if not bool(torch.isfinite(entropy).all()):
+        check_finite_logits(logits)
+    return dist, top, entropy
 
 
 def distribution(
-    backend: LensBackend, logits: torch.Tensor, k: int
+    backend: LensBackend, logits: torch.Tensor, k: int, *, original: bool = False
 ) -> tuple[float, list[list[Any]]]:
     """Entropy in bits and the top-``k`` pairs of one logits vector."""
-    _, top, ent = softmax_stats(logits, k)
+    _, top, ent = softmax_stats(logits, k, original=original)
     return float(ent.item()), topk_pairs(backend, top.ids.tolist(), top.probs.tolist())
 
 
@@ -45,17 +56,18 @@ def probes(
     backend: LensBackend, cfg: LensConfig, probe_rows: Sequence[torch.Tensor], final: torch.Tensor
 ) -> dict[str, Any]:
     """The JSON's test prompts, temperature exploration and final prediction."""
+    original = cfg.schema == SCHEMA_ORIGINAL
     tests = []
     for prompt, row in zip(cfg.test_prompts, probe_rows):
-        ent, topk = distribution(backend, row, _TEST_TOP_K)
+        ent, topk = distribution(backend, row, _TEST_TOP_K, original=original)
         tests.append({"type": "test_prompt", "prompt": prompt, "entropy": ent, "topk": topk})
     temps = []
     for temp in TEMPERATURES:
-        ent, topk = distribution(backend, (final / temp).float(), _TEMP_TOP_K)
+        ent, topk = distribution(backend, (final / temp).float(), _TEMP_TOP_K, original=original)
         temps.append(
             {"type": "temperature_exploration", "temperature": temp, "entropy": ent, "topk": topk}
         )
-    ent, topk = distribution(backend, final, _FINAL_TOP_K)
+    ent, topk = distribution(backend, final, _FINAL_TOP_K, original=original)
     return {
         "test_prompts": tests,
         "temperature_exploration": temps,

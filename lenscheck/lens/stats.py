@@ -16,7 +16,7 @@ import torch
 
 from lenscheck.lens.finite import diagnose_nan_entropy
 from lenscheck.lenses.logit import LogitLens
-from lenscheck.numerics import TopK, entropy_from_probs, topk_probs
+from lenscheck.numerics import TopK, softmax_entropy, topk_probs
 from lenscheck.vocab import NEXT_LN1
 
 if TYPE_CHECKING:
@@ -51,9 +51,10 @@ def lens_stats(
     point: str = NEXT_LN1,
     *,
     lens: Lens | None = None,
+    original: bool = False,
 ) -> LensStats:
     """:func:`lens_stats_batch` for one prompt."""
-    return lens_stats_batch(backend, [residuals], k, point, lens=lens)[0]
+    return lens_stats_batch(backend, [residuals], k, point, lens=lens, original=original)[0]
 
 
 @dataclass
@@ -99,7 +100,7 @@ class _Buffers:
     it by a buffer per chunk instead of reusing the freed ones (+190 MiB peak RSS on the
     embedded model, varying from run to run)."""
 
-    logits: torch.Tensor  # [chunk, V]; then the entropy's scratch
+    logits: torch.Tensor  # [chunk, V]; then the entropy's scratch (z - max z)
     dist: torch.Tensor  # [chunk, V] softmax
     next_token: torch.Tensor  # [prompts, L+1, V]
     last_layer: torch.Tensor  # [width, V]
@@ -131,16 +132,23 @@ def _keep_rows(
 
 
 def _checked_entropy(
-    lens: Lens, dist: torch.Tensor, work: torch.Tensor, part: torch.Tensor, start: int, width: int
+    lens: Lens,
+    dist: torch.Tensor,
+    logits: torch.Tensor,
+    top: TopK,
+    original: bool,
+    part: torch.Tensor,
+    start: int,
+    width: int,
 ) -> torch.Tensor:
-    """Entropy of the chunk's softmax (``work``: the logits buffer, free by now).
+    """Entropy of the chunk's softmax; overwrites ``logits`` (kept rows are copied out).
 
     A row holding NaN or +inf, or only -inf, has a NaN softmax and so a NaN entropy; masked
     (-inf) ids alone do not. Checking the [rows] entropies instead of the [rows, V] logits
     saves five passes over the logits; the diagnosis, on failure only, reads the chunk out
     again.
     """
-    ent = entropy_from_probs(dist, work=work)
+    ent = softmax_entropy(dist, logits, top.ids, original=original, work=logits)
     if not bool(torch.isfinite(ent).all()):
         diagnose_nan_entropy(lens.readout(part), start, width, lens.where, lens.readout_dtype)
     return ent
@@ -192,9 +200,11 @@ def lens_stats_batch(
     point: str = NEXT_LN1,
     *,
     lens: Lens | None = None,
+    original: bool = False,
 ) -> list[LensStats]:
     """Read every (layer, position) of every prompt out through ``lens`` (default: the
-    logit lens at ``point``) in row chunks, reduce each chunk; one result per prompt."""
+    logit lens at ``point``) in row chunks, reduce each chunk; one result per prompt.
+    ``original``: the original pipeline's entropy formula (see softmax_entropy)."""
     lens = lens if lens is not None else LogitLens(backend, point)
     layout = _layout(lens, prompts)
     vocab = backend.facts.d_vocab
@@ -208,7 +218,5 @@ def lens_stats_batch(
         ids.append(top.ids)
         probs.append(top.probs)
         _keep_rows(logits, start, layout, wanted, bufs)
-        del logits  # the logits buffer becomes the entropy's scratch
-        work = bufs.logits[: part.shape[0]]
-        ent.append(_checked_entropy(lens, dist, work, part, start, layout.width))
+        ent.append(_checked_entropy(lens, dist, logits, top, original, part, start, layout.width))
     return _per_prompt(layout, bufs, ent, ids, probs)

@@ -41,37 +41,73 @@ __all__ = [
 _LN2 = math.log(2.0)
 
 
-def entropy_bits_of(logp: torch.Tensor) -> torch.Tensor:
-    """H(P) in bits over the last axis, from log-probabilities (a masked -inf id adds 0)."""
+def _masked_sum(terms: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The sum over the last axis of terms p * (...), an id with p = 0 adding 0.
+
+    Only an id P masks (p = 0, log p = -inf) makes a term NaN (0 * inf); every other p = 0
+    term is already 0. So the terms are summed as they are and masked only when a sum is
+    NaN: the same bits as masking first, two passes fewer per distribution."""
     import torch
 
-    p = logp.exp()
-    terms = torch.where(p > 0, p * logp, torch.zeros_like(p))
-    return (-terms.sum(-1) / _LN2).clamp_min(0.0) + 0.0
+    total = terms.sum(-1)
+    if bool(torch.isnan(total).any()):
+        total = torch.where(p > 0, terms, torch.zeros_like(terms)).sum(-1)
+    return total
 
 
-def kl_bits_of(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """KL(P || Q) in bits over the last axis, clamped at 0; an id P masks adds 0."""
-    import torch
+def entropy_bits_of(logp: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
+    """H(P) in bits over the last axis, from log-probabilities (a masked -inf id adds 0).
+    ``p``: ``logp.exp()`` when the caller has it (the same bits).
 
-    p = logp.exp()
-    terms = torch.where(p > 0, p * (logp - logq), torch.zeros_like(p))
-    return (terms.sum(-1) / _LN2).clamp_min(0.0) + 0.0
+    Through the top-1, as lenscheck.numerics.entropy_from_top1: with t the largest log p,
+    H = -t + sum p * (t - log p), two non-negative terms (no cancellation), one product
+    per id instead of a log; the same formula as the records' entropies, so the two files
+    agree to rounding.
+    """
+    p = logp.exp() if p is None else p
+    top = logp.max(-1, keepdim=True).values
+    total = _masked_sum(p * (logp - top), p)
+    return ((-total - top.squeeze(-1)) / _LN2).clamp_min(0.0) + 0.0
 
 
-def js_divergence_bits(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+def kl_bits_of(
+    logp: torch.Tensor, logq: torch.Tensor, p: torch.Tensor | None = None
+) -> torch.Tensor:
+    """KL(P || Q) in bits over the last axis, clamped at 0; an id P masks adds 0.
+    ``p``: ``logp.exp()`` when the caller has it (the same bits)."""
+    p = logp.exp() if p is None else p
+    total = _masked_sum(p * (logp - logq), p)
+    return (total / _LN2).clamp_min(0.0) + 0.0
+
+
+def js_divergence_bits(
+    logp: torch.Tensor,
+    logq: torch.Tensor,
+    p: torch.Tensor | None = None,
+    q: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Jensen-Shannon divergence in bits: the mean KL of P and Q to M = (P + Q) / 2, M
-    renormalized (it sums to 1 up to rounding); in [0, 1]."""
+    renormalized (it sums to 1 up to rounding); in [0, 1]. ``p``, ``q``: the exps of
+    ``logp``, ``logq`` when the caller has them (the same bits)."""
     import torch
 
-    m = (logp.exp() + logq.exp()) / 2
+    p = logp.exp() if p is None else p
+    q = logq.exp() if q is None else q
+    m = (p + q) / 2
     logm = torch.log(m / m.sum(-1, keepdim=True))
-    return ((kl_bits_of(logp, logm) + kl_bits_of(logq, logm)) / 2).clamp(0.0, 1.0)
+    return ((kl_bits_of(logp, logm, p) + kl_bits_of(logq, logm, q)) / 2).clamp(0.0, 1.0)
 
 
-def l1_prob_diff(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """sum |P - Q| over the last axis: in [0, 2]."""
-    return (logp.exp() - logq.exp()).abs().sum(-1).clamp(0.0, 2.0)
+def l1_prob_diff(
+    logp: torch.Tensor,
+    logq: torch.Tensor,
+    p: torch.Tensor | None = None,
+    q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """sum |P - Q| over the last axis: in [0, 2]. ``p``, ``q`` as for js_divergence_bits."""
+    p = logp.exp() if p is None else p
+    q = logq.exp() if q is None else q
+    return (p - q).abs().sum(-1).clamp(0.0, 2.0)
 
 
 def p_topk(logp: torch.Tensor, k: int) -> torch.Tensor:
@@ -160,10 +196,13 @@ def first_layer(values: Sequence[bool], start: int = 0) -> int | None:
     return next((n for n, v in enumerate(values) if n >= start and v), None)
 
 
-def control_margin(logp: torch.Tensor, own: int, other: int) -> torch.Tensor:
+def control_margin(
+    logp: torch.Tensor, own: int, other: int, p: torch.Tensor | None = None
+) -> torch.Tensor:
     """P[own] - P[other] per row ``[L+1, V] -> [L+1]``: a control prompt's margin of its own
-    answer over the controlled prompt's; in [-1, 1], 0 when the ids are equal."""
-    p = logp.exp()
+    answer over the controlled prompt's; in [-1, 1], 0 when the ids are equal. ``p``:
+    ``logp.exp()`` when the caller has it (the same bits)."""
+    p = logp.exp() if p is None else p
     return (p[..., own] - p[..., other]).clamp(-1.0, 1.0)
 
 

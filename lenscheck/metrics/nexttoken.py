@@ -3,16 +3,16 @@
 Inputs are the lens' logits at the last position for every layer, the raw lens' (the
 same unembedding of the un-normalized residual), the model's own final logits, and the
 residual and what the lens unembeds at the last position. Each distribution's
-log-softmax is taken once here and every statistic of lenscheck.metrics.functions reads
-it: three [L+1, V]-or-smaller softmaxes per prompt, against the (L+1) x T of the lens'
-own pass.
+log-softmax and its exp are taken once here and every statistic of
+lenscheck.metrics.functions reads them: three [L+1, V]-or-smaller softmaxes per prompt,
+against the (L+1) x T of the lens' own pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lenscheck.metrics import functions as f
 from lenscheck.metrics.table import COPY_SOFT_KS, COPY_SOFT_TAU, COPY_STRICT_TAUS, JACCARD_K
@@ -73,6 +73,20 @@ class NextTokenMetrics:
     control_summary: dict[str, Any] | None = None
 
 
+class _Dist(NamedTuple):
+    """One distribution's log-softmax and its exp, each taken once for every statistic."""
+
+    logp: torch.Tensor
+    p: torch.Tensor
+
+    @classmethod
+    def of(cls, logits: torch.Tensor) -> _Dist:
+        import torch
+
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return cls(logp, logp.exp())
+
+
 def _floats(t: torch.Tensor) -> list[float]:
     return [float(x) for x in t.tolist()]
 
@@ -119,8 +133,8 @@ def _copy_flags(
 
 def _pure(
     x: NextTokenInputs,
-    lp: torch.Tensor,
-    lq: torch.Tensor,
+    lp: _Dist,
+    lq: _Dist,
     sets: list[set[int]],
     raw_sets: list[set[int]],
 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
@@ -129,20 +143,20 @@ def _pure(
 
     logits = x.lens_logits
     n = logits.shape[0]
-    top2 = torch.topk(logp := lp, 2, dim=-1)
+    top2 = torch.topk(logp := lp.logp, 2, dim=-1)
     top1 = [int(i) for i in top2.indices[:, 0].tolist()]
     p1, p2 = _floats(top2.values[:, 0].exp()), _floats(top2.values[:, 1].exp())
     ans = _answer_cols(logp, logits, x.answer)
     gap2, gap1 = _gaps(logits, x.answer, ans["rank"])
-    teacher = f.entropy_bits_of(lq[None])[0].item()
+    teacher = f.entropy_bits_of(lq.logp[None], lq.p[None])[0].item()
     bias = 0 if x.bias is None else x.bias.float()
     cols: dict[str, list[Any]] = {
-        "entropy_bits": _floats(f.entropy_bits_of(lp)),
+        "entropy_bits": _floats(f.entropy_bits_of(*lp)),
         "p_top1": p1,
-        "p_top5": _floats(f.p_topk(lp, 5)),
+        "p_top5": _floats(f.p_topk(logp, 5)),
         "p_answer": ans["p"],
         "answer_rank": ans["rank"],
-        "kl_to_final_bits": _floats(f.kl_bits_of(lp, lq.expand_as(lp))),
+        "kl_to_final_bits": _floats(f.kl_bits_of(logp, lq.logp.expand_as(logp), lp.p)),
         "teacher_entropy_bits": [float(teacher)] * n,
         "cos_to_final": _floats(f.cosine(logits - bias, (x.final_logits - bias).expand_as(logits))),
         "answer_logit_gap": gap2,
@@ -163,12 +177,12 @@ def _pure(
     return rows, cols
 
 
-def _margins(x: NextTokenInputs, lp: torch.Tensor) -> list[Any]:
+def _margins(x: NextTokenInputs, lp: _Dist) -> list[Any]:
     """A control prompt's margin per layer (empty where an answer has no id)."""
-    n = lp.shape[0]
+    n = lp.p.shape[0]
     if x.answer is None or x.control_answer is None:
         return [None] * n
-    return _floats(f.control_margin(lp, x.answer, x.control_answer))
+    return _floats(f.control_margin(lp.logp, x.answer, x.control_answer, lp.p))
 
 
 def _side(
@@ -187,23 +201,23 @@ def _side(
 
 
 def _rawlens(
-    x: NextTokenInputs, lp: torch.Tensor, lr: torch.Tensor, pure: dict[str, list[Any]]
+    x: NextTokenInputs, lp: _Dist, lr: _Dist, pure: dict[str, list[Any]]
 ) -> list[dict[str, Any]]:
-    n = lp.shape[0]
-    raw = _side(lr, x.raw_logits, x.answer, x.decode, "raw")
-    norm = _side(lp, x.lens_logits, x.answer, x.decode, "norm")
+    n = lp.p.shape[0]
+    raw = _side(lr.logp, x.raw_logits, x.answer, x.decode, "raw")
+    norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm")
     h_norm = pure["entropy_bits"]
     cols: dict[str, list[Any]] = {
         "layer": list(range(n)),
         **raw,
         **norm,
-        "kl_norm_vs_raw_bits": _floats(f.kl_bits_of(lp, lr)),
-        "kl_raw_to_norm_bits": _floats(f.kl_bits_of(lr, lp)),
-        "js_divergence": _floats(f.js_divergence_bits(lp, lr)),
+        "kl_norm_vs_raw_bits": _floats(f.kl_bits_of(lp.logp, lr.logp, lp.p)),
+        "kl_raw_to_norm_bits": _floats(f.kl_bits_of(lr.logp, lp.logp, lr.p)),
+        "js_divergence": _floats(f.js_divergence_bits(lp.logp, lr.logp, lp.p, lr.p)),
         "entropy_bits_norm": h_norm,
-        "entropy_bits_raw": _floats(f.entropy_bits_of(lr)),
+        "entropy_bits_raw": _floats(f.entropy_bits_of(*lr)),
         "entropy_gap_bits": [h - t for h, t in zip(h_norm, pure["teacher_entropy_bits"])],
-        "l1_prob_diff": _floats(f.l1_prob_diff(lp, lr)),
+        "l1_prob_diff": _floats(f.l1_prob_diff(lp.logp, lr.logp, lp.p, lr.p)),
         _JR: pure[_JR],
         _JC: pure[_JC],
         "norm_only_semantics": [
@@ -247,11 +261,7 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def next_token_metrics(x: NextTokenInputs) -> NextTokenMetrics:
     """Every extended next-token measurement of one prompt (lenscheck.metrics.table)."""
-    import torch
-
-    lp = torch.log_softmax(x.lens_logits.float(), dim=-1)
-    lr = torch.log_softmax(x.raw_logits.float(), dim=-1)
-    lq = torch.log_softmax(x.final_logits.float(), dim=-1)
+    lp, lr, lq = _Dist.of(x.lens_logits), _Dist.of(x.raw_logits), _Dist.of(x.final_logits)
     sets = f.topk_ids(x.lens_logits, JACCARD_K)
     raw_sets = f.topk_ids(x.raw_logits, JACCARD_K)
     pure, cols = _pure(x, lp, lq, sets, raw_sets)

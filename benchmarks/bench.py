@@ -97,35 +97,44 @@ def _median_s(fn: Callable[[], Any], repeat: int) -> float:
     return _sample_s(fn, repeat)[0]
 
 
-def _floor(backend: Any, suite: Any) -> Callable[[], None]:
+def _floor(backend: Any, suite: Any, points: bool = False) -> Callable[[], None]:
     """The forward passes the pipeline runs (one prompt at a time with its probes, planned
     and padded as the pipeline plans them: lenscheck.lens.jobs) and one unembedding matmul
-    of every layer and position of each prompt; no softmax, entropy or top-k."""
+    of every layer and position of each prompt; no softmax, entropy or top-k. ``points``:
+    also the decoding-point ablation's unembedding of each prompt's last position at the
+    two other decoding points (what every run writes into its JSON)."""
     import torch
 
     from lenscheck.backends.base import batch_token_budget, plan_batches, right_pad
     from lenscheck.config import LensConfig
     from lenscheck.lens import normalized_residuals
+    from lenscheck.lens.ablation import point_logits
     from lenscheck.lens.jobs import make_jobs
+    from lenscheck.norms import DECODE_NORMS
 
+    cfg = LensConfig(device=str(backend.model.device))
     budget = batch_token_budget(backend.facts.d_vocab)
-    device = backend.model.device
     padded = []
     normed = []
-    for job in make_jobs(backend, LensConfig(device=str(device)), suite):
+    mains = []
+    for job in make_jobs(backend, cfg, suite):
         seqs = [job.ids, *job.probe_ids]
         groups = plan_batches([len(ids) for ids in seqs], budget)
-        padded += [right_pad([seqs[i] for i in g], device) for g in groups]
+        padded += [right_pad([seqs[i] for i in g], backend.model.device) for g in groups]
         (main,) = backend.run_batch([job.ids])
         normed.append(normalized_residuals(backend, main.residuals))
+        mains.append(main)
     weight = backend.unembed.weight.float()
+    others = [point for point in DECODE_NORMS if point != cfg.decode_norm] if points else []
 
     def floor() -> None:
         with torch.no_grad():
             for tokens, mask in padded:
                 backend.model(tokens, attention_mask=mask, use_cache=False)
-            for rows in normed:
+            for rows, main in zip(normed, mains):
                 torch.nn.functional.linear(rows, weight)
+                if others:
+                    point_logits(backend, [main], others)
 
     return floor
 
@@ -164,16 +173,33 @@ def pipeline_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     out["heatmap_s"] = _median_s(lambda: render_heatmap_png(result, model), 1)
     for threads in _threads():
         torch.set_num_threads(threads)
-        pipe, pipe_range = _sample_s(_pipeline(backend, DEFAULT_SUITE, cfg), repeat)
-        floor, floor_range = _sample_s(_floor(backend, DEFAULT_SUITE), repeat)
-        out[f"threads_{threads}"] = {
-            "pipeline_s": pipe,
-            "floor_s": floor,
-            "ratio": pipe / floor,
-            "pipeline_range_s": pipe_range,
-            "floor_range_s": floor_range,
-        }
+        out[f"threads_{threads}"] = _against_floors(backend, DEFAULT_SUITE, cfg, repeat, "pipeline")
     return out
+
+
+def _against_floors(backend: Any, suite: Any, cfg: Any, repeat: int, name: str) -> dict[str, Any]:
+    """``suite`` through the pipeline (``name``_s), under the original schema (the extended
+    schema's cost), and the two floors, each sampled ``repeat`` times in one sitting."""
+    from lenscheck.vocab import SCHEMA_ORIGINAL
+
+    original_cfg = cfg.evolve(schema=SCHEMA_ORIGINAL)
+    pipe, pipe_range = _sample_s(_pipeline(backend, suite, cfg), repeat)
+    orig, orig_range = _sample_s(_pipeline(backend, suite, original_cfg), repeat)
+    floor, floor_range = _sample_s(_floor(backend, suite), repeat)
+    full, full_range = _sample_s(_floor(backend, suite, points=True), repeat)
+    return {
+        f"{name}_s": pipe,
+        "original_schema_s": orig,
+        "extended_cost": pipe / orig,
+        "floor_s": floor,
+        "ratio": pipe / floor,
+        "points_floor_s": full,
+        "points_ratio": pipe / full,
+        f"{name}_range_s": pipe_range,
+        "original_schema_range_s": orig_range,
+        "floor_range_s": floor_range,
+        "points_floor_range_s": full_range,
+    }
 
 
 #: What any transformers user pays before the lens starts: import, load the checkpoint and
@@ -218,19 +244,12 @@ def suite_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {"prompts": len(suite)}
     for threads in _threads():
         torch.set_num_threads(threads)
-        many, many_range = _sample_s(_pipeline(backend, suite, cfg), repeat)
         single, single_range = _sample_s(_pipeline(backend, one, cfg), repeat)
-        floor, floor_range = _sample_s(_floor(backend, suite), repeat)
-        out[f"threads_{threads}"] = {
-            "suite_s": many,
-            "one_prompt_s": single,
-            "ratio": many / single,
-            "suite_floor_s": floor,
-            "suite_vs_floor": many / floor,
-            "suite_range_s": many_range,
-            "one_prompt_range_s": single_range,
-            "suite_floor_range_s": floor_range,
-        }
+        res = _against_floors(backend, suite, cfg, repeat, "suite")
+        res.update(
+            one_prompt_s=single, one_prompt_range_s=single_range, per_prompt=res["suite_s"] / single
+        )
+        out[f"threads_{threads}"] = res
     with tempfile.TemporaryDirectory() as tmp:
         single_toml = Path(tmp) / "one.toml"
         first = suite.cases[0]
@@ -659,39 +678,66 @@ def _cli_lines(cli: dict[str, Any]) -> list[str]:
     ]
 
 
+#: What the two floors and the schema comparison mean, said under both tables.
+_FLOORS_NOTE = (
+    "The floor: the forward passes the pipeline runs (each prompt with its probes, padded "
+    "as the pipeline pads them) and one unembedding matmul of every layer and position, "
+    "without softmax, entropy or top-k. The floor with points adds the decoding-point "
+    "ablation's unembedding of each prompt's last position at the two other decoding "
+    "points, which every run writes into its JSON. Original schema: the same run with "
+    "`schema=original` (the extended schema's cost is the ratio of the two)."
+)
+
+
+def _floor_columns(part: dict[str, Any], name: str) -> tuple[str, ...]:
+    return (
+        _sr(part, f"{name}_s"),
+        _sr(part, "original_schema_s"),
+        _x(part["extended_cost"]),
+        _sr(part, "floor_s"),
+        _x(part["ratio"]),
+        _sr(part, "points_floor_s"),
+        _x(part["points_ratio"]),
+    )
+
+
+_FLOOR_HEADER = (
+    "original schema",
+    "extended / original",
+    "floor",
+    "run / floor",
+    "floor with points",
+    "run / floor with points",
+)
+
+
 def _pipeline_lines(res: dict[str, Any]) -> list[str]:
     rows = [
-        (
-            k.removeprefix("threads_"),
-            _sr(res[k], "pipeline_s"),
-            _sr(res[k], "floor_s"),
-            _x(res[k]["ratio"]),
-        )
-        for k in _thread_keys(res)
+        (k.removeprefix("threads_"), *_floor_columns(res[k], "pipeline")) for k in _thread_keys(res)
     ]
     return [
         "## The pipeline after loading",
         "",
-        "`run_suite` on the built-in prompt plus the bytes of its files, against its "
-        "floor: the forward passes the pipeline runs (each prompt with its probes, padded "
-        "as the pipeline pads them) and one unembedding matmul of every layer and position, "
-        "without softmax, entropy or top-k.",
+        "`run_suite` on the built-in prompt plus the bytes of its files, against its floors.",
+        _FLOORS_NOTE,
         "",
         f"Load: {_s(res['load_s'])} (once, in this process); the heatmap: {_s(res['heatmap_s'])}.",
         "",
-        *_table(("threads", "pipeline", "floor", "pipeline / floor"), rows),
+        *_table(("threads", "pipeline", *_FLOOR_HEADER), rows),
     ]
 
 
 def _suite_lines(suite: dict[str, Any]) -> list[str]:
     rows = [
+        (k.removeprefix("threads_"), *_floor_columns(suite[k], "suite"))
+        for k in _thread_keys(suite)
+    ]
+    per_prompt = [
         (
             k.removeprefix("threads_"),
             _sr(suite[k], "suite_s"),
             _sr(suite[k], "one_prompt_s"),
-            _x(suite[k]["ratio"]),
-            _sr(suite[k], "suite_floor_s"),
-            _x(suite[k]["suite_vs_floor"]),
+            _x(suite[k]["per_prompt"]),
         )
         for k in _thread_keys(suite)
     ]
@@ -705,13 +751,11 @@ def _suite_lines(suite: dict[str, Any]) -> list[str]:
     return [
         f"## A {suite['prompts']}-prompt suite",
         "",
-        "`benchmarks/suite16.toml` after loading, against its first prompt alone and against "
-        "the suite's own floor (as above).",
+        "`benchmarks/suite16.toml` after loading, against its floors (as above) and against "
+        "its first prompt alone.",
         "",
-        *_table(
-            ("threads", "suite", "first prompt", "suite / prompt", "suite floor", "suite / floor"),
-            rows,
-        ),
+        *_table(("threads", "suite", *_FLOOR_HEADER), rows),
+        *_table(("threads", "suite", "first prompt", "suite / prompt"), per_prompt),
         *_table(("peak RSS", "value"), rss),
     ]
 

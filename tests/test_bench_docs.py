@@ -85,20 +85,36 @@ def _results() -> dict[str, Any]:
         "heatmap_s": 0.04,
         "threads_1": {
             "pipeline_s": 0.6,
+            "original_schema_s": 0.55,
+            "extended_cost": 1.0909,
             "floor_s": 0.5,
             "ratio": 1.2,
+            "points_floor_s": 0.55,
+            "points_ratio": 1.0909,
             "pipeline_range_s": [0.55, 1.5],
             "floor_range_s": [0.45, 0.5],
         },
-        "threads_2": {"pipeline_s": 0.363, "floor_s": 0.3, "ratio": 1.21},
+        "threads_2": {
+            "pipeline_s": 0.363,
+            "original_schema_s": 0.33,
+            "extended_cost": 1.1,
+            "floor_s": 0.3,
+            "ratio": 1.21,
+            "points_floor_s": 0.32,
+            "points_ratio": 1.134,
+        },
         "suite": {
             "prompts": 16,
             "threads_1": {
                 "suite_s": 7.5,
+                "original_schema_s": 7.0,
+                "extended_cost": 1.0714,
+                "floor_s": 5.0,
+                "ratio": 1.5,
+                "points_floor_s": 5.5,
+                "points_ratio": 1.3636,
                 "one_prompt_s": 0.5,
-                "ratio": 15.0,
-                "suite_floor_s": 5.0,
-                "suite_vs_floor": 1.5,
+                "per_prompt": 15.0,
             },
             "suite_peak_rss_mb": 1498.0,
             "one_prompt_peak_rss_mb": 1008.0,
@@ -152,13 +168,29 @@ def test_each_table_carries_the_sittings_numbers_and_ratios(bench: Any) -> None:
     assert _row(text, "1") == [
         "1",
         "600 ms (550 ms to 1.50 s)",
+        "550 ms",
+        "1.09x",
         "500 ms (450 ms to 500 ms)",
         "1.20x",
+        "550 ms",
+        "1.09x",
     ]
-    assert _row(text, "2") == ["2", "363 ms", "300 ms", "1.21x"]
+    assert _row(text, "2") == [
+        "2",
+        "363 ms",
+        "330 ms",
+        "1.10x",
+        "300 ms",
+        "1.21x",
+        "320 ms",
+        "1.13x",
+    ]
     assert "Load: 250 ms" in text and "the heatmap: 40 ms" in text
     suite_rows = [line for line in text.splitlines() if line.startswith("| 1 | 7.50 s")]
-    assert suite_rows == ["| 1 | 7.50 s | 500 ms | 15.00x | 5.00 s | 1.50x |"]
+    assert suite_rows == [
+        "| 1 | 7.50 s | 7.00 s | 1.07x | 5.00 s | 1.50x | 5.50 s | 1.36x |",
+        "| 1 | 7.50 s | 500 ms | 15.00x |",
+    ]
     assert _row(text, "the same with its first prompt alone")[1] == "1,008 MiB"
     assert _row(text, "two models / one")[1] == "1.01x"
 

@@ -128,3 +128,32 @@ def test_the_original_csv_headers_are_built_from_the_declarations(
         "prob1",
         "rest_mass",
     ]
+
+
+def test_the_golden_pins_the_declared_flags_and_collapse_layers() -> None:
+    """The golden entry's flags are the pure CSV's declared flag columns and its collapse
+    block the declared layer-valued measurements of the original JSON, in table order: a
+    flag or collapse layer declared in the table is pinned without a second list."""
+    from lenscheck.golden.payload import prompt_payload
+
+    flags = [str(m.column) for m in declared("pure", "original")]
+    layers = [
+        m.name for m in declared("json", "original") if m.scope == "prompt" and m.kind == "int"
+    ]
+    assert layers == ["L_copy", "L_copy_H", "L_semantic", "delta_layers"]
+    pure = [
+        {"layer": n, "entropy": 1.5, "topk": [["a", 0.5], ["b", 0.25]], **dict.fromkeys(flags, n)}
+        for n in range(2)
+    ]
+    diag = {"L_copy": 1, "L_copy_H": None, "L_semantic": 3, "delta_layers": 2}
+    doc = {
+        "prompt": {"context_prompt": "p", "ground_truth": "a"},
+        "test_prompts": [],
+        "temperature_exploration": [],
+        "diagnostics": diag,
+        "final_prediction": {"entropy": 1.0, "topk": [["a", 0.5]]},
+    }
+    entry = prompt_payload(doc, None, pure)
+    assert entry["flags"] == {f: [0, 1] for f in flags}
+    assert {k: v for k, v in entry["collapse"].items() if k in layers} == diag
+    assert [k for k in entry["collapse"] if k != "embedding_echo"] == layers

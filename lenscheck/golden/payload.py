@@ -22,7 +22,7 @@ from typing import Any
 
 from lenscheck.metrics.files import SidecarTable, parse_sidecar_bytes
 from lenscheck.metrics.table import CONTROL_SUMMARY_KEY, declared
-from lenscheck.schema import CSV_DIALECT, CsvTable, parse_csv_bytes
+from lenscheck.schema import CSV_DIALECT, FLAG_COLUMNS, CsvTable, parse_csv_bytes
 from lenscheck.vocab import BOS_ALWAYS, DECODE_POINTS, NEXT_LN1, SCHEMA_ORIGINAL
 
 __all__ = [
@@ -97,7 +97,11 @@ PROMPT_SECTIONS = (
     "decoding",
     "metrics",
 )
-_UNSTABLE_DIAGNOSTICS = ("L_copy", "L_copy_H", "L_semantic", "delta_layers")
+#: The collapse layers (the table's layer-valued prompt measurements of the original
+#: JSON): their values are pinned, their types (null or int) are not part of the schema.
+_UNSTABLE_DIAGNOSTICS = tuple(
+    m.name for m in declared("json", SCHEMA_ORIGINAL) if m.scope == "prompt" and m.kind == "int"
+)
 _NULLABLE_SUMMARY = "first_norm_only_semantics_layer"
 
 
@@ -239,9 +243,7 @@ def _rows(pure: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list[Any]], dict
         "entropy": _r(float(r["entropy"]) for r in pure),
         "topk": [_pairs(r["topk"]) for r in pure],
     }
-    flags = {
-        f: [r.get(f) for r in pure] for f in ("copy_collapse", "entropy_collapse", "is_answer")
-    }
+    flags = {f: [r.get(f) for r in pure] for f in FLAG_COLUMNS}
     return rows, flags
 
 

@@ -7,6 +7,9 @@ milestones sidecars and the JSON as the files state them, and checks, per prompt
   p_top1 >= p_answer, p_top1 and p_top5 the row's own listed probabilities, entropy_bits
   the row's entropy, answer rank 1 exactly when the answer is the top-1 id, a gap column
   filled exactly when its rank condition holds, entropy_gap_bits = entropy - teacher;
+* the answer's rank and probability (the lens' where it is the logit lens, the raw
+  lens') equal to the JSON's decoding-point ablation, which reads the same logits through
+  code of its own (every dtype);
 * the copy flags (strict at each threshold, soft at each window), norm_only_semantics,
   the milestones (CSV and JSON), the raw-vs-norm summary and a control prompt's summary,
   re-derived from the columns they are defined on; control_margin only on a control
@@ -229,6 +232,44 @@ def _sidecar_rules(
         out.close(f"{prompt}: raw_lens_summary", key, summary.get(key), value, 1e-9)
 
 
+def _ablation_rules(
+    prompt: str, files: PromptFiles, cols: dict[str, list[Any]], out: _Problems
+) -> None:
+    """The answer's rank and probability against the JSON's decoding-point ablation, which
+    reads the same logits through code of its own: the raw lens' always (the rawlens
+    sidecar and the ablation's raw point unembed the same rows), the lens' own where the
+    run reads the logit lens (the ablation's chosen point). Where the answer's first id is
+    the answer tokenized alone's (the ablation's id), ranks must be equal and
+    probabilities equal to rounding in every dtype: a rank off by one shows in half
+    precision, where no fresh recomputation is tight enough to."""
+    diag = files.json["diagnostics"]
+    block = diag.get("decoding_ablation") or {}
+    pieces = diag.get("ground_truth_token_ids") or []
+    a = diag.get("answer_first_id")
+    if a is None or not pieces or pieces[0] != a:
+        return
+    # p from exp(log_softmax) here, from the softmax there: fp32 rounding of log p, which
+    # grows with the logits' size (a raw lens' reach hundreds).
+    sides: list[tuple[str, list[Any], list[Any], float, str]] = []
+    point = str(diag.get("decode_norm"))
+    if (diag.get("lens") or {}).get("kind", "logit") == "logit" and block.get(point):
+        sides.append((point, cols["answer_rank"], cols["p_answer"], 1e-5, ""))
+    if files.rawlens is not None and block.get("raw"):
+        rows = files.rawlens.rows
+        raw = [r["answer_rank_raw"] for r in rows], [r["p_answer_raw"] for r in rows]
+        sides.append(("raw", *raw, 1e-4, "_raw"))
+    for name, ranks, probs, tol, suffix in sides:
+        ablation = block[name]
+        for n, (rank, p) in enumerate(zip(ranks, probs)):
+            where = f"{prompt}: layer {n}"
+            if rank != ablation["answer_rank"][n]:
+                out.append(
+                    f"{where}: answer_rank{suffix} written {rank!r}, the decoding-point "
+                    f"ablation's ({name}) {ablation['answer_rank'][n]!r}"
+                )
+            out.close(where, f"p_answer{suffix}", p, ablation["p_answer"][n], tol)
+
+
 def _control_rules(
     prompt: str,
     files: PromptFiles,
@@ -437,6 +478,7 @@ def check_measurements(lens_run: LensRun) -> list[str]:
             _row_rules(prompt, files, cols, out)
             _copy_rules(prompt, tokenizer, files, cols, out)
             _sidecar_rules(prompt, files, cols, out)
+            _ablation_rules(prompt, files, cols, out)
             _control_rules(prompt, files, lens_run.files, cols, out)
             fp32 = lens_run.run.backend.dtype in (torch.float32, torch.float64)
             lens = (files.json["diagnostics"].get("lens") or {}).get("kind", "logit")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lenscheck.metrics import columns, declared, metric, parse_sidecar_bytes
 from lenscheck.metrics.files import dump_milestones_bytes, dump_rawlens_bytes
 from lenscheck.metrics.table import METRICS, TOLERANCE_CLASSES, Metric, markdown_table
-from lenscheck.schema import CsvRow, dump_csv_bytes, parse_csv_bytes
+from lenscheck.schema import FLAG_COLUMNS, CsvRow, dump_csv_bytes, parse_csv_bytes
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
@@ -157,3 +159,73 @@ def test_the_golden_pins_the_declared_flags_and_collapse_layers() -> None:
     assert entry["flags"] == {f: [0, 1] for f in flags}
     assert {k: v for k, v in entry["collapse"].items() if k in layers} == diag
     assert [k for k in entry["collapse"] if k != "embedding_echo"] == layers
+
+
+def _records_doc(value: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A one-prompt JSON and its 2 layers x 2 positions of record dicts, each with a
+    ``z_max`` of ``value(layer, pos)``."""
+    records = [
+        {
+            "layer": layer,
+            "pos": pos,
+            "token": f"t{pos}",
+            "entropy": 1.5 + layer,
+            "topk": [["a", 0.5], ["b", 0.25]],
+            "z_max": value(layer, pos),
+        }
+        for layer in range(2)
+        for pos in range(2)
+    ]
+    doc = {
+        "prompt": {"context_prompt": "p", "ground_truth": "a"},
+        "test_prompts": [],
+        "temperature_exploration": [],
+        "diagnostics": {},
+        "final_prediction": {"entropy": 1.0, "topk": [["a", 0.5]]},
+    }
+    return doc, records
+
+
+def test_a_cell_measurement_declared_in_the_table_is_pinned_and_compared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The records grid and the next-token trajectory pin each records column the table
+    declares as a ``value`` (today only ``entropy``), by its tolerance class: declaring a
+    new cell measurement puts it in the golden and its comparison with no second list."""
+    from lenscheck.golden.compare import compare_golden
+    from lenscheck.golden.payload import prompt_payload
+    from lenscheck.golden.tolerances import DEFAULT_TOLERANCES
+    from lenscheck.metrics import table
+
+    assert [m.name for m in table.grid_metrics()] == ["entropy"]
+    assert {m.golden for m in declared("records", "original")} == {
+        "value",
+        "topk",
+        "index",
+        "derived",
+    }
+    z_max = table._m(
+        "z_max", "cell", "logit", "records", "logit", "the largest lens logit", schema="original"
+    )
+    monkeypatch.setattr(table, "METRICS", (*table.METRICS[:4], z_max, *table.METRICS[4:]))
+    assert [m.name for m in table.grid_metrics()] == ["entropy", "z_max"]
+
+    doc, records = _records_doc(lambda layer, pos: 10.0 * layer + pos + 1 / 3)
+    pure = [{**r, **dict.fromkeys(FLAG_COLUMNS, False)} for r in records if r["pos"] == 1]
+    entry = prompt_payload(doc, records, pure)
+    assert list(entry["records"]) == ["top1", "p_top1", "p_top2", "entropy", "z_max", "topk"]
+    assert entry["records"]["z_max"] == [[0.33333333, 1.3333333], [10.333333, 11.333333]]
+    assert entry["next_token"]["z_max"] == [1.3333333, 11.333333]
+
+    fp32 = DEFAULT_TOLERANCES["cpu-float32"]
+    bound = table.class_tolerance("logit", fp32)
+    moved = copy.deepcopy(entry)
+    moved["records"]["z_max"][1][0] += 2 * bound
+    moved["next_token"]["z_max"][0] += bound / 2  # within the logit class' tolerance
+    as_doc = lambda e: {"prompts": {"p": e}, "facts": {}}  # noqa: E731
+    report = compare_golden(as_doc(entry), as_doc(moved), fp32, sections=("records", "trajectory"))
+    assert [(d.section, d.metric, d.layer, d.pos) for d in report.drifts] == [
+        ("records", "z_max", 1, 0)
+    ]
+    assert report.drifts[0].tolerance == bound
+    assert report.max_delta["trajectory"] == pytest.approx(bound / 2)

@@ -17,6 +17,7 @@ from lenscheck.collapse import ENTROPY_COLLAPSE_BITS
 from lenscheck.golden.metrics import compare_metrics, compare_topk
 from lenscheck.golden.payload import BACKEND_DEPENDENT_FACTS, CLASS_DEPENDENT_FACTS
 from lenscheck.golden.tolerances import Tolerances
+from lenscheck.metrics.table import class_cap, class_tolerance, grid_metrics
 from lenscheck.vocab import DECODE_POINTS
 
 __all__ = ["SECTIONS", "Drift", "DriftReport", "compare_golden", "pair_prompts"]
@@ -304,19 +305,27 @@ def _rows(
     places: Sequence[_Place],
     tol: Tolerances | None = None,
 ) -> None:
-    """Parallel arrays top1 / p_top1 / p_top2 / entropy, row by row (``tol``: the tolerances
-    of the values' decoding point, default the comparison's)."""
+    """Parallel arrays, row by row: the top-1 (a near-tie by the golden's p_top1 - p_top2),
+    each value the metric table declares for the grid (``entropy``) by its tolerance class,
+    p_top1, and the top-k pairs where both sides have them (``tol``: the tolerances of the
+    values' decoding point, default the comparison's)."""
     n = len(g["top1"])
     if len(o["top1"]) != n:
         c.add(Drift(section, "row count", n, len(o["top1"]), prompt=prompt))
         return
+    t = tol or c.tol
+    values = [m for m in grid_metrics() if m.name in g and m.name in o]
     for i, at in enumerate(places):
         where: dict[str, Any] = {"prompt": prompt, "layer": at.layer, "pos": at.pos}
         gap = _gap(g["p_top1"], g["p_top2"], i)
         c.top1(section, at.name("top1"), g["top1"][i], o["top1"][i], gap, **where)
-        ge, oe = g["entropy"][i], o["entropy"][i]
-        t = tol or c.tol
-        c.close(section, at.name("entropy"), ge, oe, t.entropy, t.entropy_cap, **where)
+        for m in values:
+            ga, oa = g[m.name][i], o[m.name][i]
+            if m.tolerance == "exact" or m.kind in ("bool", "str"):
+                c.equal(section, at.name(m.name), ga, oa, **where)
+                continue
+            bound = class_tolerance(m.tolerance, t, raw=m.raw, golden=ga)
+            c.close(section, at.name(m.name), ga, oa, bound, class_cap(m.tolerance, t), **where)
         gp, op = g["p_top1"][i], o["p_top1"][i]
         c.close(section, at.name("p_top1"), gp, op, t.p_top1, t.p_cap, **where)
         if "topk" in g and "topk" in o:
@@ -350,7 +359,7 @@ def _records(c: _Comparer, g_entry: Any, o_entry: Any, prompt: str) -> None:
         c.add(Drift("records", "layers x positions", shape_g, shape_o, prompt=prompt))
         return
     n_layers, n_pos = shape_g
-    metrics = tuple(m for m in ("top1", "p_top1", "p_top2", "entropy", "topk") if m in g and m in o)
+    metrics = tuple(m for m in dict.fromkeys([*g, *o]) if m in g and m in o)
     for layer in range(n_layers):
         places = [_Place(layer=layer, pos=pos) for pos in range(n_pos)]
         row = {m: g[m][layer] for m in metrics}

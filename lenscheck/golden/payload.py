@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lenscheck.metrics.files import SidecarTable, parse_sidecar_bytes
-from lenscheck.metrics.table import CONTROL_SUMMARY_KEY, declared
+from lenscheck.metrics.table import CONTROL_SUMMARY_KEY, declared, grid_metrics
 from lenscheck.schema import CSV_DIALECT, FLAG_COLUMNS, CsvTable, parse_csv_bytes
 from lenscheck.vocab import BOS_ALWAYS, DECODE_POINTS, NEXT_LN1, SCHEMA_ORIGINAL
 
@@ -212,37 +212,46 @@ def _pairs(topk: Sequence[Sequence[Any]]) -> list[list[Any]]:
     return [[str(t), round_sig(float(p))] for t, p in topk]
 
 
+#: The near-tie views of a row's top-k pairs: what a changed top-1 is judged by.
+_VIEWS = ("top1", "p_top1", "p_top2")
+
+
+def _pinned() -> tuple[str, ...]:
+    """The names :func:`_row_values` gives, in order."""
+    return (*_VIEWS, *(m.name for m in grid_metrics()), "topk")
+
+
+def _row_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a golden pins of one records cell or next-token row: the views of its top-k,
+    each value column the metric table declares for the grid (lenscheck.metrics.table.
+    grid_metrics: ``entropy``), then every top-k pair."""
+    t1, p1, p2 = _top2(row["topk"])
+    out: dict[str, Any] = dict(zip(_VIEWS, (t1, round_sig(p1), round_sig(p2))))
+    for m in grid_metrics():
+        value = row[str(m.column)]
+        out[m.name] = round_sig(float(value)) if m.kind == "float" else value
+    out["topk"] = _pairs(row["topk"])
+    return out
+
+
 def _grid(records: Sequence[Mapping[str, Any]]) -> dict[str, list[list[Any]]]:
-    """Records as [layer][position] arrays of top-1, p(top-1), p(top-2), entropy and every
-    top-k pair."""
+    """Records as [layer][position] arrays, one per pinned value (:func:`_row_values`)."""
     n_layers = 1 + max(int(r["layer"]) for r in records)
     n_pos = 1 + max(int(r["pos"]) for r in records)
-    cells: dict[str, list[list[Any]]] = {
-        m: [[None] * n_pos for _ in range(n_layers)]
-        for m in ("top1", "p_top1", "p_top2", "entropy", "topk")
-    }
+    cells = {name: [[None] * n_pos for _ in range(n_layers)] for name in _pinned()}
     for r in records:
-        t1, p1, p2 = _top2(r["topk"])
-        layer, pos = int(r["layer"]), int(r["pos"])
-        cells["top1"][layer][pos] = t1
-        cells["p_top1"][layer][pos] = round_sig(p1)
-        cells["p_top2"][layer][pos] = round_sig(p2)
-        cells["entropy"][layer][pos] = round_sig(float(r["entropy"]))
-        cells["topk"][layer][pos] = _pairs(r["topk"])
+        for name, value in _row_values(r).items():
+            cells[name][int(r["layer"])][int(r["pos"])] = value
     return cells
 
 
 def _rows(pure: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
-    """Next-token rows (layer, top-1, probabilities, entropy) and their flags."""
-    tops = [_top2(r["topk"]) for r in pure]
-    rows: dict[str, list[Any]] = {
-        "layer": [int(r["layer"]) for r in pure],
-        "top1": [t for t, _, _ in tops],
-        "p_top1": _r(p for _, p, _ in tops),
-        "p_top2": _r(p for _, _, p in tops),
-        "entropy": _r(float(r["entropy"]) for r in pure),
-        "topk": [_pairs(r["topk"]) for r in pure],
-    }
+    """Next-token rows (their layer, then :func:`_row_values`) and their flags."""
+    rows: dict[str, list[Any]] = {"layer": [int(r["layer"]) for r in pure]}
+    rows.update({name: [] for name in _pinned()})
+    for r in pure:
+        for name, value in _row_values(r).items():
+            rows[name].append(value)
     flags = {f: [r.get(f) for r in pure] for f in FLAG_COLUMNS}
     return rows, flags
 

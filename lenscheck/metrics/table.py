@@ -39,10 +39,13 @@ __all__ = [
     "MILESTONES_COLUMNS",
     "TOLERANCE_CLASSES",
     "Metric",
+    "Pin",
     "Scope",
+    "class_cap",
     "class_tolerance",
     "columns",
     "declared",
+    "grid_metrics",
     "markdown_table",
     "metric",
     "tolerance_of",
@@ -50,6 +53,7 @@ __all__ = [
 
 Scope = Literal["cell", "next-token row", "prompt", "model"]
 Kind = Literal["float", "int", "bool", "str"]
+Pin = Literal["value", "topk", "index", "derived"]
 #: Where a value lives: a CSV of one prompt (by its file kind) or its JSON.
 FileKind = Literal["records", "pure", "rawlens", "milestones", "json"]
 
@@ -97,6 +101,13 @@ class Metric:
     #: fp32 noise is the raw decoding point's, about 10x a normed lens' (docs/tolerances.md),
     #: so it gets the raw tolerances.
     raw: bool = False
+    #: How a golden pins the value: ``value`` (its own grid or array, compared by its
+    #: tolerance class), ``topk`` (the ``topN``/``probN`` pair: one list of pairs per row,
+    #: lenscheck.golden.metrics.compare_topk), ``index`` (a grid's coordinates, or the
+    #: prompt's tokens, pinned in the tokenization section), ``derived`` (recomputed from
+    #: pinned values when the file is parsed: ``rest_mass``, which lenscheck.schema refuses
+    #: beyond 1e-9 of ``1 - sum of the pairs``).
+    golden: Pin = "value"
 
     def __post_init__(self) -> None:
         if self.tolerance not in TOLERANCE_CLASSES:
@@ -120,6 +131,7 @@ def _m(
     kind: Kind = "float",
     optional: bool = False,
     raw: bool = False,
+    golden: Pin = "value",
 ) -> Metric:
     return Metric(
         name,
@@ -134,6 +146,7 @@ def _m(
         kind,
         optional,
         raw,
+        golden,
     )
 
 
@@ -146,6 +159,7 @@ _ORIGINAL: tuple[Metric, ...] = (
         "exact",
         "lens layer 0..L (0: the embeddings)",
         schema="original",
+        golden="index",
         kind="int",
     ),
     _m(
@@ -156,6 +170,7 @@ _ORIGINAL: tuple[Metric, ...] = (
         "exact",
         "position in the forward tokens",
         schema="original",
+        golden="index",
         kind="int",
     ),
     _m(
@@ -166,6 +181,7 @@ _ORIGINAL: tuple[Metric, ...] = (
         "exact",
         "the input token at pos, decoded alone",
         schema="original",
+        golden="index",
         kind="str",
     ),
     _m(
@@ -185,6 +201,7 @@ _ORIGINAL: tuple[Metric, ...] = (
         "exact",
         "the N-th most likely token (N <= 20 at a verbose position, else 5)",
         schema="original",
+        golden="topk",
         kind="str",
     ),
     _m(
@@ -195,6 +212,7 @@ _ORIGINAL: tuple[Metric, ...] = (
         "prob",
         "its full-softmax probability",
         schema="original",
+        golden="topk",
     ),
     _m(
         "rest_mass",
@@ -204,6 +222,7 @@ _ORIGINAL: tuple[Metric, ...] = (
         "prob",
         "max(0, 1 - sum of the listed probabilities)",
         schema="original",
+        golden="derived",
     ),
     _m(
         "copy_collapse",
@@ -743,6 +762,13 @@ def declared(file: FileKind, schema: str | None = None) -> tuple[Metric, ...]:
     return tuple(m for m in METRICS if m.file == file and (schema is None or m.schema == schema))
 
 
+def grid_metrics(schema: str = "original") -> tuple[Metric, ...]:
+    """The records columns a golden pins as values of their own, per cell of the records
+    grid and per row of the next-token trajectory (today: ``entropy``); the top-k pairs,
+    the coordinates and ``rest_mass`` are pinned as their ``golden`` field says."""
+    return tuple(m for m in declared("records", schema) if m.golden == "value")
+
+
 def columns(file: FileKind, schema: str = "extended") -> tuple[str, ...]:
     """The columns a file of ``file``'s kind gains under ``schema`` (the pure CSV: after
     its flags; a sidecar: its whole header)."""
@@ -778,19 +804,35 @@ def class_tolerance(
     }[cls]
 
 
+def class_cap(cls: str, tol: Tolerances) -> float:
+    """Up to where a value of class ``cls`` beyond its tolerance may be an outlier (half
+    precision against float32, Tolerances' allowance): entropies and probabilities."""
+    return {"entropy": tol.entropy_cap, "prob": tol.p_cap}.get(cls, 0.0)
+
+
 def tolerance_of(m: Metric, tol: Tolerances, golden: float | None = None) -> float:
     """How far a value of ``m`` whose golden value is ``golden`` may move under ``tol``
     (its class' tolerances, the raw point's where ``m`` reads the raw lens); 0: exact."""
     return class_tolerance(m.tolerance, tol, raw=m.raw, golden=golden)
 
 
+_PIN_NOTES = {
+    ("topk", False): ", as the top-k pairs",
+    ("index", False): ", as the grid's coordinates",
+    ("index", True): ", as the tokenization's tokens",
+    ("derived", False): ", derived from the pairs",
+}
+
+
 def markdown_table(metrics: Iterable[Metric]) -> str:
     """The docs' table of ``metrics``: column, scope, unit, tolerance class (``(raw)``:
-    the raw point's), definition."""
+    the raw point's; how a golden pins it where that is not as a value of its own),
+    definition."""
     lines = ["| column | scope | unit | golden tolerance | definition |", "|---|---|---|---|---|"]
     for m in metrics:
         where = f"`{m.column}`" if m.column else f"`{m.json_key}`"
         empty = " (may be empty)" if m.optional else ""
         tol = f"{m.tolerance} (raw)" if m.raw else m.tolerance
+        tol += _PIN_NOTES.get((m.golden, m.kind == "str"), _PIN_NOTES.get((m.golden, False), ""))
         lines.append(f"| {where} | {m.scope} | {m.unit} | {tol} | {m.definition}{empty} |")
     return "\n".join(lines)

@@ -250,3 +250,37 @@ def test_a_half_precision_run_failing_a_float32_golden_says_why_and_how_to_pin_i
     assert _cross_dtype_note("cpu-float32", "cuda-float32", cmd) == ""  # no dtype change
     assert _cross_dtype_note("cuda-float16", "cuda-float16", cmd) == ""
     assert _cross_dtype_note("cuda-bfloat16", "cpu-float32", cmd) == ""  # fp32 is the reference
+
+
+def test_the_context_table_shows_the_drifted_extended_column(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    """A drift in an extended column (KL to the model's head): the rows around it show
+    that column on both sides, as M, the title saying which column M is."""
+    kl = entry(run)["metrics"]["next_token"]["kl_to_final_bits"]
+    before = entry(golden)["metrics"]["next_token"]["kl_to_final_bits"][2]
+    kl[2] += 1.0
+    report = compare_golden(golden, run, FP32)
+    assert [(d.section, d.metric, d.layer) for d in report.drifts] == [
+        ("metrics", "next_token kl_to_final_bits", 2)
+    ]
+    lines = render_report(report).splitlines()
+    start = lines.index("  next-token rows of prompt capital-de, M = kl_to_final_bits:")
+    head = lines[start + 1].split()
+    assert head[0] == "layer" and head[-4:] == ["M", "golden", "M", "run"]
+    marked = next(line for line in lines if line.startswith("  >> 2 "))
+    cells = marked.split()
+    assert float(cells[-2]) == pytest.approx(before, rel=1e-4)
+    assert float(cells[-1]) == pytest.approx(before + 1.0, rel=1e-4)
+
+
+def test_the_context_table_of_a_records_drift_has_no_extra_column(
+    golden: dict[str, Any], run: dict[str, Any]
+) -> None:
+    entry(run)["next_token"]["entropy"][3] += 0.25
+    lines = render_report(compare_golden(golden, run, FP32)).splitlines()
+    start = lines.index("  next-token rows of prompt capital-de:")
+    assert lines[start + 1].split() == [
+        "layer", "top1", "golden", "top1", "run", "H", "golden", "H", "run", "p1", "golden",
+        "p1", "run",
+    ]  # fmt: skip

@@ -152,7 +152,8 @@ def _cell(text: Any) -> str:
 
 
 def _table(report: DriftReport, first: Drift, old: str, new: str) -> list[str]:
-    """Next-token rows of the first divergence's prompt around its layer."""
+    """Next-token rows of the first divergence's prompt around its layer: top-1, entropy,
+    p(top-1) and, when the drift is in an extended column, that column."""
     if first.prompt is None or first.layer is None:
         return []
     g_prompts, o_prompts = report.golden.get("prompts", {}), report.observed.get("prompts", {})
@@ -162,29 +163,46 @@ def _table(report: DriftReport, first: Drift, old: str, new: str) -> list[str]:
     )
     if g is None or o is None:
         return []
-    g, o = g["next_token"], o["next_token"]
+    columns = [(name, g["next_token"][key], o["next_token"][key]) for name, key in _VIEWED]
+    extra = _metric_column(first, g, o)
+    title = f"next-token rows of prompt {first.prompt}"
+    if extra is not None:  # its name is too long for a cell: M stands for it
+        title += f", M = {extra[0]}"
+        columns.append(("M", extra[1], extra[2]))
     bad = {d.layer for d in report.drifts if d.layer is not None and d.prompt == first.prompt}
-    head = ("layer", f"top1 {old}", f"top1 {new}", f"H {old}", f"H {new}", f"p1 {old}", f"p1 {new}")
+    head = ["layer"] + [f"{name} {side}" for name, _, _ in columns for side in (old, new)]
     lines = [
-        f"next-token rows of prompt {first.prompt}:",
+        f"{title}:",
         "   " + " ".join(h.ljust(_CELL) for h in head),
     ]
-    n = min(len(g["top1"]), len(o["top1"]))
+    n = min(min(len(gv), len(ov)) for _, gv, ov in columns)
     for layer in range(
         max(0, first.layer - _CONTEXT_LAYERS), min(n, first.layer + _CONTEXT_LAYERS + 1)
     ):
         mark = ">> " if layer in bad else "   "
-        cells = (
-            layer,
-            g["top1"][layer],
-            o["top1"][layer],
-            g["entropy"][layer],
-            o["entropy"][layer],
-            g["p_top1"][layer],
-            o["p_top1"][layer],
-        )
+        cells = [layer] + [v[layer] for _, gv, ov in columns for v in (gv, ov)]
         lines.append(mark + " ".join(_cell(c) for c in cells))
     return lines
+
+
+#: The next-token values every context table shows: (header, golden key).
+_VIEWED = (("top1", "top1"), ("H", "entropy"), ("p1", "p_top1"))
+
+
+def _metric_column(
+    first: Drift, g: Mapping[str, Any], o: Mapping[str, Any]
+) -> tuple[str, list[Any], list[Any]] | None:
+    """The extended column the first divergence is in (``next_token kl_to_final_bits``,
+    ``rawlens p_top1_raw``), both sides' values per layer; None for any other drift."""
+    if first.section != "metrics":
+        return None
+    part, _, column = first.metric.partition(" ")
+    g_part = ((g.get("metrics") or {}).get(part)) or {}
+    o_part = ((o.get("metrics") or {}).get(part)) or {}
+    gv, ov = g_part.get(column), o_part.get(column)
+    if not isinstance(gv, list) or not isinstance(ov, list):
+        return None
+    return column, gv, ov
 
 
 def _versions(env: Mapping[str, Any]) -> str:

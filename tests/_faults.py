@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["CONFTEST", "FAULTS", "METRIC_FAULTS", "Patch", "fault_conftest"]
+__all__ = ["CONFTEST", "FAULTS", "METRIC_FAULTS", "TIE_FAULTS", "Patch", "fault_conftest"]
 
 Patch = tuple[str, str, list[tuple[str, str]], list[str]]
 
@@ -371,3 +371,14 @@ METRIC_FAULTS: dict[str, list[Patch]] = {
     ),
 }
 FAULTS.update(METRIC_FAULTS)
+
+#: Faults that only a tie among equal logits shows (bfloat16 logits tie often; float32 ones
+#: on our models never): the rawlens sidecar picks its lens top-1 with a top-k of its own,
+#: whose k breaks the tie another way than the records' does.
+TIE_FAULTS: dict[str, list[Patch]] = {
+    "rawlens-top1-chosen-apart": _metric_fault(
+        "_rawlens",
+        'norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm", x.top1)',
+        'norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm", None)',
+    ),
+}

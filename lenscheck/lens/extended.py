@@ -34,6 +34,7 @@ def _inputs(
     raw_logits: torch.Tensor,
     answer_ids: list[int],
     control: Job | None,
+    top1: list[int],
 ) -> NextTokenInputs:
     import torch
 
@@ -53,6 +54,7 @@ def _inputs(
         start=first_rule_layer(cfg),
         control_answer=None if control is None else _answer_of(backend, control),
         is_control=control is not None,
+        top1=top1,
     )
 
 
@@ -70,14 +72,16 @@ def add_extended(
     logits: tuple[torch.Tensor, torch.Tensor],
     pure: list[dict[str, Any]],
     diag: dict[str, Any],
-    control: Job | None = None,
+    control: Job | None,
+    top1: list[int],
 ) -> NextTokenMetrics:
     """Compute one prompt's extended measurements from its (lens, raw) next-token logits
     [L+1, V]; put the columns into ``pure``'s rows and the milestones and summary into
     ``diag``; return them (the sidecars are written from it). ``control``: the prompt this
-    one is the control of (its margin column and ``diag["control_summary"]``)."""
+    one is the control of (its margin column and ``diag["control_summary"]``). ``top1``:
+    the lens' top-1 id per layer at the last position, as the pure CSV has it."""
     answer_ids = list(diag.get("ground_truth_token_ids") or [])
-    x = _inputs(backend, lens, cfg, capture, logits[0], logits[1], answer_ids, control)
+    x = _inputs(backend, lens, cfg, capture, logits[0], logits[1], answer_ids, control, top1)
     out = next_token_metrics(x)
     for row, cols in zip(pure, out.pure):
         row["metrics"] = cols

@@ -178,7 +178,8 @@ def _result(
     ext = None
     if cfg.schema != SCHEMA_ORIGINAL:
         logits = (st.next_token, points[RAW])
-        ext = add_extended(backend, lens, cfg, capture, logits, pure, diag, control)
+        top1 = [layer[-1][0] for layer in top_ids]  # the pure CSV's, ties broken once
+        ext = add_extended(backend, lens, cfg, capture, logits, pure, diag, control, top1)
     facts = lens.facts()
     if not isinstance(lens, LogitLens):
         diag["lens"] = facts  # the logit lens' facts are decode_norm, already there

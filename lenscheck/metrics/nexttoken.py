@@ -59,6 +59,10 @@ class NextTokenInputs:
     #: this prompt is a control at all (its margin may still be unknown: no answer id).
     control_answer: int | None = None
     is_control: bool = False
+    #: The lens' top-1 id per layer as the records chose it. torch.topk breaks a tie by
+    #: its k (k = 1, 2, 20 and max pick different ids among equal logits), so every file
+    #: takes the one choice; None: chosen here, as the ablation chooses (top-2 of the logits).
+    top1: list[int] | None = None
 
 
 @dataclass
@@ -143,9 +147,10 @@ def _pure(
 
     logits = x.lens_logits
     n = logits.shape[0]
-    top2 = torch.topk(logp := lp.logp, 2, dim=-1)
-    top1 = [int(i) for i in top2.indices[:, 0].tolist()]
-    p1, p2 = _floats(top2.values[:, 0].exp()), _floats(top2.values[:, 1].exp())
+    logp = lp.logp
+    top1 = _top1_ids(logits, x.top1)
+    p1 = _floats(logp.gather(-1, torch.tensor(top1)[:, None])[:, 0].exp())
+    p2 = _floats(torch.topk(logp, 2, dim=-1).values[:, 1].exp())  # p1 itself in a tie
     ans = _answer_cols(logp, logits, x.answer)
     gap2, gap1 = _gaps(logits, x.answer, ans["rank"])
     teacher = f.entropy_bits_of(lq.logp[None], lq.p[None])[0].item()
@@ -185,14 +190,29 @@ def _margins(x: NextTokenInputs, lp: _Dist) -> list[Any]:
     return _floats(f.control_margin(lp.logp, x.answer, x.control_answer, lp.p))
 
 
+def _top1_ids(logits: torch.Tensor, given: list[int] | None) -> list[int]:
+    """``given``, else each row's top-1 by the top-2 of its logits (the ablation's choice)."""
+    import torch
+
+    if given is not None:
+        return list(given)
+    return [int(i) for i in torch.topk(logits, 2, dim=-1).indices[:, 0].tolist()]
+
+
 def _side(
-    logp: torch.Tensor, logits: torch.Tensor, a: int | None, decode: Callable[[int], str], side: str
+    logp: torch.Tensor,
+    logits: torch.Tensor,
+    a: int | None,
+    decode: Callable[[int], str],
+    side: str,
+    top1: list[int] | None = None,
 ) -> dict[str, list[Any]]:
-    top = logp.max(-1)
-    ids = [int(i) for i in top.indices.tolist()]
+    import torch
+
+    ids = _top1_ids(logits, top1)
     ans = _answer_cols(logp, logits, a)
     return {
-        f"p_top1_{side}": _floats(top.values.exp()),
+        f"p_top1_{side}": _floats(logp.gather(-1, torch.tensor(ids)[:, None])[:, 0].exp()),
         f"top1_token_id_{side}": ids,
         f"top1_token_str_{side}": [decode(i) for i in ids],
         f"p_answer_{side}": ans["p"],
@@ -205,7 +225,7 @@ def _rawlens(
 ) -> list[dict[str, Any]]:
     n = lp.p.shape[0]
     raw = _side(lr.logp, x.raw_logits, x.answer, x.decode, "raw")
-    norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm")
+    norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm", x.top1)
     h_norm = pure["entropy_bits"]
     cols: dict[str, list[Any]] = {
         "layer": list(range(n)),

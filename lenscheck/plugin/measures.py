@@ -14,10 +14,15 @@ milestones sidecars and the JSON as the files state them, and checks, per prompt
   the milestones (CSV and JSON), the raw-vs-norm summary and a control prompt's summary,
   re-derived from the columns they are defined on; control_margin only on a control
   prompt's rows, the prompt it controls one of the run's;
-* under the logit lens, every value recomputed from a fresh forward pass: the lens and
-  raw-lens logits at the last position unembedded here, each statistic by its definition
-  in float64 (KL at the last layer ~0: the lens there is the model's head), a control's
-  margin from its own and the controlled prompt's answer ids.
+* one top-1 per layer in every file: the rawlens sidecar's lens top-1 is the pure CSV's,
+  its raw top-1 the ablation's raw one (a tie among equal logits, which bfloat16 has
+  often, broken one way for all);
+* under the logit lens in float32, every value recomputed from a fresh forward pass: the
+  lens and raw-lens logits at the last position unembedded here, each statistic by its
+  definition in float64 (KL at the last layer ~0: the lens there is the model's head), a
+  control's margin from its own and the controlled prompt's answer ids; in half
+  precision, both Jaccards from the run's own readout of the prompt's forward pass as the
+  run made it.
 
 Nothing here calls lenscheck.metrics: a slip in a metric's function shows as a
 disagreement with this second derivation.
@@ -131,7 +136,10 @@ def _row_rules(prompt: str, files: PromptFiles, cols: dict[str, list[Any]], out:
         rank = c["answer_rank"]
         if n < len(raw) and answer is not None:
             is_top = raw[n]["top1_token_id_norm"] == answer
-            if (rank == 1) != is_top:
+            # Rank 1 counts the ids strictly above the answer: one that ties the top-1
+            # exactly (bfloat16 logits do) has rank 1 whichever id the top-1 is.
+            tie = rank == 1 and c["p_answer"] == c["p_top1"]
+            if (rank == 1) != is_top and not tie:
                 out.append(f"{where}: answer_rank {rank} but the answer is top-1: {is_top}")
         if (c["answer_logit_gap"] is None) != (rank != 1) or (c["answer_vs_top1_gap"] is None) != (
             rank is None or rank == 1
@@ -270,6 +278,40 @@ def _ablation_rules(
             out.close(where, f"p_answer{suffix}", p, ablation["p_answer"][n], tol)
 
 
+def _top1_rules(prompt: str, files: PromptFiles, out: _Problems) -> None:
+    """One top-1 per layer in every file: the rawlens sidecar's lens top-1 is the pure
+    CSV's, its raw top-1 the decoding-point ablation's raw one, and the ablation's point
+    of the run the pure CSV's where it has no tie there. torch.topk breaks a tie among
+    equal logits by its k (bfloat16 logits tie), so each file choosing for itself made
+    them name different tokens for one distribution."""
+    if files.rawlens is None:
+        return
+    diag = files.json["diagnostics"]
+    block = diag.get("decoding_ablation") or {}
+    raw_point = (block.get("raw") or {}).get("top1")
+    chosen = block.get(str(diag.get("decode_norm"))) or {}
+    logit = (diag.get("lens") or {}).get("kind", "logit") == "logit"
+    for n, (row, r) in enumerate(zip(files.pure.rows, files.rawlens.rows)):
+        where = f"{prompt}: layer {n}"
+        text = str(row.topk[0][0])
+        if r["top1_token_str_norm"] != text:
+            out.append(
+                f"{where}: rawlens top1_token_str_norm {r['top1_token_str_norm']!r}, the pure "
+                f"CSV's top-1 {text!r}"
+            )
+        if raw_point is not None and r["top1_token_str_raw"] != raw_point[n]:
+            out.append(
+                f"{where}: rawlens top1_token_str_raw {r['top1_token_str_raw']!r}, the "
+                f"decoding-point ablation's raw top-1 {raw_point[n]!r}"
+            )
+        tied = chosen and chosen["p_top1"][n] == chosen["p_top2"][n]
+        if logit and chosen and not tied and chosen["top1"][n] != text:
+            out.append(
+                f"{where}: the decoding-point ablation's top-1 {chosen['top1'][n]!r} at the "
+                f"run's point, the pure CSV's {text!r}"
+            )
+
+
 def _control_rules(
     prompt: str,
     files: PromptFiles,
@@ -353,6 +395,51 @@ def _margin_rules(prompt: str, written: list[Any], pa: Any, pc: Any, out: _Probl
         out.close(f"{prompt}: layer {n}", "control_margin", m, x - y, 1e-3 * max(x, y) + 1e-12)
 
 
+def _jaccards(lens: Any, raw: Any) -> dict[str, list[Any]]:
+    """Both top-50 Jaccards by their definitions, from the lens' and the raw lens' logits
+    [L+1, V] at the last position."""
+    norm_sets = [set(r) for r in lens.topk(_JK, dim=-1).indices.tolist()]
+    raw_sets = [set(r) for r in raw.topk(_JK, dim=-1).indices.tolist()]
+    return {
+        f"topk_jaccard_raw_norm@{_JK}": [
+            len(x & y) / len(x | y) for x, y in zip(norm_sets, raw_sets)
+        ],
+        f"topk_jaccard_consecutive@{_JK}": [None]
+        + [
+            len(norm_sets[i - 1] & norm_sets[i]) / len(norm_sets[i - 1] | norm_sets[i])
+            for i in range(1, len(norm_sets))
+        ],
+    }
+
+
+def _half_jaccard_rules(
+    lens_run: LensRun, prompt: str, files: PromptFiles, cols: dict[str, list[Any]], out: _Problems
+) -> None:
+    """In half precision, the Jaccards from the run's own readout of the prompt's forward
+    pass remade as the run made it (with its probes: a pass of another shape rounds the
+    half-precision residuals apart, and a float32 recompute of them moves the top-50
+    boundary by more than reading the wrong layer does). What is this module's own is what
+    a Jaccard adds to the logits: the sets, the pairing of layers and the arithmetic."""
+    import torch
+
+    from lenscheck.lenses.logit import LogitLens
+
+    backend = lens_run.run.backend
+    point = str(files.json["diagnostics"].get("decode_norm"))
+    last = [r[-1:] for r in lens_run.capture_as_run(prompt).residuals]
+    lens = LogitLens(backend, point).decode_all(last)[:, 0]
+    raw = backend.unembed(torch.cat(last), fp32=True)
+    for name, values in _jaccards(lens, raw).items():
+        for n, v in enumerate(values):
+            out.close(f"{prompt}: layer {n}", name, cols[name][n], v, _JACCARD_TOL)
+
+
+#: One id swapped at the 50th place (1 - 49/51 < 0.04), where two logits tie within the
+#: rounding of a matmul of another shape. Measured in bfloat16 and float16 (the embedded
+#: and synthetic models, the built-in prompt and the capitals suite): 0 at every layer.
+_JACCARD_TOL = 0.04
+
+
 def _tensor_rules(
     lens_run: LensRun, prompt: str, files: PromptFiles, cols: dict[str, list[Any]], out: _Problems
 ) -> None:
@@ -400,19 +487,10 @@ def _tensor_rules(
             _margin_rules(prompt, cols["control_margin"], p[:, a], p[:, c], out)
     if a is not None:
         _rank_bounds(prompt, "answer_rank", cols["answer_rank"], lens, a, out)
-    norm_sets = [set(r) for r in lens.topk(_JK, dim=-1).indices.tolist()]
-    raw_sets = [set(r) for r in raw.topk(_JK, dim=-1).indices.tolist()]
-    want[f"topk_jaccard_raw_norm@{_JK}"] = [
-        len(x & y) / len(x | y) for x, y in zip(norm_sets, raw_sets)
-    ]
-    want[f"topk_jaccard_consecutive@{_JK}"] = [None] + [
-        len(norm_sets[i - 1] & norm_sets[i]) / len(norm_sets[i - 1] | norm_sets[i])
-        for i in range(1, len(norm_sets))
-    ]
+    want.update(_jaccards(lens, raw))
     for name, values in want.items():
-        # A Jaccard may differ by one id swapped at the 50th place where two logits tie
-        # within the readouts' rounding (1 - 49/51 < 0.04).
-        tol = 0.0 if name == "answer_rank" else 0.04 if "jaccard" in name else _TOL
+        # A Jaccard may differ by one id swapped at the 50th place (_JACCARD_TOL).
+        tol = 0.0 if name == "answer_rank" else _JACCARD_TOL if "jaccard" in name else _TOL
         for n, v in enumerate(values):
             out.close(f"{prompt}: layer {n}", name, cols[name][n], v, tol, rel=True)
     last_kl = cols["kl_to_final_bits"][-1]
@@ -479,11 +557,14 @@ def check_measurements(lens_run: LensRun) -> list[str]:
             _copy_rules(prompt, tokenizer, files, cols, out)
             _sidecar_rules(prompt, files, cols, out)
             _ablation_rules(prompt, files, cols, out)
+            _top1_rules(prompt, files, out)
             _control_rules(prompt, files, lens_run.files, cols, out)
             fp32 = lens_run.run.backend.dtype in (torch.float32, torch.float64)
             lens = (files.json["diagnostics"].get("lens") or {}).get("kind", "logit")
             if lens == "logit" and fp32:
                 _tensor_rules(lens_run, prompt, files, cols, out)
+            elif lens == "logit":
+                _half_jaccard_rules(lens_run, prompt, files, cols, out)
     return out[:_MAX_LINES] + (
         [f"... and {len(out) - _MAX_LINES} more"] if len(out) > _MAX_LINES else []
     )

@@ -131,6 +131,16 @@ class LensRun:
         backend = self.run.backend
         return backend.run(self.result(prompt).input_ids)
 
+    def capture_as_run(self, prompt: str | None = None) -> Capture:
+        """One prompt's forward pass as the run made it: batched with its probes, padded as
+        a lone run pads them. In half precision a pass of another shape rounds apart."""
+        backend = self.run.backend
+        result = self.result(prompt)
+        if result.case is None:  # a result built by hand: no probes known
+            return self.capture(prompt)
+        probes = [backend.encode(p) for p in result.case.probes]
+        return backend.run_batch([result.input_ids, *probes])[0]
+
     def residuals(self, prompt: str | None = None) -> list[Any]:
         """Every layer's residual [T, d] of one prompt (captured on demand)."""
         return self.capture(prompt).residuals

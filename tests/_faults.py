@@ -381,4 +381,17 @@ TIE_FAULTS: dict[str, list[Patch]] = {
         'norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm", x.top1)',
         'norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm", None)',
     ),
+    "ablation-top1-chosen-apart": [
+        (
+            "lenscheck.lens.ablation",
+            "ablation",
+            [
+                (
+                    "ids = (top1_at or {}).get(point) or top.ids.T[0].tolist()",
+                    "ids = top.ids.T[0].tolist()",
+                )
+            ],
+            ["lenscheck.lens.pipeline:ablation"],
+        )
+    ],
 }

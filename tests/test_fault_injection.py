@@ -538,23 +538,31 @@ def test_fault_fails_the_embedded_models_tests(
     check(result, {"embedded": tests}, texts)
 
 
-@pytest.mark.parametrize("patched", [False, True], ids=["correct", "fault"])
+#: What test_measurements says of each tie fault.
+TIE_MESSAGES = {
+    "rawlens-top1-chosen-apart": "*rawlens top1_token_str_norm *, the pure CSV's top-1 *",
+    "ablation-top1-chosen-apart": "*the decoding-point ablation's top-1 * at the run's point, *",
+}
+
+
+@pytest.mark.parametrize("fault", [None, *TIE_FAULTS])
 def test_a_tie_broken_apart_between_files_is_caught_in_bfloat16(
-    project: Path, pytester: pytest.Pytester, patched: bool
+    project: Path, pytester: pytest.Pytester, fault: str | None
 ) -> None:
     """The embedded model in bfloat16 on the example suite ties its top-1 with another id
     at several layers (five rows of four prompts); test_measurements holds the rawlens
-    sidecar's lens top-1 to the pure CSV's, so a sidecar that breaks the tie with a top-k
-    of its own fails, and the correct run, whose ranks are 1 on both tied ids, passes."""
-    fault = "rawlens-top1-chosen-apart"
-    patches = TIE_FAULTS[fault] if patched else []
+    sidecar's and the ablation's top-1 to the pure CSV's, so a file that breaks the tie
+    with a top-k of its own fails, and the correct run (None), whose ranks are 1 on both
+    tied ids, passes."""
+    patches = [] if fault is None else TIE_FAULTS[fault]
     args = ("--lens-dtype=bfloat16", *SUITE_FAULT_ARGS["control-margin-sign-flipped"])
     result = run_with(pytester, patches, ("embedded",), *args, "-k", "test_measurements")
-    if not patched:
+    if fault is None:
         result.assert_outcomes(passed=1)
         return
     assert failed_by_model(result) == {"embedded": {"test_measurements"}}
-    result.stdout.fnmatch_lines(["*rawlens top1_token_str_norm *, the pure CSV's top-1 *"])
+    result.stdout.fnmatch_lines([TIE_MESSAGES[fault]])
+    assert set(TIE_MESSAGES) == set(TIE_FAULTS)
 
 
 @pytest.mark.parametrize("preset", list(TABLES))

@@ -61,8 +61,11 @@ def ablation(
     case: PromptCase,
     answer: dict[str, Any],
     by_point: dict[str, torch.Tensor],
+    top1_at: dict[str, list[int]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """The decoding-point block of the diagnostics, and p(answer) per layer per point."""
+    """The decoding-point block of the diagnostics, and p(answer) per layer per point.
+    ``top1_at``: a point's top-1 ids per layer chosen already (the run's logit lens at its
+    point: among tied logits the records' choice), else the top-2 of its logits chooses."""
     pieces = answer["ground_truth_token_ids"]
     block: dict[str, Any] = {"chosen": cfg.decode_norm, "rule": ABLATION_RULE}
     p_answer: dict[str, list[float]] = {}
@@ -71,7 +74,8 @@ def ablation(
         logits = by_point[point]
         dist, top, entropy = softmax_stats(logits, 2, original=original)
         p_top1, p_top2 = top.probs.T.tolist()
-        top1 = [backend.decode(i) for i in top.ids.T[0].tolist()]
+        ids = (top1_at or {}).get(point) or top.ids.T[0].tolist()
+        top1 = [backend.decode(i) for i in ids]
         start = first_rule_layer(cfg)
         onset = next(
             (n for n, t in enumerate(top1) if n >= start and is_semantic_top1(t, case.answer)),

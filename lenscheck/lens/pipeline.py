@@ -121,15 +121,38 @@ def _run_lenses(
         for lens in lenses
     ]
     by_point = _ablation_logits(backend, cfg, batch.mains, lenses, stats)
+    chosen = _logit_lens_top1(cfg, lenses, stats)
     by_id = {job.case.id: job for job in jobs}
     controls = [by_id[c] if (c := job.case.control_for) else None for job in jobs]
     out: dict[str, dict[str, LensResult]] = {}
     for lens, per_prompt in zip(lenses, stats):
         out[lens.name] = {
-            job.case.id: _result(backend, lens, job, batch, n, per_prompt[n], by_point, controls[n])
+            job.case.id: _result(
+                backend,
+                lens,
+                job,
+                batch,
+                n,
+                per_prompt[n],
+                by_point,
+                controls[n],
+                None if chosen is None else {cfg.decode_norm: chosen[n]},
+            )
             for n, job in enumerate(jobs)
         }
     return out
+
+
+def _logit_lens_top1(
+    cfg: LensConfig, lenses: Sequence[Lens], stats: Sequence[list[LensStats]]
+) -> list[list[int]] | None:
+    """Per prompt, the logit lens' top-1 id per layer at the last position, as its records
+    have it, where the run reads the logit lens: the ablation names the same token at that
+    point (torch.topk breaks a tie among equal logits by its k). None: no logit lens."""
+    for lens, per_prompt in zip(lenses, stats):
+        if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
+            return [s.top_ids[:, -1, 0].tolist() for s in per_prompt]
+    return None
 
 
 def _ablation_logits(
@@ -160,6 +183,7 @@ def _result(
     st: LensStats,
     by_point: dict[str, list[torch.Tensor]],
     control: Job | None = None,
+    top1_at: dict[str, list[int]] | None = None,
 ) -> LensResult:
     cfg, ids, capture = job.cfg, job.ids, batch.mains[n]
     top_ids, top_p = st.top_ids.tolist(), st.top_probs.tolist()
@@ -168,7 +192,7 @@ def _result(
     pure = pure_records(backend, cfg, prompt_ids, st.entropy, top_ids, top_p)
     lens_last = final_point_last_layer(backend, lens, capture, st)
     points = {point: logits[n] for point, logits in by_point.items()}
-    block, p_answer = ablation(backend, cfg, job.case, job.answer, points)
+    block, p_answer = ablation(backend, cfg, job.case, job.answer, points, top1_at)
     diag = base_diagnostics(backend, cfg)
     diag.update(summarize_collapse(pure))
     if cfg.schema != SCHEMA_ORIGINAL:
@@ -178,7 +202,7 @@ def _result(
     ext = None
     if cfg.schema != SCHEMA_ORIGINAL:
         logits = (st.next_token, points[RAW])
-        top1 = [layer[-1][0] for layer in top_ids]  # the pure CSV's, ties broken once
+        top1 = [layer[-1][0] for layer in top_ids]  # the pure CSV's: a tie broken once
         ext = add_extended(backend, lens, cfg, capture, logits, pure, diag, control, top1)
     facts = lens.facts()
     if not isinstance(lens, LogitLens):

@@ -280,8 +280,8 @@ def _ablation_rules(
 
 def _top1_rules(prompt: str, files: PromptFiles, out: _Problems) -> None:
     """One top-1 per layer in every file: the rawlens sidecar's lens top-1 is the pure
-    CSV's, its raw top-1 the decoding-point ablation's raw one, and the ablation's point
-    of the run the pure CSV's where it has no tie there. torch.topk breaks a tie among
+    CSV's, its raw top-1 the decoding-point ablation's raw one, and the ablation's top-1 at
+    the run's point (under the logit lens) the pure CSV's. torch.topk breaks a tie among
     equal logits by its k (bfloat16 logits tie), so each file choosing for itself made
     them name different tokens for one distribution."""
     if files.rawlens is None:
@@ -304,8 +304,7 @@ def _top1_rules(prompt: str, files: PromptFiles, out: _Problems) -> None:
                 f"{where}: rawlens top1_token_str_raw {r['top1_token_str_raw']!r}, the "
                 f"decoding-point ablation's raw top-1 {raw_point[n]!r}"
             )
-        tied = chosen and chosen["p_top1"][n] == chosen["p_top2"][n]
-        if logit and chosen and not tied and chosen["top1"][n] != text:
+        if logit and chosen and chosen["top1"][n] != text:
             out.append(
                 f"{where}: the decoding-point ablation's top-1 {chosen['top1'][n]!r} at the "
                 f"run's point, the pure CSV's {text!r}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from lenscheck.numerics import (
     entropy_from_top1,
     kl_bits,
     safe_cast_for_unembed,
+    top_k,
     topk_probs,
 )
 from lenscheck.schema import rest_mass
@@ -424,3 +426,54 @@ def test_entropy_adds_the_epsilon_only_where_it_changes_p_same_bits(
     want = -plain.sum(dim=-1) / LN2 + 0.0
     assert torch.equal(entropy_from_probs(probs), want)
     assert torch.equal(entropy_from_probs(probs, work=torch.empty_like(probs)), want)
+
+
+@st.composite
+def _blocked_rows(draw: st.DrawFn) -> tuple[torch.Tensor, int]:
+    """Rows long enough for top_k's blocks (4k blocks of 64 at least, often a partial last
+    block), with ties (integer-valued logits), -inf and NaN sometimes."""
+    k = draw(st.integers(1, 8))
+    width = draw(st.integers(4 * k * 64, 4 * k * 64 + 200))
+    rows = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**31 - 1))
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, width, generator=gen) * 4
+    if draw(st.booleans()):
+        x = x.round()  # many exact ties
+    if draw(st.booleans()):
+        x[:, draw(st.integers(0, width - 1))] = NEG_INF
+    if draw(st.booleans()):  # the largest values all in the partial last block
+        x[:, -(width % 64 or 1) :] += 100
+    return x, k
+
+
+@given(_blocked_rows())
+def test_top_k_gives_torch_topks_values_and_ids_but_among_ties(case: Any) -> None:
+    x, k = case
+    values, ids = top_k(x, k)
+    want_values, want_ids = torch.topk(x, k)
+    assert torch.equal(values, want_values)
+    assert torch.equal(x.gather(-1, ids), values)  # each id holds its value
+    assert all(len(set(row)) == k for row in ids.tolist())  # no id twice
+    distinct = [len(set(row)) == k for row in want_values.tolist()]
+    for row, ok in enumerate(distinct):
+        if ok and (x[row] == want_values[row, -1]).sum() == 1:  # no tie at all in the top-k
+            assert ids[row].tolist() == want_ids[row].tolist()
+
+
+def test_top_k_keeps_leading_dimensions_and_falls_back_on_short_rows() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 5000, generator=gen)
+    values, ids = top_k(x, 20)
+    assert values.shape == ids.shape == (2, 3, 20)
+    assert torch.equal(values, torch.topk(x, 20).values)
+    short = torch.randn(4, 100, generator=gen)  # fewer than 4k blocks: torch.topk itself
+    assert torch.equal(top_k(short, 5)[1], torch.topk(short, 5).indices)
+
+
+def test_top_k_puts_nan_first_as_torch_topk_does() -> None:
+    x = torch.randn(2, 4096)
+    x[0, 100] = float("nan")
+    values, ids = top_k(x, 3)
+    assert math.isnan(values[0, 0]) and int(ids[0, 0]) == 100
+    assert torch.equal(values[1], torch.topk(x[1], 3).values)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lenscheck.metrics import functions as f
 from lenscheck.metrics.table import COPY_SOFT_KS, COPY_SOFT_TAU, COPY_STRICT_TAUS, JACCARD_K
+from lenscheck.numerics import top_k
 
 if TYPE_CHECKING:
     import torch
@@ -191,12 +192,11 @@ def _margins(x: NextTokenInputs, lp: _Dist) -> list[Any]:
 
 
 def _top1_ids(logits: torch.Tensor, given: list[int] | None) -> list[int]:
-    """``given``, else each row's top-1 by the top-2 of its logits (the ablation's choice)."""
-    import torch
-
+    """``given``, else each row's top-1 by the top-2 of its logits (the ablation's choice,
+    through the same lenscheck.numerics.top_k)."""
     if given is not None:
         return list(given)
-    return [int(i) for i in torch.topk(logits, 2, dim=-1).indices[:, 0].tolist()]
+    return [int(i) for i in top_k(logits, 2)[1][:, 0].tolist()]
 
 
 def _side(

@@ -183,7 +183,7 @@ def top_k(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
     width = x.shape[-1]
     blocks = width // _TOPK_BLOCK
-    if x.device.type != "cpu" or blocks < 4 * k or x.dim() == 0:
+    if x.device.type != "cpu" or blocks < 4 * k:
         values, ids = torch.topk(x, k)
         return values, ids
     rows = x.reshape(-1, width)

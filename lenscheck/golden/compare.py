@@ -17,7 +17,7 @@ from lenscheck.collapse import ENTROPY_COLLAPSE_BITS
 from lenscheck.golden.metrics import compare_metrics, compare_topk
 from lenscheck.golden.payload import BACKEND_DEPENDENT_FACTS, CLASS_DEPENDENT_FACTS
 from lenscheck.golden.tolerances import Tolerances
-from lenscheck.metrics.table import class_cap, class_tolerance, grid_metrics
+from lenscheck.metrics.table import class_cap, grid_metrics, tolerance_of
 from lenscheck.vocab import DECODE_POINTS
 
 __all__ = ["SECTIONS", "Drift", "DriftReport", "compare_golden", "pair_prompts"]
@@ -324,7 +324,7 @@ def _rows(
             if m.tolerance == "exact" or m.kind in ("bool", "str"):
                 c.equal(section, at.name(m.name), ga, oa, **where)
                 continue
-            bound = class_tolerance(m.tolerance, t, raw=m.raw, golden=ga)
+            bound = tolerance_of(m, t, ga)
             c.close(section, at.name(m.name), ga, oa, bound, class_cap(m.tolerance, t), **where)
         gp, op = g["p_top1"][i], o["p_top1"][i]
         c.close(section, at.name("p_top1"), gp, op, t.p_top1, t.p_cap, **where)

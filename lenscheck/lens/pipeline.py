@@ -151,7 +151,7 @@ def _logit_lens_top1(
     point (torch.topk breaks a tie among equal logits by its k). None: no logit lens."""
     for lens, per_prompt in zip(lenses, stats):
         if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
-            return [s.top_ids[:, -1, 0].tolist() for s in per_prompt]
+            return [s.next_token_top1() for s in per_prompt]
     return None
 
 
@@ -202,7 +202,7 @@ def _result(
     ext = None
     if cfg.schema != SCHEMA_ORIGINAL:
         logits = (st.next_token, points[RAW])
-        top1 = [layer[-1][0] for layer in top_ids]  # the pure CSV's: a tie broken once
+        top1 = st.next_token_top1()
         ext = add_extended(backend, lens, cfg, capture, logits, pure, diag, control, top1)
     facts = lens.facts()
     if not isinstance(lens, LogitLens):

@@ -43,6 +43,11 @@ class LensStats:
     last_layer: torch.Tensor  # [T, V] lens logits at the last layer
     next_token: torch.Tensor  # [L+1, V] lens logits at the last position
 
+    def next_token_top1(self) -> list[int]:
+        """The top-1 id per layer at the last position, as the records have it: every file
+        names this one among tied logits."""
+        return [int(i) for i in self.top_ids[:, -1, 0].tolist()]
+
 
 def lens_stats(
     backend: LensBackend,

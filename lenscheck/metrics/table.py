@@ -816,12 +816,13 @@ def tolerance_of(m: Metric, tol: Tolerances, golden: float | None = None) -> flo
     return class_tolerance(m.tolerance, tol, raw=m.raw, golden=golden)
 
 
-_PIN_NOTES = {
-    ("topk", False): ", as the top-k pairs",
-    ("index", False): ", as the grid's coordinates",
-    ("index", True): ", as the tokenization's tokens",
-    ("derived", False): ", derived from the pairs",
-}
+def _pin_note(m: Metric) -> str:
+    """How a golden pins ``m`` where that is not as a value of its own."""
+    if m.golden == "index":
+        return (
+            ", as the tokenization's tokens" if m.kind == "str" else ", as the grid's coordinates"
+        )
+    return {"topk": ", as the top-k pairs", "derived": ", derived from the pairs"}.get(m.golden, "")
 
 
 def markdown_table(metrics: Iterable[Metric]) -> str:
@@ -833,6 +834,6 @@ def markdown_table(metrics: Iterable[Metric]) -> str:
         where = f"`{m.column}`" if m.column else f"`{m.json_key}`"
         empty = " (may be empty)" if m.optional else ""
         tol = f"{m.tolerance} (raw)" if m.raw else m.tolerance
-        tol += _PIN_NOTES.get((m.golden, m.kind == "str"), _PIN_NOTES.get((m.golden, False), ""))
+        tol += _pin_note(m)
         lines.append(f"| {where} | {m.scope} | {m.unit} | {tol} | {m.definition}{empty} |")
     return "\n".join(lines)

@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from lenscheck.numerics import top_k
+
 if TYPE_CHECKING:
     import torch
 
@@ -112,9 +114,7 @@ def l1_prob_diff(
 
 def p_topk(logp: torch.Tensor, k: int) -> torch.Tensor:
     """The sum of the ``k`` largest probabilities (k = 1: the largest), in [0, 1]."""
-    import torch
-
-    return torch.topk(logp, min(k, logp.shape[-1]), dim=-1).values.exp().sum(-1).clamp(0.0, 1.0)
+    return top_k(logp, min(k, logp.shape[-1]))[0].exp().sum(-1).clamp(0.0, 1.0)
 
 
 def p_of(logp: torch.Tensor, token: int) -> torch.Tensor:
@@ -129,9 +129,7 @@ def answer_rank(logits: torch.Tensor, token: int) -> torch.Tensor:
 
 def logit_gap_to_second(logits: torch.Tensor) -> torch.Tensor:
     """The largest logit minus the second largest (>= 0)."""
-    import torch
-
-    top2 = torch.topk(logits, 2, dim=-1).values
+    top2 = top_k(logits, 2)[0]
     return top2[..., 0] - top2[..., 1]
 
 

@@ -151,7 +151,7 @@ def _pure(
     logp = lp.logp
     top1 = _top1_ids(logits, x.top1)
     p1 = _floats(logp.gather(-1, torch.tensor(top1)[:, None])[:, 0].exp())
-    p2 = _floats(torch.topk(logp, 2, dim=-1).values[:, 1].exp())  # p1 itself in a tie
+    p2 = _floats(top_k(logp, 2)[0][:, 1].exp())  # p1 itself in a tie
     ans = _answer_cols(logp, logits, x.answer)
     gap2, gap1 = _gaps(logits, x.answer, ans["rank"])
     teacher = f.entropy_bits_of(lq.logp[None], lq.p[None])[0].item()

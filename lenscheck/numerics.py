@@ -157,10 +157,11 @@ def kl_bits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
         )
     logp = torch.log_softmax(p_logits.float(), dim=-1)
     logq = torch.log_softmax(q_logits.float(), dim=-1)
-    terms = logp.exp() * (logp - logq)
+    # In place on one temporary: each fresh [T, V] buffer is new pages on a CPU.
+    terms = logq.neg_().add_(logp).mul_(logp.exp())
     # An id that P masks (-inf) has p = 0 and contributes 0, even where Q masks it too
     # (0 * (-inf - -inf) would be NaN); p > 0 where q = 0 still gives +inf.
-    terms = torch.where(torch.isneginf(logp), torch.zeros_like(terms), terms)
+    terms.masked_fill_(torch.isneginf(logp), 0.0)
     kl = terms.sum(dim=-1) / LN2
     return kl.clamp_min(0.0)
 

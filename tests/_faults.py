@@ -377,9 +377,9 @@ FAULTS.update(METRIC_FAULTS)
 #: whose k breaks the tie another way than the records' does.
 TIE_FAULTS: dict[str, list[Patch]] = {
     "rawlens-top1-chosen-apart": _metric_fault(
-        "_rawlens",
-        'norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm", x.top1)',
-        'norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm", None)',
+        "next_token_metrics",
+        "rawlens = _rawlens(x, lp, lr, cols, top1)",
+        "rawlens = _rawlens(x, lp, lr, cols, _top1_ids(x.lens_logits, None))",
     ),
     "ablation-top1-chosen-apart": [
         (

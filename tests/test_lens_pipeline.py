@@ -1475,17 +1475,42 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(
     assert softmax_given == [*probs_at] * len(sizes)
 
 
-def test_lens_buffers_are_fp32_on_the_rows_device() -> None:
+def test_lens_scratch_is_fp32_on_the_rows_device_and_reused_while_it_fits() -> None:
     import torch
 
-    from lenscheck.lens import stats as lens_mod
+    from lenscheck.lens.stats import Scratch
 
-    rows = torch.empty(3, 4, device="meta", dtype=torch.float16)
-    made = lens_mod._fp32_buffers(rows, (2, 5), (1, 2, 3))
-    assert [(t.device.type, t.dtype, tuple(t.shape)) for t in made] == [
-        ("meta", torch.float32, (2, 5)),
-        ("meta", torch.float32, (1, 2, 3)),
-    ]
+    scratch, cpu = Scratch(), torch.device("cpu")
+    meta = scratch.take("a", 4, 5, torch.device("meta"))
+    assert (meta.device.type, meta.dtype, tuple(meta.shape)) == ("meta", torch.float32, (4, 5))
+    first = scratch.take("a", 4, 5, cpu)  # another device: a new buffer
+    assert (first.device.type, first.dtype) == ("cpu", torch.float32)
+    other = scratch.take("b", 4, 5, cpu)  # another use: its own buffer
+    assert other.data_ptr() != first.data_ptr()
+    shorter = scratch.take("a", 2, 5, cpu)
+    assert tuple(shorter.shape) == (2, 5) and shorter.data_ptr() == first.data_ptr()
+    longer = scratch.take("a", 6, 5, cpu)
+    assert tuple(longer.shape) == (6, 5) and longer.data_ptr() != first.data_ptr()
+    assert tuple(scratch.take("a", 3, 7, cpu).shape) == (3, 7)  # another width
+    assert scratch.take("b", 4, 5, cpu).data_ptr() == other.data_ptr()
+
+
+def test_prompts_sharing_a_scratch_keep_their_own_numbers() -> None:
+    """A result never points into the shared work buffers: the second prompt through the
+    same scratch leaves the first one's stats as they were, and each equals a lone run."""
+    import torch
+
+    from lenscheck.lens.stats import Scratch, lens_stats
+
+    fb = make_fake_backend(n_layers=2)
+    a = fb.forward(fb.encode(PROMPT))[0]
+    b = fb.forward(fb.encode("Another prompt, longer than the first one by far"))[0]
+    scratch = Scratch()
+    shared = [lens_stats(fb, r, 3, scratch=scratch) for r in (a, b)]
+    alone = [lens_stats(fb, r, 3) for r in (a, b)]
+    for got, want in zip(shared, alone):
+        for name in ("entropy", "top_ids", "top_probs", "last_layer", "next_token"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name
 
 
 def test_the_lens_runs_under_another_default_dtype() -> None:

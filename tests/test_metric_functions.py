@@ -140,6 +140,23 @@ def test_cosine_bounds_and_scale_invariance(v: list[float], s: float) -> None:
     assert (f.cosine(a, -a) >= -1).all() and (f.cosine(a, -a) <= 1).all()
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_ENTRY, min_size=4, max_size=4), min_size=1, max_size=5), st.data())
+def test_cosine_against_one_vector_is_the_rowwise_cosine(
+    rows: list[list[float]], data: st.DataObject
+) -> None:
+    """One ``b`` for every row (a matrix-vector product) gives each row's own cosine,
+    a zero row or vector 0."""
+    a = torch.tensor(rows)
+    b = torch.tensor(data.draw(st.lists(_ENTRY, min_size=4, max_size=4)))
+    got = f.cosine(a, b)
+    assert got.shape == (len(rows),)
+    for n, row in enumerate(a):
+        assert got[n].item() == pytest.approx(f.cosine(row[None], b[None]).item(), abs=1e-6)
+        if row.norm() == 0 or b.norm() == 0:
+            assert got[n].item() == 0.0
+
+
 def test_copy_rules_at_their_boundaries() -> None:
     prompt = {5, 7}
     assert f.copy_strict(5, 0.96, 0.0, prompt, " Berlin", 0.95, 0.05)

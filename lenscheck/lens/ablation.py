@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from lenscheck.backends.base import Capture, LensBackend
     from lenscheck.config import LensConfig
+    from lenscheck.lens.stats import Scratch
     from lenscheck.suites import PromptCase
 
 __all__ = ["ABLATION_RULE", "ablation", "onset_tolerance", "point_logits"]
@@ -29,11 +30,16 @@ ABLATION_RULE = (
 
 
 def point_logits(
-    backend: LensBackend, mains: Sequence[Capture], points: Sequence[str]
+    backend: LensBackend,
+    mains: Sequence[Capture],
+    points: Sequence[str],
+    scratch: Scratch | None = None,
 ) -> dict[str, list[torch.Tensor]]:
     """Per decoding point and prompt, lens logits [L+1, V] at the prompt's last position.
 
     One unembedding for every point: each call streams all of W_U for a few dozen rows.
+    ``scratch``: the logits go into its ``"points"`` buffer where the unembedding can write
+    in place (valid until the next call with it).
     """
     import torch
 
@@ -44,8 +50,12 @@ def point_logits(
             rows += [apply_norm_or_skip(r[-1:], m) for r, m in zip(c.residuals, norms)]
     if not rows:
         return {}
+    x = torch.cat(rows)
+    out = None
+    if scratch is not None:
+        out = scratch.take("points", x.shape[0], backend.facts.d_vocab, x.device)
     # In float32: these are a few rows, and a raw residual overflows half precision's range.
-    logits = backend.unembed(torch.cat(rows), fp32=True)
+    logits = backend.unembed(x, fp32=True, out=out)
     per_prompt = iter(logits.split(len(mains[0].residuals)))  # point-major, as the rows
     return {point: [next(per_prompt) for _ in mains] for point in points}
 
@@ -53,6 +63,16 @@ def point_logits(
 def onset_tolerance(num_layers: int) -> int:
     """Layers by which the two normed decoding points' L_semantic may differ (ABLATION_RULE)."""
     return max(2, math.ceil(num_layers / 10))
+
+
+def _work(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two fp32 [L+1, V] buffers every point's softmax statistics reuse (fresh ones per
+    point are new pages from the OS on a CPU)."""
+    import torch
+
+    return torch.empty_like(logits, dtype=torch.float32), torch.empty_like(
+        logits, dtype=torch.float32
+    )
 
 
 def ablation(
@@ -70,9 +90,10 @@ def ablation(
     block: dict[str, Any] = {"chosen": cfg.decode_norm, "rule": ABLATION_RULE}
     p_answer: dict[str, list[float]] = {}
     original = cfg.schema == SCHEMA_ORIGINAL
+    work = _work(by_point[DECODE_NORMS[0]])
     for point in DECODE_NORMS:
         logits = by_point[point]
-        dist, top, entropy = softmax_stats(logits, 2, original=original)
+        dist, top, entropy = softmax_stats(logits, 2, original=original, work=work)
         p_top1, p_top2 = top.probs.T.tolist()
         ids = (top1_at or {}).get(point) or top.ids.T[0].tolist()
         top1 = [backend.decode(i) for i in ids]

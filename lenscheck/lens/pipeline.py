@@ -31,7 +31,7 @@ from lenscheck.lens.jobs import Job, SuiteCapture, capture_suite, make_jobs
 from lenscheck.lens.probes import probes
 from lenscheck.lens.records import embedding_echo, pure_records, records
 from lenscheck.lens.result import LensResult
-from lenscheck.lens.stats import LensStats, lens_stats
+from lenscheck.lens.stats import LensStats, Scratch, lens_stats
 from lenscheck.lenses import Lens, LensSpecError, LogitLens, OpenedLens, open_lenses
 from lenscheck.norms import DECODE_NORMS
 from lenscheck.vocab import RAW, SCHEMA_ORIGINAL
@@ -113,64 +113,61 @@ def _run_lenses(
     _tokenize_as(backend, cfg)
     jobs = make_jobs(backend, cfg, suite)
     batch = capture_suite(backend, suite, jobs)
-    # Per prompt, never across prompts: see the module docstring.
-    original = cfg.schema == SCHEMA_ORIGINAL
-    k = cfg.top_k_verbose
-    stats = [
-        [lens_stats(backend, c.residuals, k, lens=lens, original=original) for c in batch.mains]
-        for lens in lenses
-    ]
-    by_point = _ablation_logits(backend, cfg, batch.mains, lenses, stats)
-    chosen = _logit_lens_top1(cfg, lenses, stats)
     by_id = {job.case.id: job for job in jobs}
-    controls = [by_id[c] if (c := job.case.control_for) else None for job in jobs]
-    out: dict[str, dict[str, LensResult]] = {}
-    for lens, per_prompt in zip(lenses, stats):
-        out[lens.name] = {
-            job.case.id: _result(
-                backend,
-                lens,
-                job,
-                batch,
-                n,
-                per_prompt[n],
-                by_point,
-                controls[n],
-                None if chosen is None else {cfg.decode_norm: chosen[n]},
+    out: dict[str, dict[str, LensResult]] = {lens.name: {} for lens in lenses}
+    # Prompt by prompt, never across prompts (see the module docstring); one prompt's
+    # decoding-point logits live in the scratch until the next prompt's overwrite them.
+    scratch = Scratch()
+    for n, job in enumerate(jobs):
+        stats = [_stats(backend, cfg, batch.mains[n], lens, scratch) for lens in lenses]
+        points = _ablation_logits(backend, cfg, batch.mains[n], lenses, stats, scratch)
+        chosen = _logit_lens_top1(cfg, lenses, stats)
+        control = by_id[c] if (c := job.case.control_for) else None
+        top1_at: dict[str, list[int]] | None = None if chosen is None else {cfg.decode_norm: chosen}
+        for lens, st in zip(lenses, stats):
+            out[lens.name][job.case.id] = _result(
+                backend, lens, job, batch, n, st, points, control, top1_at
             )
-            for n, job in enumerate(jobs)
-        }
     return out
 
 
+def _stats(
+    backend: LensBackend, cfg: LensConfig, capture: Capture, lens: Lens, scratch: Scratch
+) -> LensStats:
+    original = cfg.schema == SCHEMA_ORIGINAL
+    k = cfg.top_k_verbose
+    return lens_stats(backend, capture.residuals, k, lens=lens, original=original, scratch=scratch)
+
+
 def _logit_lens_top1(
-    cfg: LensConfig, lenses: Sequence[Lens], stats: Sequence[list[LensStats]]
-) -> list[list[int]] | None:
-    """Per prompt, the logit lens' top-1 id per layer at the last position, as its records
-    have it, where the run reads the logit lens: the ablation names the same token at that
-    point (torch.topk breaks a tie among equal logits by its k). None: no logit lens."""
-    for lens, per_prompt in zip(lenses, stats):
+    cfg: LensConfig, lenses: Sequence[Lens], stats: Sequence[LensStats]
+) -> list[int] | None:
+    """The logit lens' top-1 id per layer at the last position, as its records have it,
+    where the run reads the logit lens: the ablation names the same token at that point
+    (torch.topk breaks a tie among equal logits by its k). None: no logit lens."""
+    for lens, st in zip(lenses, stats):
         if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
-            return [s.next_token_top1() for s in per_prompt]
+            return st.next_token_top1()
     return None
 
 
 def _ablation_logits(
     backend: LensBackend,
     cfg: LensConfig,
-    mains: Sequence[Capture],
+    main: Capture,
     lenses: Sequence[Lens],
-    stats: Sequence[list[LensStats]],
-) -> dict[str, list[torch.Tensor]]:
-    """Per decoding point, each prompt's logit-lens logits [L+1, V] at its last position:
+    stats: Sequence[LensStats],
+    scratch: Scratch,
+) -> dict[str, torch.Tensor]:
+    """Per decoding point, the prompt's logit-lens logits [L+1, V] at its last position:
     the logit lens' own rows where the run reads it, the few others unembedded apart."""
-    by_point: dict[str, list[torch.Tensor]] = {}
-    for lens, per_prompt in zip(lenses, stats):
+    by_point: dict[str, torch.Tensor] = {}
+    for lens, st in zip(lenses, stats):
         if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
-            by_point[cfg.decode_norm] = [s.next_token for s in per_prompt]
+            by_point[cfg.decode_norm] = st.next_token
     others = [p for p in DECODE_NORMS if p not in by_point]
-    each = [point_logits(backend, [main], others) for main in mains]  # per prompt: see above
-    by_point.update({point: [rows[point][0] for rows in each] for point in others})
+    rows = point_logits(backend, [main], others, scratch)
+    by_point.update({point: rows[point][0] for point in others})
     return by_point
 
 
@@ -181,7 +178,7 @@ def _result(
     batch: SuiteCapture,
     n: int,
     st: LensStats,
-    by_point: dict[str, list[torch.Tensor]],
+    points: dict[str, torch.Tensor],
     control: Job | None = None,
     top1_at: dict[str, list[int]] | None = None,
 ) -> LensResult:
@@ -191,7 +188,6 @@ def _result(
     prompt_ids = set(backend.prompt_ids(cfg.prompt))
     pure = pure_records(backend, cfg, prompt_ids, st.entropy, top_ids, top_p)
     lens_last = final_point_last_layer(backend, lens, capture, st)
-    points = {point: logits[n] for point, logits in by_point.items()}
     block, p_answer = ablation(backend, cfg, job.case, job.answer, points, top1_at)
     diag = base_diagnostics(backend, cfg)
     diag.update(summarize_collapse(pure))

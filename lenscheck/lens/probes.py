@@ -25,20 +25,27 @@ _TEST_TOP_K, _TEMP_TOP_K, _FINAL_TOP_K = 10, 15, 20
 
 
 def softmax_stats(
-    logits: torch.Tensor, k: int, *, original: bool = False
+    logits: torch.Tensor,
+    k: int,
+    *,
+    original: bool = False,
+    work: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, TopK, torch.Tensor]:
     """The softmax of ``logits`` (refused as ``entropy_bits`` refuses them), its top-``k``
     and its entropy in bits: one softmax for all three, the same values as computing each
     alone. ``original``: the original pipeline's entropy formula (see softmax_entropy).
+    ``work``: two fp32 buffers of ``logits``' shape, for the softmax (returned) and the
+    entropy's scratch, reused by a caller that takes several (the same values).
 
     Only logits ``entropy_bits`` refuses (NaN, +inf, a row of -inf only) give a non-finite
     entropy, so they are checked only then: three passes fewer over valid logits.
     """
     import torch
 
-    dist = torch.softmax(logits.float(), dim=-1)
+    out, scratch = work if work is not None else (None, None)
+    dist = torch.softmax(logits.float(), dim=-1, out=out)
     top = topk_probs(logits, k, probs=dist)
-    entropy = softmax_entropy(dist, logits, top.ids, original=original)
+    entropy = softmax_entropy(dist, logits, top.ids, original=original, work=scratch)
     if not bool(torch.isfinite(entropy).all()):
         check_finite_logits(logits)
     return dist, top, entropy

@@ -5,6 +5,9 @@ says ``[L+1, ...]``) and returns a tensor or plain Python values; none reads a f
 model or a configuration. The property tests (tests/test_metric_functions.py) pin what
 each must satisfy whatever its input. Distributions are passed as log-softmax outputs
 (``logp``): the caller computes that once per row and every statistic below reads it.
+Each takes one [L+1, V] temporary where it can and works on it in place (the same
+operations, so the same bits): every fresh [L+1, V] buffer is new pages from the OS on a
+CPU, which cost more than the arithmetic (a 16-prompt suite: 0.7 s of its 12 s).
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ def entropy_bits_of(logp: torch.Tensor, p: torch.Tensor | None = None) -> torch.
     agree to rounding.
     """
     p = logp.exp() if p is None else p
-    top = logp.max(-1, keepdim=True).values
-    total = _masked_sum(p * (logp - top), p)
+    top = logp.amax(-1, keepdim=True)
+    total = _masked_sum((logp - top).mul_(p), p)
     return ((-total - top.squeeze(-1)) / _LN2).clamp_min(0.0) + 0.0
 
 
@@ -78,7 +81,7 @@ def kl_bits_of(
     """KL(P || Q) in bits over the last axis, clamped at 0; an id P masks adds 0.
     ``p``: ``logp.exp()`` when the caller has it (the same bits)."""
     p = logp.exp() if p is None else p
-    total = _masked_sum(p * (logp - logq), p)
+    total = _masked_sum((logp - logq).mul_(p), p)
     return (total / _LN2).clamp_min(0.0) + 0.0
 
 
@@ -95,8 +98,8 @@ def js_divergence_bits(
 
     p = logp.exp() if p is None else p
     q = logq.exp() if q is None else q
-    m = (p + q) / 2
-    logm = torch.log(m / m.sum(-1, keepdim=True))
+    m = torch.add(p, q).div_(2)
+    logm = m.div_(m.sum(-1, keepdim=True)).log_()
     return ((kl_bits_of(logp, logm, p) + kl_bits_of(logq, logm, q)) / 2).clamp(0.0, 1.0)
 
 
@@ -109,7 +112,7 @@ def l1_prob_diff(
     """sum |P - Q| over the last axis: in [0, 2]. ``p``, ``q`` as for js_divergence_bits."""
     p = logp.exp() if p is None else p
     q = logq.exp() if q is None else q
-    return (p - q).abs().sum(-1).clamp(0.0, 2.0)
+    return (p - q).abs_().sum(-1).clamp(0.0, 2.0)
 
 
 def p_topk(logp: torch.Tensor, k: int) -> torch.Tensor:
@@ -135,16 +138,18 @@ def logit_gap_to_second(logits: torch.Tensor) -> torch.Tensor:
 
 def logit_gap_to_top1(logits: torch.Tensor, token: int) -> torch.Tensor:
     """``token``'s logit minus the largest (<= 0)."""
-    return logits[..., token] - logits.max(-1).values
+    return logits[..., token] - logits.amax(-1)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine of ``a`` and ``b`` over the last axis, in [-1, 1] (0 for a zero vector)."""
+    """Cosine of ``a`` and ``b`` over the last axis, in [-1, 1] (0 for a zero vector), in
+    float64. ``b`` may be one vector for every row of ``a``: a matrix-vector product then,
+    without the [rows, V] float64 copy of ``b`` and product (10x faster on a CPU)."""
     import torch
 
     a, b = a.double(), b.double()
     denom = a.norm(dim=-1) * b.norm(dim=-1)
-    dot = (a * b).sum(-1)
+    dot = a @ b if b.dim() == 1 else (a * b).sum(-1)
     safe = torch.where(denom > 0, denom, torch.ones_like(denom))
     return torch.where(denom > 0, dot / safe, torch.zeros_like(dot)).clamp(-1.0, 1.0).float()
 

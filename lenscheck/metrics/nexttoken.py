@@ -142,20 +142,20 @@ def _pure(
     lq: _Dist,
     sets: list[set[int]],
     raw_sets: list[set[int]],
+    top1: list[int],
 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
-    """The pure CSV's extra columns, and the columns the milestones read."""
+    """The pure CSV's extra columns, and the columns the milestones read (``top1``: the
+    lens' top-1 id per layer)."""
     import torch
 
     logits = x.lens_logits
     n = logits.shape[0]
     logp = lp.logp
-    top1 = _top1_ids(logits, x.top1)
     p1 = _floats(logp.gather(-1, torch.tensor(top1)[:, None])[:, 0].exp())
     p2 = _floats(top_k(logp, 2)[0][:, 1].exp())  # p1 itself in a tie
     ans = _answer_cols(logp, logits, x.answer)
     gap2, gap1 = _gaps(logits, x.answer, ans["rank"])
     teacher = f.entropy_bits_of(lq.logp[None], lq.p[None])[0].item()
-    bias = 0 if x.bias is None else x.bias.float()
     cols: dict[str, list[Any]] = {
         "entropy_bits": _floats(f.entropy_bits_of(*lp)),
         "p_top1": p1,
@@ -164,7 +164,7 @@ def _pure(
         "answer_rank": ans["rank"],
         "kl_to_final_bits": _floats(f.kl_bits_of(logp, lq.logp.expand_as(logp), lp.p)),
         "teacher_entropy_bits": [float(teacher)] * n,
-        "cos_to_final": _floats(f.cosine(logits - bias, (x.final_logits - bias).expand_as(logits))),
+        "cos_to_final": _floats(f.cosine(*_unbiased(x, logits, x.final_logits))),
         "answer_logit_gap": gap2,
         "answer_vs_top1_gap": gap1,
         "resid_norm_ratio": _floats(
@@ -183,6 +183,14 @@ def _pure(
     return rows, cols
 
 
+def _unbiased(x: NextTokenInputs, *logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``logits`` less the unembedding's bias (the logits themselves without one)."""
+    if x.bias is None:
+        return logits
+    bias = x.bias.float()
+    return tuple(z - bias for z in logits)
+
+
 def _margins(x: NextTokenInputs, lp: _Dist) -> list[Any]:
     """A control prompt's margin per layer (empty where an answer has no id)."""
     n = lp.p.shape[0]
@@ -199,33 +207,43 @@ def _top1_ids(logits: torch.Tensor, given: list[int] | None) -> list[int]:
     return [int(i) for i in top_k(logits, 2)[1][:, 0].tolist()]
 
 
-def _side(
-    logp: torch.Tensor,
-    logits: torch.Tensor,
-    a: int | None,
-    decode: Callable[[int], str],
-    side: str,
-    top1: list[int] | None = None,
+def _raw_side(
+    logp: torch.Tensor, logits: torch.Tensor, a: int | None, decode: Callable[[int], str]
 ) -> dict[str, list[Any]]:
+    """The raw lens' side of the rawlens sidecar (its top-1 chosen as the ablation's)."""
     import torch
 
-    ids = _top1_ids(logits, top1)
+    ids = _top1_ids(logits, None)
     ans = _answer_cols(logp, logits, a)
     return {
-        f"p_top1_{side}": _floats(logp.gather(-1, torch.tensor(ids)[:, None])[:, 0].exp()),
-        f"top1_token_id_{side}": ids,
-        f"top1_token_str_{side}": [decode(i) for i in ids],
-        f"p_answer_{side}": ans["p"],
-        f"answer_rank_{side}": ans["rank"],
+        "p_top1_raw": _floats(logp.gather(-1, torch.tensor(ids)[:, None])[:, 0].exp()),
+        "top1_token_id_raw": ids,
+        "top1_token_str_raw": [decode(i) for i in ids],
+        "p_answer_raw": ans["p"],
+        "answer_rank_raw": ans["rank"],
+    }
+
+
+def _norm_side(
+    pure: dict[str, list[Any]], ids: list[int], decode: Callable[[int], str]
+) -> dict[str, list[Any]]:
+    """The norm lens' side of the rawlens sidecar: the pure CSV's own values (the same
+    top-1, probabilities and ranks, so the two files cannot disagree)."""
+    return {
+        "p_top1_norm": pure["p_top1"],
+        "top1_token_id_norm": ids,
+        "top1_token_str_norm": [decode(i) for i in ids],
+        "p_answer_norm": pure["p_answer"],
+        "answer_rank_norm": pure["answer_rank"],
     }
 
 
 def _rawlens(
-    x: NextTokenInputs, lp: _Dist, lr: _Dist, pure: dict[str, list[Any]]
+    x: NextTokenInputs, lp: _Dist, lr: _Dist, pure: dict[str, list[Any]], top1: list[int]
 ) -> list[dict[str, Any]]:
     n = lp.p.shape[0]
-    raw = _side(lr.logp, x.raw_logits, x.answer, x.decode, "raw")
-    norm = _side(lp.logp, x.lens_logits, x.answer, x.decode, "norm", x.top1)
+    raw = _raw_side(lr.logp, x.raw_logits, x.answer, x.decode)
+    norm = _norm_side(pure, top1, x.decode)
     h_norm = pure["entropy_bits"]
     cols: dict[str, list[Any]] = {
         "layer": list(range(n)),
@@ -284,8 +302,9 @@ def next_token_metrics(x: NextTokenInputs) -> NextTokenMetrics:
     lp, lr, lq = _Dist.of(x.lens_logits), _Dist.of(x.raw_logits), _Dist.of(x.final_logits)
     sets = f.topk_ids(x.lens_logits, JACCARD_K)
     raw_sets = f.topk_ids(x.raw_logits, JACCARD_K)
-    pure, cols = _pure(x, lp, lq, sets, raw_sets)
-    rawlens = _rawlens(x, lp, lr, cols)
+    top1 = _top1_ids(x.lens_logits, x.top1)
+    pure, cols = _pure(x, lp, lq, sets, raw_sets, top1)
+    rawlens = _rawlens(x, lp, lr, cols, top1)
     return NextTokenMetrics(
         pure=pure,
         rawlens=rawlens,

@@ -146,12 +146,11 @@ def _pure(
 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
     """The pure CSV's extra columns, and the columns the milestones read (``top1``: the
     lens' top-1 id per layer)."""
-    import torch
 
     logits = x.lens_logits
     n = logits.shape[0]
     logp = lp.logp
-    p1 = _floats(logp.gather(-1, torch.tensor(top1)[:, None])[:, 0].exp())
+    p1 = _p_of_ids(logp, top1)
     p2 = _floats(top_k(logp, 2)[0][:, 1].exp())  # p1 itself in a tie
     ans = _answer_cols(logp, logits, x.answer)
     gap2, gap1 = _gaps(logits, x.answer, ans["rank"])
@@ -207,34 +206,27 @@ def _top1_ids(logits: torch.Tensor, given: list[int] | None) -> list[int]:
     return [int(i) for i in top_k(logits, 2)[1][:, 0].tolist()]
 
 
-def _raw_side(
-    logp: torch.Tensor, logits: torch.Tensor, a: int | None, decode: Callable[[int], str]
-) -> dict[str, list[Any]]:
-    """The raw lens' side of the rawlens sidecar (its top-1 chosen as the ablation's)."""
+def _p_of_ids(logp: torch.Tensor, ids: list[int]) -> list[float]:
+    """Each row's probability of its own id in ``ids``."""
     import torch
 
-    ids = _top1_ids(logits, None)
-    ans = _answer_cols(logp, logits, a)
-    return {
-        "p_top1_raw": _floats(logp.gather(-1, torch.tensor(ids)[:, None])[:, 0].exp()),
-        "top1_token_id_raw": ids,
-        "top1_token_str_raw": [decode(i) for i in ids],
-        "p_answer_raw": ans["p"],
-        "answer_rank_raw": ans["rank"],
-    }
+    return _floats(logp.gather(-1, torch.tensor(ids)[:, None])[:, 0].exp())
 
 
-def _norm_side(
-    pure: dict[str, list[Any]], ids: list[int], decode: Callable[[int], str]
+def _side(
+    side: str,
+    p_top1: list[float],
+    ids: list[int],
+    decode: Callable[[int], str],
+    ans: dict[str, list[Any]],
 ) -> dict[str, list[Any]]:
-    """The norm lens' side of the rawlens sidecar: the pure CSV's own values (the same
-    top-1, probabilities and ranks, so the two files cannot disagree)."""
+    """One lens' five columns of the rawlens sidecar (``ans``: its p and rank columns)."""
     return {
-        "p_top1_norm": pure["p_top1"],
-        "top1_token_id_norm": ids,
-        "top1_token_str_norm": [decode(i) for i in ids],
-        "p_answer_norm": pure["p_answer"],
-        "answer_rank_norm": pure["answer_rank"],
+        f"p_top1_{side}": p_top1,
+        f"top1_token_id_{side}": ids,
+        f"top1_token_str_{side}": [decode(i) for i in ids],
+        f"p_answer_{side}": ans["p"],
+        f"answer_rank_{side}": ans["rank"],
     }
 
 
@@ -242,8 +234,12 @@ def _rawlens(
     x: NextTokenInputs, lp: _Dist, lr: _Dist, pure: dict[str, list[Any]], top1: list[int]
 ) -> list[dict[str, Any]]:
     n = lp.p.shape[0]
-    raw = _raw_side(lr.logp, x.raw_logits, x.answer, x.decode)
-    norm = _norm_side(pure, top1, x.decode)
+    raw_ids = _top1_ids(x.raw_logits, None)  # chosen as the ablation chooses
+    raw_ans = _answer_cols(lr.logp, x.raw_logits, x.answer)
+    raw = _side("raw", _p_of_ids(lr.logp, raw_ids), raw_ids, x.decode, raw_ans)
+    # The norm side is the pure CSV's own values: the two files cannot disagree.
+    norm_ans = {"p": pure["p_answer"], "rank": pure["answer_rank"]}
+    norm = _side("norm", pure["p_top1"], top1, x.decode, norm_ans)
     h_norm = pure["entropy_bits"]
     cols: dict[str, list[Any]] = {
         "layer": list(range(n)),

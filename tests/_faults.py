@@ -224,7 +224,7 @@ FAULTS: dict[str, list[Patch]] = {
             "lenscheck.schema",
             "rest_mass",
             [("return max(0.0, 1.0 - total)", "return max(0.0, 1.0 - total) / 2")],
-            [],
+            ["lenscheck.strategies:rest_mass"],
         )
     ],
     "tuned-translator-at-the-neighbouring-layer": [
@@ -376,10 +376,12 @@ FAULTS.update(METRIC_FAULTS)
 #: on our models never): the rawlens sidecar picks its lens top-1 with a top-k of its own,
 #: whose k breaks the tie another way than the records' does.
 TIE_FAULTS: dict[str, list[Patch]] = {
+    # Patched inside _rawlens: lenscheck.lens.extended holds next_token_metrics by name,
+    # so a patch of that function would never run.
     "rawlens-top1-chosen-apart": _metric_fault(
-        "next_token_metrics",
-        "rawlens = _rawlens(x, lp, lr, cols, top1)",
-        "rawlens = _rawlens(x, lp, lr, cols, _top1_ids(x.lens_logits, None))",
+        "_rawlens",
+        'norm = _side("norm", pure["p_top1"], top1, x.decode, norm_ans)',
+        'norm = _side("norm", pure["p_top1"], _top1_ids(x.lens_logits, None), x.decode, norm_ans)',
     ),
     "ablation-top1-chosen-apart": [
         (

@@ -13,7 +13,7 @@ ablation read the model and the logit lens, and are the same in every lens' resu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -124,11 +124,33 @@ def _run_lenses(
         chosen = _logit_lens_top1(cfg, lenses, stats)
         control = by_id[c] if (c := job.case.control_for) else None
         top1_at: dict[str, list[int]] | None = None if chosen is None else {cfg.decode_norm: chosen}
+        shared = _shared(backend, job, batch, n, points, top1_at)
         for lens, st in zip(lenses, stats):
-            out[lens.name][job.case.id] = _result(
-                backend, lens, job, batch, n, st, points, control, top1_at
-            )
+            out[lens.name][job.case.id] = _result(backend, lens, job, batch, n, st, shared, control)
     return out
+
+
+class _Shared(NamedTuple):
+    """One prompt's values that are the same through every lens: computed once."""
+
+    points: dict[str, torch.Tensor]  # the decoding points' logits [L+1, V]
+    block: dict[str, Any]  # the JSON's decoding_ablation
+    p_answer: dict[str, list[float]]  # the ablation's answer probability per point
+    probes: dict[str, Any]  # the JSON's test prompts, temperatures, final prediction
+
+
+def _shared(
+    backend: LensBackend,
+    job: Job,
+    batch: SuiteCapture,
+    n: int,
+    points: dict[str, torch.Tensor],
+    top1_at: dict[str, list[int]] | None,
+) -> _Shared:
+    cfg = job.cfg
+    block, p_answer = ablation(backend, cfg, job.case, job.answer, points, top1_at)
+    probe_block = probes(backend, cfg, batch.probe_rows[n], batch.mains[n].logits[-1])
+    return _Shared(points, block, p_answer, probe_block)
 
 
 def _stats(
@@ -178,9 +200,8 @@ def _result(
     batch: SuiteCapture,
     n: int,
     st: LensStats,
-    points: dict[str, torch.Tensor],
+    shared: _Shared,
     control: Job | None = None,
-    top1_at: dict[str, list[int]] | None = None,
 ) -> LensResult:
     cfg, ids, capture = job.cfg, job.ids, batch.mains[n]
     top_ids, top_p = st.top_ids.tolist(), st.top_probs.tolist()
@@ -188,24 +209,22 @@ def _result(
     prompt_ids = set(backend.prompt_ids(cfg.prompt))
     pure = pure_records(backend, cfg, prompt_ids, st.entropy, top_ids, top_p)
     lens_last = final_point_last_layer(backend, lens, capture, st)
-    block, p_answer = ablation(backend, cfg, job.case, job.answer, points, top1_at)
     diag = base_diagnostics(backend, cfg)
     diag.update(summarize_collapse(pure))
     if cfg.schema != SCHEMA_ORIGINAL:
         diag["embedding_echo"] = embedding_echo(backend, cfg, prompt_ids, st)
     diag.update(extra_diagnostics(backend, cfg, ids, job.answer, lens_last, capture.logits))
-    diag["decoding_ablation"] = block
+    diag["decoding_ablation"] = shared.block
     ext = None
     if cfg.schema != SCHEMA_ORIGINAL:
-        logits = (st.next_token, points[RAW])
+        logits = (st.next_token, shared.points[RAW])
         top1 = st.next_token_top1()
         ext = add_extended(backend, lens, cfg, capture, logits, pure, diag, control, top1)
     facts = lens.facts()
     if not isinstance(lens, LogitLens):
         diag["lens"] = facts  # the logit lens' facts are decode_norm, already there
-    probe_block = probes(backend, cfg, batch.probe_rows[n], capture.logits[-1])
     return LensResult(
-        json_data=_json(backend, cfg, diag, probe_block),
+        json_data=_json(backend, cfg, diag, shared.probes),
         records=rows,
         pure_records=pure,
         input_ids=ids,
@@ -215,7 +234,7 @@ def _result(
         extras={
             "lens_logits_last": lens_last,
             "model_logits": capture.logits,
-            "p_answer": p_answer,
+            "p_answer": shared.p_answer,
         },
         case=job.case,
         lens=lens.name,

@@ -84,13 +84,26 @@ finally:
 def _sample_s(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
     """Median wall time of ``repeat`` calls after one warm-up, and [fastest, slowest]: the
     spread shows how much the machine's load moved this sitting."""
-    fn()  # warm-up: first-call allocations and lazy imports are not the steady state
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+    return _interleaved({"fn": fn}, repeat)["fn"]
+
+
+def _interleaved(
+    fns: dict[str, Callable[[], Any]], repeat: int
+) -> dict[str, tuple[float, list[float]]]:
+    """Each function's median wall time over ``repeat`` rounds and [fastest, slowest]: one
+    warm-up call each (first-call allocations and lazy imports are not the steady state),
+    then each called once per round in turn, so that a change in the machine's load during
+    the sitting moves all of them alike and their ratios compare things measured side by
+    side."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), [min(times), max(times)]
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t), [min(t), max(t)]) for name, t in times.items()}
 
 
 def _median_s(fn: Callable[[], Any], repeat: int) -> float:
@@ -100,9 +113,11 @@ def _median_s(fn: Callable[[], Any], repeat: int) -> float:
 def _floor(backend: Any, suite: Any, points: bool = False) -> Callable[[], None]:
     """The forward passes the pipeline runs (one prompt at a time with its probes, planned
     and padded as the pipeline plans them: lenscheck.lens.jobs) and one unembedding matmul
-    of every layer and position of each prompt; no softmax, entropy or top-k. ``points``:
-    also the decoding-point ablation's unembedding of each prompt's last position at the
-    two other decoding points (what every run writes into its JSON)."""
+    of every layer and position of each prompt, into one output buffer kept across the
+    prompts (as the pipeline keeps its own: a fresh [rows, V] output per prompt is new
+    pages from the OS, which a strict floor does not pay); no softmax, entropy or top-k.
+    ``points``: also the decoding-point ablation's unembedding of each prompt's last
+    position at the two other decoding points (what every run writes into its JSON)."""
     import torch
 
     from lenscheck.backends.base import batch_token_budget, plan_batches, right_pad
@@ -110,6 +125,7 @@ def _floor(backend: Any, suite: Any, points: bool = False) -> Callable[[], None]
     from lenscheck.lens import normalized_residuals
     from lenscheck.lens.ablation import point_logits
     from lenscheck.lens.jobs import make_jobs
+    from lenscheck.lens.stats import Scratch
     from lenscheck.norms import DECODE_NORMS
 
     cfg = LensConfig(device=str(backend.model.device))
@@ -122,19 +138,22 @@ def _floor(backend: Any, suite: Any, points: bool = False) -> Callable[[], None]
         groups = plan_batches([len(ids) for ids in seqs], budget)
         padded += [right_pad([seqs[i] for i in g], backend.model.device) for g in groups]
         (main,) = backend.run_batch([job.ids])
-        normed.append(normalized_residuals(backend, main.residuals))
+        rows = normalized_residuals(backend, main.residuals)
+        normed.append(rows.reshape(-1, rows.shape[-1]))
         mains.append(main)
     weight = backend.unembed.weight.float()
     others = [point for point in DECODE_NORMS if point != cfg.decode_norm] if points else []
+    out = torch.empty(max(len(rows) for rows in normed), len(weight), device=weight.device)
+    scratch = Scratch()
 
     def floor() -> None:
         with torch.no_grad():
             for tokens, mask in padded:
                 backend.model(tokens, attention_mask=mask, use_cache=False)
             for rows, main in zip(normed, mains):
-                torch.nn.functional.linear(rows, weight)
+                torch.mm(rows, weight.T, out=out[: len(rows)])
                 if others:
-                    point_logits(backend, [main], others)
+                    point_logits(backend, [main], others, scratch)
 
     return floor
 
@@ -183,10 +202,17 @@ def _against_floors(backend: Any, suite: Any, cfg: Any, repeat: int, name: str) 
     from lenscheck.vocab import SCHEMA_ORIGINAL
 
     original_cfg = cfg.evolve(schema=SCHEMA_ORIGINAL)
-    pipe, pipe_range = _sample_s(_pipeline(backend, suite, cfg), repeat)
-    orig, orig_range = _sample_s(_pipeline(backend, suite, original_cfg), repeat)
-    floor, floor_range = _sample_s(_floor(backend, suite), repeat)
-    full, full_range = _sample_s(_floor(backend, suite, points=True), repeat)
+    sampled = _interleaved(
+        {
+            "pipe": _pipeline(backend, suite, cfg),
+            "orig": _pipeline(backend, suite, original_cfg),
+            "floor": _floor(backend, suite),
+            "full": _floor(backend, suite, points=True),
+        },
+        repeat,
+    )
+    (pipe, pipe_range), (orig, orig_range) = sampled["pipe"], sampled["orig"]
+    (floor, floor_range), (full, full_range) = sampled["floor"], sampled["full"]
     return {
         f"{name}_s": pipe,
         "original_schema_s": orig,
@@ -373,19 +399,6 @@ def memory_part() -> dict[str, Any]:
     return out
 
 
-def _interleaved_medians(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Median seconds of each function, run in turns so that a change in the machine's load
-    lands on all of them alike (one warm-up round first)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for n in range(repeat + 1):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if n:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def write_random_tuned_lens(backend: Any, folder: Path, seed: int = 316) -> Path:
     """A tuned-lens checkpoint folder (TunedLens.save's layout) with seeded random
     translators for ``backend``; tuned-lens itself is not needed."""
@@ -444,7 +457,7 @@ def lenses_part(model: str, device: str, repeat: int) -> dict[str, Any]:
     fns = {"logit_s": through(logit), "tuned_s": through(tuned), "both_s": through(logit, tuned)}
     for threads in _threads():
         torch.set_num_threads(threads)
-        row = _interleaved_medians(fns, repeat)
+        row = {name: t[0] for name, t in _interleaved(fns, repeat).items()}
         row["tuned_vs_logit"] = row["tuned_s"] / row["logit_s"]
         row["both_vs_logit"] = row["both_s"] / row["logit_s"]
         out[f"threads_{threads}"] = row
@@ -681,11 +694,12 @@ def _cli_lines(cli: dict[str, Any]) -> list[str]:
 #: What the two floors and the schema comparison mean, said under both tables.
 _FLOORS_NOTE = (
     "The floor: the forward passes the pipeline runs (each prompt with its probes, padded "
-    "as the pipeline pads them) and one unembedding matmul of every layer and position, "
-    "without softmax, entropy or top-k. The floor with points adds the decoding-point "
-    "ablation's unembedding of each prompt's last position at the two other decoding "
-    "points, which every run writes into its JSON. Original schema: the same run with "
-    "`schema=original` (the extended schema's cost is the ratio of the two)."
+    "as the pipeline pads them) and one unembedding matmul of every layer and position "
+    "into an output buffer kept across prompts, without softmax, entropy or top-k. The "
+    "floor with points adds the decoding-point ablation's unembedding of each prompt's "
+    "last position at the two other decoding points, which every run writes into its JSON. "
+    "Original schema: the same run with `schema=original` (the extended schema's cost is "
+    "the ratio of the two). The four are timed in turns, one round after another."
 )
 
 

@@ -389,8 +389,8 @@ TIE_FAULTS: dict[str, list[Patch]] = {
             "ablation",
             [
                 (
-                    "ids = (top1_at or {}).get(point) or top.ids.T[0].tolist()",
-                    "ids = top.ids.T[0].tolist()",
+                    "stats = (known or {}).get(point)",
+                    "stats = None",
                 )
             ],
             ["lenscheck.lens.pipeline:ablation"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lenscheck.collapse import is_semantic_top1
 from lenscheck.lens.probes import softmax_stats
@@ -21,12 +21,24 @@ if TYPE_CHECKING:
     from lenscheck.lens.stats import Scratch
     from lenscheck.suites import PromptCase
 
-__all__ = ["ABLATION_RULE", "ablation", "onset_tolerance", "point_logits"]
+__all__ = ["ABLATION_RULE", "PointStats", "ablation", "onset_tolerance", "point_logits"]
 
 ABLATION_RULE = (
     "onset_disagreement: L_semantic under next-ln1 and under final differ by more than "
     "max(2, ceil(num_layers / 10)) layers, or only one of them exists"
 )
+
+
+class PointStats(NamedTuple):
+    """A decoding point's softmax statistics at the last position, per layer, that a lens
+    pass took already (the run's logit lens at its point): the ablation reads them instead
+    of a softmax of its own, so it names the records' top-1 among tied logits and reports
+    the same numbers as the pure CSV."""
+
+    probs: torch.Tensor  # [L+1, V]
+    top1: list[int]
+    p_top2: torch.Tensor  # [L+1, 2] the two largest probabilities
+    entropy: torch.Tensor  # [L+1] bits
 
 
 def point_logits(
@@ -75,28 +87,38 @@ def _work(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
+def _point_stats(
+    logits: torch.Tensor, original: bool, work: tuple[torch.Tensor, torch.Tensor]
+) -> PointStats:
+    """A point's statistics from its logits, the top-1 by the top-2 of its softmax."""
+    dist, top, entropy = softmax_stats(logits, 2, original=original, work=work)
+    return PointStats(dist, top.ids.T[0].tolist(), top.probs, entropy)
+
+
 def ablation(
     backend: LensBackend,
     cfg: LensConfig,
     case: PromptCase,
     answer: dict[str, Any],
     by_point: dict[str, torch.Tensor],
-    top1_at: dict[str, list[int]] | None = None,
+    known: dict[str, PointStats] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """The decoding-point block of the diagnostics, and p(answer) per layer per point.
-    ``top1_at``: a point's top-1 ids per layer chosen already (the run's logit lens at its
-    point: among tied logits the records' choice), else the top-2 of its logits chooses."""
+    ``known``: a point's statistics taken already (see PointStats); every other point's
+    come from a softmax of its logits here."""
     pieces = answer["ground_truth_token_ids"]
     block: dict[str, Any] = {"chosen": cfg.decode_norm, "rule": ABLATION_RULE}
     p_answer: dict[str, list[float]] = {}
     original = cfg.schema == SCHEMA_ORIGINAL
-    work = _work(by_point[DECODE_NORMS[0]])
+    work: tuple[torch.Tensor, torch.Tensor] | None = None
     for point in DECODE_NORMS:
         logits = by_point[point]
-        dist, top, entropy = softmax_stats(logits, 2, original=original, work=work)
-        p_top1, p_top2 = top.probs.T.tolist()
-        ids = (top1_at or {}).get(point) or top.ids.T[0].tolist()
-        top1 = [backend.decode(i) for i in ids]
+        stats = (known or {}).get(point)
+        if stats is None:
+            work = work or _work(logits)
+            stats = _point_stats(logits, original, work)
+        p_top1, p_top2 = stats.p_top2.T.tolist()
+        top1 = [backend.decode(i) for i in stats.top1]
         start = first_rule_layer(cfg)
         onset = next(
             (n for n, t in enumerate(top1) if n >= start and is_semantic_top1(t, case.answer)),
@@ -105,7 +127,7 @@ def ablation(
         if pieces:
             target = logits[:, pieces[0] : pieces[0] + 1]
             rank: list[int | None] = ((logits > target).sum(-1) + 1).tolist()
-            p_answer[point] = dist[:, pieces[0]].tolist()
+            p_answer[point] = stats.probs[:, pieces[0]].tolist()
         else:
             rank = [None] * logits.shape[0]
             p_answer[point] = [0.0] * logits.shape[0]
@@ -114,7 +136,7 @@ def ablation(
             "top1": top1,
             "p_top1": p_top1,
             "p_top2": p_top2,
-            "entropy": entropy.tolist(),
+            "entropy": stats.entropy.tolist(),
             "p_answer": p_answer[point],
             "answer_rank": rank,
         }

@@ -19,7 +19,7 @@ import torch
 
 from lenscheck.collapse import summarize_collapse
 from lenscheck.config import LensConfig
-from lenscheck.lens.ablation import ablation, point_logits
+from lenscheck.lens.ablation import PointStats, ablation, point_logits
 from lenscheck.lens.diagnostics import (
     base_diagnostics,
     extra_diagnostics,
@@ -34,6 +34,7 @@ from lenscheck.lens.result import LensResult
 from lenscheck.lens.stats import LensStats, Scratch, lens_stats
 from lenscheck.lenses import Lens, LensSpecError, LogitLens, OpenedLens, open_lenses
 from lenscheck.norms import DECODE_NORMS
+from lenscheck.numerics import top_k
 from lenscheck.vocab import RAW, SCHEMA_ORIGINAL
 
 if TYPE_CHECKING:
@@ -121,10 +122,8 @@ def _run_lenses(
     for n, job in enumerate(jobs):
         stats = [_stats(backend, cfg, batch.mains[n], lens, scratch) for lens in lenses]
         points = _ablation_logits(backend, cfg, batch.mains[n], lenses, stats, scratch)
-        chosen = _logit_lens_top1(cfg, lenses, stats)
         control = by_id[c] if (c := job.case.control_for) else None
-        top1_at: dict[str, list[int]] | None = None if chosen is None else {cfg.decode_norm: chosen}
-        shared = _shared(backend, job, batch, n, points, top1_at)
+        shared = _shared(backend, job, batch, n, points, _logit_lens_point(cfg, lenses, stats))
         for lens, st in zip(lenses, stats):
             out[lens.name][job.case.id] = _result(backend, lens, job, batch, n, st, shared, control)
     return out
@@ -145,10 +144,10 @@ def _shared(
     batch: SuiteCapture,
     n: int,
     points: dict[str, torch.Tensor],
-    top1_at: dict[str, list[int]] | None,
+    known: dict[str, PointStats],
 ) -> _Shared:
     cfg = job.cfg
-    block, p_answer = ablation(backend, cfg, job.case, job.answer, points, top1_at)
+    block, p_answer = ablation(backend, cfg, job.case, job.answer, points, known)
     probe_block = probes(backend, cfg, batch.probe_rows[n], batch.mains[n].logits[-1])
     return _Shared(points, block, p_answer, probe_block)
 
@@ -161,16 +160,22 @@ def _stats(
     return lens_stats(backend, capture.residuals, k, lens=lens, original=original, scratch=scratch)
 
 
-def _logit_lens_top1(
+def _logit_lens_point(
     cfg: LensConfig, lenses: Sequence[Lens], stats: Sequence[LensStats]
-) -> list[int] | None:
-    """The logit lens' top-1 id per layer at the last position, as its records have it,
-    where the run reads the logit lens: the ablation names the same token at that point
-    (torch.topk breaks a tie among equal logits by its k). None: no logit lens."""
+) -> dict[str, PointStats]:
+    """The logit lens' statistics at the last position, by its decoding point, where the
+    run reads the logit lens (the ablation then takes no softmax of its own there, and
+    names the records' top-1 among tied logits: torch.topk breaks a tie by its k). Empty:
+    no logit lens."""
     for lens, st in zip(lenses, stats):
         if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
-            return st.next_token_top1()
-    return None
+            probs = st.next_token_probs
+            # A top-1-only record (top_k_verbose = 1): the softmax is monotone, so the two
+            # largest probabilities are those of the two largest logits.
+            top = st.top_probs[:, -1, :2] if st.top_probs.shape[-1] >= 2 else top_k(probs, 2)[0]
+            ids = st.next_token_top1()
+            return {cfg.decode_norm: PointStats(probs, ids, top, st.entropy[:, -1])}
+    return {}
 
 
 def _ablation_logits(

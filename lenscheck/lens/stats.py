@@ -43,6 +43,7 @@ class LensStats:
     top_probs: torch.Tensor  # [L+1, T, k]
     last_layer: torch.Tensor  # [T, V] lens logits at the last layer
     next_token: torch.Tensor  # [L+1, V] lens logits at the last position
+    next_token_probs: torch.Tensor  # [L+1, V] their softmax, as the entropies read it
 
     def next_token_top1(self) -> list[int]:
         """The top-1 id per layer at the last position, as the records have it: every file
@@ -130,6 +131,7 @@ class _Buffers:
     logits: torch.Tensor  # [chunk, V]; then the entropy's scratch (z - max z)
     dist: torch.Tensor  # [chunk, V] softmax
     next_token: torch.Tensor  # [prompts, L+1, V]
+    next_token_probs: torch.Tensor  # [prompts, L+1, V]
     last_layer: torch.Tensor  # [width, V]
 
 
@@ -137,23 +139,29 @@ def _buffers(layout: _Layout, chunk: int, vocab: int, scratch: Scratch) -> _Buff
     device = layout.rows.device
     rows = min(chunk, layout.rows.shape[0])
     logits, dist = (scratch.take(use, rows, vocab, device) for use in ("logits", "softmax"))
-    # Fresh: the prompt's results keep these two.
-    next_token = _fp32(device, len(layout.lengths), layout.n_layers, vocab)
-    return _Buffers(logits, dist, next_token, _fp32(device, layout.width, vocab))
+    # Fresh: the prompt's results keep the logits, and a run holds every lens' probabilities
+    # of a prompt at once (its decoding-point ablation reads them).
+    next_token, next_probs = (
+        _fp32(device, len(layout.lengths), layout.n_layers, vocab) for _ in range(2)
+    )
+    return _Buffers(logits, dist, next_token, next_probs, _fp32(device, layout.width, vocab))
 
 
 def _keep_rows(
     logits: torch.Tensor,
+    dist: torch.Tensor,
     start: int,
     layout: _Layout,
     wanted: list[tuple[int, int, int]],
     bufs: _Buffers,
 ) -> None:
-    """Copy the chunk's next-token rows and its rows of the last layer out of ``logits``."""
+    """Copy the chunk's next-token rows (logits and softmax) and its rows of the last layer
+    (logits) out of ``logits`` and ``dist``."""
     stop = start + logits.shape[0]
     for p, layer, row in wanted:
         if start <= row < stop:
             bufs.next_token[p, layer].copy_(logits[row - start])
+            bufs.next_token_probs[p, layer].copy_(dist[row - start])
     top_row = layout.top_row
     # The chunk's rows of the last layer (none before it: both slices are then empty).
     bufs.last_layer[max(start - top_row, 0) : max(stop - top_row, 0)].copy_(
@@ -217,6 +225,7 @@ def _per_prompt(
                 top_probs=top_probs[:, cols],
                 last_layer=bufs.last_layer[cols],
                 next_token=bufs.next_token[p],
+                next_token_probs=bufs.next_token_probs[p],
             )
         )
         offset += n
@@ -249,6 +258,6 @@ def lens_stats_batch(
         logits, dist, top = _reduce_chunk(lens, part, bufs, k)
         ids.append(top.ids)
         probs.append(top.probs)
-        _keep_rows(logits, start, layout, wanted, bufs)
+        _keep_rows(logits, dist, start, layout, wanted, bufs)
         ent.append(_checked_entropy(lens, dist, logits, top, original, part, start, layout.width))
     return _per_prompt(layout, bufs, ent, ids, probs)

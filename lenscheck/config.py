@@ -385,6 +385,12 @@ class LensConfig:
         check_unit_interval("copy_margin", self.copy_margin)
         check_positive_int("top_k_record", self.top_k_record)
         check_positive_int("top_k_verbose", self.top_k_verbose)
+        if self.top_k_verbose < 2:
+            # The next-token rows' copy rule reads the second probability (p1 - p2 > margin).
+            raise ValueError(
+                f"top_k_verbose must be >= 2, got {self.top_k_verbose}: the copy-collapse "
+                "rule compares the next-token position's top two probabilities"
+            )
         if self.top_k_record > self.top_k_verbose:
             raise ValueError(
                 f"top_k_record ({self.top_k_record}) must not exceed top_k_verbose "

@@ -40,6 +40,11 @@ def test_defaults_follow_the_behaviour_spec() -> None:
         ({"top_k_verbose": -5}, ValueError, "top_k_verbose must be >= 1"),
         ({"top_k_verbose": 2.0}, TypeError, "top_k_verbose must be an integer"),
         (
+            {"top_k_record": 1, "top_k_verbose": 1},
+            ValueError,
+            "top_k_verbose must be >= 2, got 1: the copy-collapse rule",
+        ),
+        (
             {"top_k_record": 21},
             ValueError,
             "top_k_record \\(21\\) must not exceed top_k_verbose \\(20\\)",
@@ -74,7 +79,7 @@ def test_invalid_values_raise_naming_the_field(
         {"copy_threshold": 0.0, "copy_margin": 1.0},
         {"copy_threshold": 1, "copy_margin": 0},
         {"top_k_record": 20, "top_k_verbose": 20},
-        {"top_k_record": 1, "top_k_verbose": 1},
+        {"top_k_record": 1, "top_k_verbose": 2},
         {"device": "cuda:1", "dtype": "bf16"},
         {"device": "mps", "dtype": "float16"},
         {"device": "cpu", "dtype": "float32"},

@@ -1010,6 +1010,30 @@ def test_decoding_ablation_matches_an_independent_computation(
     assert block["onset_disagreement"] is disagree
 
 
+@pytest.mark.parametrize("k", [2, 5])
+def test_the_ablation_at_the_runs_point_is_the_logit_lens_pass_itself(k: int) -> None:
+    """At the run's own decoding point the ablation takes the logit lens' statistics, not a
+    softmax of its own: its top-1, p_top1 and entropy are the pure CSV's, bit for bit, and
+    its p_top2 the second largest probability, with the shortest records allowed too."""
+    import torch
+
+    from lenscheck.lens import run_lens
+
+    fb = make_fake_backend(n_layers=3, seed=37)
+    cfg = _lens_cfg(test_prompts=(), top_k_record=1, top_k_verbose=k)
+    result = run_lens(fb, cfg)
+    got = result.diagnostics["decoding_ablation"][cfg.decode_norm]
+    pure = result.pure_records
+    assert got["top1"] == [row["topk"][0][0] for row in pure]
+    assert got["p_top1"] == [row["topk"][0][1] for row in pure]
+    assert got["p_top2"] == [row["topk"][1][1] for row in pure]
+    assert got["entropy"] == [row["entropy"] for row in pure]
+    lens = _expected_lens_logits(fb, result.input_ids, cfg.decode_norm)[0]
+    p = torch.softmax(torch.stack([layer[-1] for layer in lens]).double(), dim=-1)
+    second = p.sort(dim=-1, descending=True).values[:, 1]
+    assert got["p_top2"] == pytest.approx(second.tolist(), abs=1e-6)
+
+
 def test_onset_tolerance_is_a_tenth_of_the_layers_and_at_least_two() -> None:
     from lenscheck.lens import ABLATION_RULE, onset_tolerance
 

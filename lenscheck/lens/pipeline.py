@@ -34,7 +34,6 @@ from lenscheck.lens.result import LensResult
 from lenscheck.lens.stats import LensStats, Scratch, lens_stats
 from lenscheck.lenses import Lens, LensSpecError, LogitLens, OpenedLens, open_lenses
 from lenscheck.norms import DECODE_NORMS
-from lenscheck.numerics import top_k
 from lenscheck.vocab import RAW, SCHEMA_ORIGINAL
 
 if TYPE_CHECKING:
@@ -169,12 +168,10 @@ def _logit_lens_point(
     no logit lens."""
     for lens, st in zip(lenses, stats):
         if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
-            probs = st.next_token_probs
-            # A top-1-only record (top_k_verbose = 1): the softmax is monotone, so the two
-            # largest probabilities are those of the two largest logits.
-            top = st.top_probs[:, -1, :2] if st.top_probs.shape[-1] >= 2 else top_k(probs, 2)[0]
-            ids = st.next_token_top1()
-            return {cfg.decode_norm: PointStats(probs, ids, top, st.entropy[:, -1])}
+            # top_k_verbose >= 2 (LensConfig): the records hold the top two at the last position.
+            top = st.top_probs[:, -1, :2]
+            point = PointStats(st.next_token_probs, st.next_token_top1(), top, st.entropy[:, -1])
+            return {cfg.decode_norm: point}
     return {}
 
 

@@ -37,7 +37,7 @@ class PointStats(NamedTuple):
 
     probs: torch.Tensor  # [L+1, V]
     top1: list[int]
-    p_top2: torch.Tensor  # [L+1, 2] the two largest probabilities
+    top2_probs: torch.Tensor  # [L+1, 2] the two largest probabilities
     entropy: torch.Tensor  # [L+1] bits
 
 
@@ -115,9 +115,10 @@ def ablation(
         logits = by_point[point]
         stats = (known or {}).get(point)
         if stats is None:
-            work = work or _work(logits)
+            if work is None:
+                work = _work(logits)
             stats = _point_stats(logits, original, work)
-        p_top1, p_top2 = stats.p_top2.T.tolist()
+        p_top1, p_top2 = stats.top2_probs.T.tolist()
         top1 = [backend.decode(i) for i in stats.top1]
         start = first_rule_layer(cfg)
         onset = next(

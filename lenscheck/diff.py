@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lenscheck.golden.compare import SECTIONS, Drift, DriftReport, compare_golden
+from lenscheck.golden.later import is_later_layout, later_prompt_files
 from lenscheck.golden.payload import PromptFiles, golden_payload, merge_key_trees
 from lenscheck.golden.report import render_markdown, render_report
 from lenscheck.golden.store import GoldenFormatError, loads_golden
@@ -121,20 +122,37 @@ def _golden_doc(path: Path) -> dict[str, Any]:
         raise DiffInputError(str(exc)) from None
 
 
-def payload_from_files(files: RunFiles) -> dict[str, Any]:
-    """A golden document of one prompt from its JSON and CSV files (ours or the original's)."""
-    try:
-        parsed = PromptFiles.from_bytes(
+def _parsed(files: RunFiles) -> dict[str, PromptFiles]:
+    """Each prompt's parsed files: one for lenscheck's layout and the original's first, one
+    per prompt key for the original's later layout (lenscheck.golden.later)."""
+    pure = files.pure_csv.read_bytes()
+    if is_later_layout(pure):
+        return later_prompt_files(
             files.json.read_bytes(),
             None if files.records_csv is None else files.records_csv.read_bytes(),
-            files.pure_csv.read_bytes(),
+            pure,
+            None if files.rawlens_csv is None else files.rawlens_csv.read_bytes(),
+            source=str(files.json.with_suffix("")),
+        )
+    return {
+        files.name: PromptFiles.from_bytes(
+            files.json.read_bytes(),
+            None if files.records_csv is None else files.records_csv.read_bytes(),
+            pure,
             source=str(files.json.with_suffix("")),
             sidecars=(
                 None if files.rawlens_csv is None else files.rawlens_csv.read_bytes(),
                 None if files.milestones_csv is None else files.milestones_csv.read_bytes(),
             ),
         )
-        return golden_payload({files.name: parsed}, model=files.name, suite="")
+    }
+
+
+def payload_from_files(files: RunFiles) -> dict[str, Any]:
+    """A golden document of one run's files (ours or the original's): one prompt, or every
+    prompt of an original later-layout set."""
+    try:
+        return golden_payload(_parsed(files), model=files.name, suite="")
     except (CsvSchemaError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DiffInputError(f"{files.json}: unreadable ({exc})") from None
     except (KeyError, TypeError, IndexError, ValueError) as exc:

@@ -464,6 +464,8 @@ def _other_bos(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
 
 def _probes(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     gp, op = g["probes"], o["probes"]
+    if c.unknown(gp, op):
+        return
     if gp["prompt"] != op["prompt"]:
         c.add(Drift("probes", "probe prompts", gp["prompt"], op["prompt"], prompt=prompt))
         return
@@ -500,6 +502,8 @@ def _final(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     """The model's own final distribution: entropy, top-5, and the temperature rows."""
     section = "final_prediction"
     gf, of = g["final_prediction"], o["final_prediction"]
+    if c.unknown(gf, of):
+        return
     tol = c.tol
     c.close(
         section,
@@ -512,6 +516,8 @@ def _final(c: _Comparer, g: Any, o: Any, prompt: str) -> None:
     )
     _top5(c, section, gf["top5"], of["top5"], prompt)
     gt, ot = g["temperature"], o["temperature"]
+    if c.unknown(gt, ot):
+        return
     if gt["temperature"] != ot["temperature"]:
         c.add(Drift(section, "temperatures", gt["temperature"], ot["temperature"], prompt=prompt))
         return

@@ -359,16 +359,19 @@ def prompt_payload(
 
     ``records`` None: no records CSV (the original pipeline did not always keep one);
     ``rawlens``/``milestones``: the extended schema's sidecars (rows; the milestones).
+    A JSON without probes, temperatures or a final prediction (the original's later files
+    hold them for one prompt of several: lenscheck.golden.later) gives None for them.
     """
     diag = json_data["diagnostics"]
     prompt = json_data["prompt"]
-    probes = json_data["test_prompts"]
+    probes = json_data.get("test_prompts")
     tokenization = diag.get("tokenization") or {}
     rows, flags = _rows(pure_records)
-    final = json_data["final_prediction"]
+    final = json_data.get("final_prediction")
+    temperature = json_data.get("temperature_exploration")
     return {
         "sha256": prompt_digest(
-            prompt["context_prompt"], prompt["ground_truth"], [p["prompt"] for p in probes]
+            prompt["context_prompt"], prompt["ground_truth"], [p["prompt"] for p in probes or ()]
         ),
         "prompt": prompt["context_prompt"],
         "answer": prompt["ground_truth"],
@@ -388,9 +391,11 @@ def prompt_payload(
         "flags": flags,
         "next_token": rows,
         "records": None if records is None else _grid(records),
-        "probes": _distributions(probes, "prompt"),
-        "temperature": _distributions(json_data["temperature_exploration"], "temperature"),
-        "final_prediction": {
+        "probes": None if probes is None else _distributions(probes, "prompt"),
+        "temperature": None if temperature is None else _distributions(temperature, "temperature"),
+        "final_prediction": None
+        if final is None
+        else {
             "entropy": round_sig(float(final["entropy"])),
             "top5": [[t, round_sig(float(p))] for t, p in final["topk"][:5]],
         },

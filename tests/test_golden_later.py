@@ -288,3 +288,29 @@ def test_our_own_layout_is_not_mistaken_for_the_later_one() -> None:
     assert not is_later_layout(ours)
     assert is_later_layout((NEW / PURE).read_bytes()) and is_later_layout((OLD / PURE).read_bytes())
     assert not is_later_layout(io.BytesIO(b"prompt_id,layer\n").getvalue())
+
+
+def _jaccards(doc: dict[str, Any], pid: str, source: str) -> list[Any]:
+    part = doc["prompts"][pid]["metrics"][source]
+    return [part[f"topk_jaccard_{k}@50"] for k in ("raw_norm", "consecutive")]
+
+
+def test_the_later_run_wrote_the_last_facts_jaccards_into_every_facts_pure_rows(
+    new_doc: dict[str, Any],
+) -> None:
+    """What the Jaccard drift above is: in 2025-10-12 every fact's pure CSV holds the last
+    fact's (Canada→Ottawa) Jaccards, its own rawlens sidecar the prompt's own; 2025-10-05
+    agrees with itself. lenscheck's generated test_measurements requires the two files to
+    agree exactly (lenscheck.plugin.measures), so a leak like this fails a golden run."""
+    (old_doc,) = load_side(OLD).values()
+    for pid in OWN:
+        assert _jaccards(old_doc, pid, "next_token") == _jaccards(old_doc, pid, "rawlens")
+    last = {
+        v: _jaccards(new_doc, f"Canada→Ottawa/pos/{v}", "rawlens") for v in ("orig", "no_filler")
+    }
+    for fact in ("", *(f"{f}/" for f in FACTS)):
+        for variant in ("orig", "no_filler"):
+            pid = f"{fact}pos/{variant}"
+            assert _jaccards(new_doc, pid, "next_token") == last[variant], pid
+            if not fact.startswith("Canada"):
+                assert _jaccards(new_doc, pid, "rawlens") != last[variant], pid

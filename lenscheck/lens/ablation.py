@@ -127,6 +127,9 @@ def ablation(
         )
         if pieces:
             target = logits[:, pieces[0] : pieces[0] + 1]
+            # Counted here, not by lenscheck.metrics.functions.answer_rank: the generated
+            # test_measurements checks the extended columns' ranks against this block, so
+            # a slip in either shows as a disagreement (METRIC_FAULTS answer-rank-off-by-one).
             rank: list[int | None] = ((logits > target).sum(-1) + 1).tolist()
             p_answer[point] = stats.probs[:, pieces[0]].tolist()
         else:

@@ -1488,7 +1488,8 @@ def test_the_lens_reuses_two_buffers_for_every_chunk(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns when it resizes a wrong-shaped out=
         lens_mod.lens_stats_batch(fb, prompts, 3)
-    sizes = [min(per_chunk, rows - start) for start in range(0, rows, per_chunk)]
+    even = -(-rows // -(-rows // per_chunk))  # as few chunks as fit, of equal length
+    sizes = [min(even, rows - start) for start in range(0, rows, even)]
     assert [(kind, shape) for kind, shape, _, _ in calls] == [
         (kind, (n, fb.facts.d_vocab)) for n in sizes for kind in ("logits", "entropy")
     ]
@@ -1554,6 +1555,40 @@ def test_the_lens_runs_under_another_default_dtype() -> None:
     finally:
         torch.set_default_dtype(before)
     assert torch.equal(got.entropy, expected.entropy) and got.next_token.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("rows", "limit", "chunk"),
+    [
+        (496, 341, 248),
+        (558, 341, 279),
+        (341, 341, 341),
+        (342, 341, 171),
+        (10, 341, 10),
+        (1, 1, 1),
+        (0, 5, 1),
+        (7, 1, 1),
+    ],
+)
+def test_even_chunk_splits_rows_into_as_few_equal_chunks_as_fit(
+    rows: int, limit: int, chunk: int
+) -> None:
+    """The embedded model's suite16 prompts (496 and 558 rows, 341 rows per 16 Mi logits)
+    go in two equal chunks, not 341 + 155: each chunk streams all of W_U."""
+    from lenscheck.lens.stats import even_chunk
+
+    assert even_chunk(rows, limit) == chunk
+
+
+@settings(deadline=None)
+@given(rows=st.integers(1, 5000), limit=st.integers(1, 800))
+def test_even_chunk_never_exceeds_the_limit_nor_adds_a_chunk(rows: int, limit: int) -> None:
+    from lenscheck.lens.stats import even_chunk
+
+    chunk = even_chunk(rows, limit)
+    fewest = -(-rows // limit)
+    assert 1 <= chunk <= limit and -(-rows // chunk) == fewest
+    assert rows - (fewest - 1) * chunk > chunk - fewest  # the last one short by < the count
 
 
 @pytest.mark.parametrize("rows_per_chunk", [1, 5, 13, 14])

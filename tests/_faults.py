@@ -209,14 +209,14 @@ FAULTS: dict[str, list[Patch]] = {
     "ablation-decodes-every-point-alike": [
         (
             "lenscheck.lens.ablation",
-            "point_logits",
+            "point_rows",
             [
                 (
                     "norms = decode_norm_modules(backend.stack, point)",
                     'norms = decode_norm_modules(backend.stack, "next-ln1")',
                 )
             ],
-            ["lenscheck.lens.pipeline:point_logits"],
+            ["lenscheck.lens.pipeline:point_rows"],
         )
     ],
     "rest-mass-halved": [

@@ -1611,6 +1611,91 @@ def test_chunked_unembedding_equals_one_chunk(
             torch.testing.assert_close(getattr(other, field), getattr(one, field), msg=field)
 
 
+# Rows per chunk: one (tail-only chunks), a boundary inside the tail, all rows in one.
+@pytest.mark.parametrize("rows_per_chunk", [1, 5, 13, 40, 10_000])
+def test_tail_rows_ride_in_the_lens_chunks_and_change_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int
+) -> None:
+    """``tail`` rows are read out through the lens' readout in its own chunks (no extra
+    unembedding call while they fit), their logits kept unreduced; the prompts'
+    statistics are those of a run without them."""
+    import torch
+
+    from lenscheck.lens import stats as lens_mod
+
+    fb = make_fake_backend(n_layers=3)
+    prompts = [fb.forward(fb.encode(text))[0] for text in (PROMPT, PROBES[0])]
+    tail = torch.randn(7, fb.facts.d_model, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(lens_mod, "_CHUNK_LOGITS", rows_per_chunk * fb.facts.d_vocab)
+    alone = lens_mod.lens_stats_batch(fb, prompts, 3)
+    calls: list[int] = []
+    unembed = fb.unembed
+    fb.unembed = lambda part, **kw: calls.append(part.shape[0]) or unembed(part, **kw)  # type: ignore[assignment]
+    got = lens_mod.lens_stats_batch(fb, prompts, 3, tail=tail)
+    rows = 4 * sum(p[0].shape[0] for p in prompts) + len(tail)
+    assert sum(calls) == rows and len(calls) == -(-rows // rows_per_chunk)
+    assert got[0].tail is not None and alone[0].tail is None and got[1].tail is None
+    torch.testing.assert_close(got[0].tail, unembed(tail, fp32=True), rtol=1e-6, atol=1e-5)
+    for one, other in zip(alone, got):
+        for field in ("entropy", "top_ids", "top_probs", "last_layer", "next_token"):
+            torch.testing.assert_close(getattr(other, field), getattr(one, field), msg=field)
+
+
+@pytest.mark.parametrize(("weight_dtype", "merged"), [(None, True), ("bfloat16", False)])
+def test_the_decoding_points_ride_in_the_logit_lens_chunks_only_in_float32(
+    monkeypatch: pytest.MonkeyPatch, weight_dtype: str | None, merged: bool
+) -> None:
+    """An fp32 logit lens reads the other decoding points' rows in its own chunks (no fp32
+    unembedding of its own); a half-precision one leaves them to point_logits, which
+    unembeds them in fp32. Either way the run's files hold the same values as with the
+    points unembedded apart."""
+    import torch
+
+    from lenscheck.backends.base import Unembedder
+    from lenscheck.lens import pipeline, run_lens
+
+    dtype = None if weight_dtype is None else getattr(torch, weight_dtype)
+    fb = make_fake_backend(n_layers=3, seed=37, weight_dtype=dtype, promote=dtype is None)
+    cfg = _lens_cfg(test_prompts=(), preset="standard")
+    fp32_calls: list[int] = []
+    call = Unembedder.__call__
+
+    def spy(self: Any, part: Any, **kw: Any) -> Any:
+        if kw.get("fp32"):
+            fp32_calls.append(part.shape[0])
+        return call(self, part, **kw)
+
+    monkeypatch.setattr(Unembedder, "__call__", spy)
+    got = run_lens(fb, cfg)
+    assert fp32_calls == ([] if merged else [2 * (fb.facts.num_layers + 1)])
+    monkeypatch.setattr(pipeline, "_reads_points", lambda *a: False)
+    apart = run_lens(fb, cfg)
+    _assert_close_tree(got.diagnostics["decoding_ablation"], apart.diagnostics["decoding_ablation"])
+    assert [r["metrics"] for r in got.pure_records]
+    _assert_close_tree(
+        [r["metrics"] for r in got.pure_records], [r["metrics"] for r in apart.pure_records]
+    )
+    assert got.extended is not None and apart.extended is not None
+    _assert_close_tree(got.extended.rawlens, apart.extended.rawlens)
+
+
+def _assert_close_tree(got: Any, want: Any, where: str = "") -> None:
+    """Equal nested dicts and lists; floats within 1e-5 (fp32 rounding of a regrouped sum)."""
+    assert type(got) is type(want), where
+    if isinstance(got, dict):
+        assert list(got) == list(want), where
+        for key in got:
+            _assert_close_tree(got[key], want[key], f"{where}.{key}")
+    elif isinstance(got, list):
+        assert len(got) == len(want), where
+        for n, (a, b) in enumerate(zip(got, want)):
+            _assert_close_tree(a, b, f"{where}[{n}]")
+    elif isinstance(got, float):
+        assert got == pytest.approx(want, abs=1e-5, nan_ok=True), where
+    else:
+        assert got == want, where
+
+
 @settings(deadline=None)
 @given(
     logits=finite_logits(batch_shape=(3,), max_vocab=64),

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from lenscheck.lens.stats import Scratch
     from lenscheck.suites import PromptCase
 
-__all__ = ["ABLATION_RULE", "PointStats", "ablation", "onset_tolerance", "point_logits"]
+__all__ = [
+    "ABLATION_RULE",
+    "PointStats",
+    "ablation",
+    "onset_tolerance",
+    "point_logits",
+    "point_rows",
+    "split_points",
+]
 
 ABLATION_RULE = (
     "onset_disagreement: L_semantic under next-ln1 and under final differ by more than "
@@ -41,6 +49,30 @@ class PointStats(NamedTuple):
     entropy: torch.Tensor  # [L+1] bits
 
 
+def point_rows(
+    backend: LensBackend, mains: Sequence[Capture], points: Sequence[str]
+) -> torch.Tensor | None:
+    """The rows :func:`point_logits` unembeds: per decoding point (in order), per prompt,
+    each layer's residual at the prompt's last position through the point's norm,
+    [points * prompts * (L+1), d]; None without points."""
+    import torch
+
+    rows = []
+    for point in points:
+        norms = decode_norm_modules(backend.stack, point)
+        for c in mains:
+            rows += [apply_norm_or_skip(r[-1:], m) for r, m in zip(c.residuals, norms)]
+    return torch.cat(rows) if rows else None
+
+
+def split_points(
+    logits: torch.Tensor, prompts: int, points: Sequence[str]
+) -> dict[str, list[torch.Tensor]]:
+    """:func:`point_rows`' logits per decoding point and prompt, [L+1, V] each."""
+    per_prompt = iter(logits.split(logits.shape[0] // max(1, prompts * len(points))))
+    return {point: [next(per_prompt) for _ in range(prompts)] for point in points}
+
+
 def point_logits(
     backend: LensBackend,
     mains: Sequence[Capture],
@@ -49,27 +81,20 @@ def point_logits(
 ) -> dict[str, list[torch.Tensor]]:
     """Per decoding point and prompt, lens logits [L+1, V] at the prompt's last position.
 
-    One unembedding for every point: each call streams all of W_U for a few dozen rows.
-    ``scratch``: the logits go into its ``"points"`` buffer where the unembedding can write
-    in place (valid until the next call with it).
+    One unembedding for every point: each call streams all of W_U for a few dozen rows
+    (a run whose logit lens unembeds in fp32 reads these rows in its own chunks instead:
+    lenscheck.lens.pipeline). ``scratch``: the logits go into its ``"points"`` buffer
+    where the unembedding can write in place (valid until the next call with it).
     """
-    import torch
-
-    rows = []
-    for point in points:
-        norms = decode_norm_modules(backend.stack, point)
-        for c in mains:
-            rows += [apply_norm_or_skip(r[-1:], m) for r, m in zip(c.residuals, norms)]
-    if not rows:
+    x = point_rows(backend, mains, points)
+    if x is None:
         return {}
-    x = torch.cat(rows)
     out = None
     if scratch is not None:
         out = scratch.take("points", x.shape[0], backend.facts.d_vocab, x.device)
     # In float32: these are a few rows, and a raw residual overflows half precision's range.
     logits = backend.unembed(x, fp32=True, out=out)
-    per_prompt = iter(logits.split(len(mains[0].residuals)))  # point-major, as the rows
-    return {point: [next(per_prompt) for _ in mains] for point in points}
+    return split_points(logits, len(mains), points)
 
 
 def onset_tolerance(num_layers: int) -> int:

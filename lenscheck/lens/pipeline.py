@@ -19,7 +19,7 @@ import torch
 
 from lenscheck.collapse import summarize_collapse
 from lenscheck.config import LensConfig
-from lenscheck.lens.ablation import PointStats, ablation, point_logits
+from lenscheck.lens.ablation import PointStats, ablation, point_logits, point_rows, split_points
 from lenscheck.lens.diagnostics import (
     base_diagnostics,
     extra_diagnostics,
@@ -119,8 +119,9 @@ def _run_lenses(
     # decoding-point logits live in the scratch until the next prompt's overwrite them.
     scratch = Scratch()
     for n, job in enumerate(jobs):
-        stats = [_stats(backend, cfg, batch.mains[n], lens, scratch) for lens in lenses]
-        points = _ablation_logits(backend, cfg, batch.mains[n], lenses, stats, scratch)
+        main = batch.mains[n]
+        stats = [_stats(backend, cfg, main, lens, scratch) for lens in lenses]
+        points = _ablation_logits(backend, cfg, main, lenses, stats, scratch)
         control = by_id[c] if (c := job.case.control_for) else None
         shared = _shared(backend, job, batch, n, points, _logit_lens_point(cfg, lenses, stats))
         for lens, st in zip(lenses, stats):
@@ -154,9 +155,40 @@ def _shared(
 def _stats(
     backend: LensBackend, cfg: LensConfig, capture: Capture, lens: Lens, scratch: Scratch
 ) -> LensStats:
+    """The lens' statistics of one prompt; the run's logit lens, when it unembeds in fp32
+    (as the decoding points' rows need), reads those rows in its own chunks too."""
     original = cfg.schema == SCHEMA_ORIGINAL
-    k = cfg.top_k_verbose
-    return lens_stats(backend, capture.residuals, k, lens=lens, original=original, scratch=scratch)
+    tail = (
+        point_rows(backend, [capture], _other_points(cfg))
+        if _reads_points(backend, cfg, lens)
+        else None
+    )
+    return lens_stats(
+        backend,
+        capture.residuals,
+        cfg.top_k_verbose,
+        lens=lens,
+        original=original,
+        scratch=scratch,
+        tail=tail,
+    )
+
+
+def _other_points(cfg: LensConfig) -> list[str]:
+    """The decoding points the run's logit lens does not read itself."""
+    return [p for p in DECODE_NORMS if p != cfg.decode_norm]
+
+
+def _reads_points(backend: LensBackend, cfg: LensConfig, lens: Lens) -> bool:
+    """Whether ``lens`` is the run's logit lens and unembeds in fp32: its readout is then
+    the decoding points' own (lenscheck.lens.ablation.point_logits), and their few dozen
+    rows ride in its chunks instead of streaming all of W_U once more (the same bits: a
+    row's logits do not depend on the chunk's length)."""
+    return (
+        isinstance(lens, LogitLens)
+        and lens.point == cfg.decode_norm
+        and backend.unembed.dtype == torch.float32
+    )
 
 
 def _logit_lens_point(
@@ -186,11 +218,15 @@ def _ablation_logits(
     """Per decoding point, the prompt's logit-lens logits [L+1, V] at its last position:
     the logit lens' own rows where the run reads it, the few others unembedded apart."""
     by_point: dict[str, torch.Tensor] = {}
+    rows = None
     for lens, st in zip(lenses, stats):
         if isinstance(lens, LogitLens) and lens.point == cfg.decode_norm:
             by_point[cfg.decode_norm] = st.next_token
+            if st.tail is not None:
+                rows = split_points(st.tail, 1, _other_points(cfg))
     others = [p for p in DECODE_NORMS if p not in by_point]
-    rows = point_logits(backend, [main], others, scratch)
+    if rows is None:
+        rows = point_logits(backend, [main], others, scratch)
     by_point.update({point: rows[point][0] for point in others})
     return by_point
 

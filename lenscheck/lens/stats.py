@@ -44,6 +44,8 @@ class LensStats:
     last_layer: torch.Tensor  # [T, V] lens logits at the last layer
     next_token: torch.Tensor  # [L+1, V] lens logits at the last position
     next_token_probs: torch.Tensor  # [L+1, V] their softmax, as the entropies read it
+    #: The logits of the rows given as ``tail`` (:func:`lens_stats_batch`), else None.
+    tail: torch.Tensor | None = None
 
     def next_token_top1(self) -> list[int]:
         """The top-1 id per layer at the last position, as the records have it: every file
@@ -96,10 +98,11 @@ def lens_stats(
     lens: Lens | None = None,
     original: bool = False,
     scratch: Scratch | None = None,
+    tail: torch.Tensor | None = None,
 ) -> LensStats:
     """:func:`lens_stats_batch` for one prompt."""
     return lens_stats_batch(
-        backend, [residuals], k, point, lens=lens, original=original, scratch=scratch
+        backend, [residuals], k, point, lens=lens, original=original, scratch=scratch, tail=tail
     )[0]
 
 
@@ -148,9 +151,9 @@ class _Buffers:
     last_layer: torch.Tensor  # [width, V]
 
 
-def _buffers(layout: _Layout, chunk: int, vocab: int, scratch: Scratch) -> _Buffers:
+def _buffers(layout: _Layout, chunk: int, total: int, vocab: int, scratch: Scratch) -> _Buffers:
     device = layout.rows.device
-    rows = min(chunk, layout.rows.shape[0])
+    rows = min(chunk, total)
     logits, dist = (scratch.take(use, rows, vocab, device) for use in ("logits", "softmax"))
     # Fresh: the prompt's results keep the logits, and a run holds every lens' probabilities
     # of a prompt at once (its decoding-point ablation reads them).
@@ -206,14 +209,30 @@ def _checked_entropy(
 
 
 def _reduce_chunk(
-    lens: Lens, part: torch.Tensor, bufs: _Buffers, k: int
+    logits: torch.Tensor, bufs: _Buffers, k: int
 ) -> tuple[torch.Tensor, torch.Tensor, TopK]:
-    """The chunk's logits (in the logits buffer), its softmax (in the softmax buffer) and
-    top-``k`` from that softmax."""
-    buf, dist = bufs.logits[: part.shape[0]], bufs.dist[: part.shape[0]]
-    logits = lens.readout(part, out=buf)
+    """The chunk's softmax (in the softmax buffer) and top-``k`` from that softmax."""
+    dist = bufs.dist[: logits.shape[0]]
     torch.softmax(logits.float(), dim=VOCAB, out=dist)
     return logits, dist, topk_probs(logits, k, probs=dist)
+
+
+def _with_tail(rows: torch.Tensor, tail: torch.Tensor | None) -> torch.Tensor:
+    """The layout's rows, then ``tail``'s, in one dtype both convert to exactly."""
+    if tail is None:
+        return rows
+    dtype = torch.promote_types(rows.dtype, tail.dtype)
+    return torch.cat([rows.to(dtype), tail.to(dtype)])
+
+
+def _keep_tail(logits: torch.Tensor, start: int, n_rows: int, out: torch.Tensor | None) -> int:
+    """Copy the chunk's tail rows (those at or after row ``n_rows`` of the batch) into
+    ``out``; the number of the chunk's rows before them."""
+    stop = start + logits.shape[0]
+    real = max(0, min(stop, n_rows) - start)
+    if out is not None and stop > n_rows:
+        out[max(start - n_rows, 0) : stop - n_rows].copy_(logits[real:])
+    return real
 
 
 def _per_prompt(
@@ -254,23 +273,36 @@ def lens_stats_batch(
     lens: Lens | None = None,
     original: bool = False,
     scratch: Scratch | None = None,
+    tail: torch.Tensor | None = None,
 ) -> list[LensStats]:
     """Read every (layer, position) of every prompt out through ``lens`` (default: the
     logit lens at ``point``) in row chunks, reduce each chunk; one result per prompt.
     ``original``: the original pipeline's entropy formula (see softmax_entropy).
-    ``scratch``: work buffers to reuse (a run passes one for all its prompts)."""
+    ``scratch``: work buffers to reuse (a run passes one for all its prompts).
+    ``tail``: more rows [n, d] read out through the lens' readout in the same chunks,
+    after the prompts' own, their logits kept unreduced in the first result's ``tail``
+    (in ``scratch``'s ``"points"`` buffer when given: valid until its next use)."""
     lens = lens if lens is not None else LogitLens(backend, point)
     layout = _layout(lens, prompts)
     vocab = backend.facts.d_vocab
-    chunk = even_chunk(layout.rows.shape[0], max(1, _CHUNK_LOGITS // vocab))
-    bufs = _buffers(layout, chunk, vocab, scratch if scratch is not None else Scratch())
+    rows, n_rows = _with_tail(layout.rows, tail), layout.rows.shape[0]
+    chunk = even_chunk(rows.shape[0], max(1, _CHUNK_LOGITS // vocab))
+    scratch = scratch if scratch is not None else Scratch()
+    bufs = _buffers(layout, chunk, rows.shape[0], vocab, scratch)
+    kept = None if tail is None else scratch.take("points", tail.shape[0], vocab, rows.device)
     wanted = layout.next_token_rows()
     ent, ids, probs = [], [], []
-    for start in range(0, layout.rows.shape[0], chunk):
-        part = layout.rows[start : start + chunk]
-        logits, dist, top = _reduce_chunk(lens, part, bufs, k)
+    for start in range(0, rows.shape[0], chunk):
+        part = rows[start : start + chunk]
+        logits = lens.readout(part, out=bufs.logits[: part.shape[0]])
+        real = _keep_tail(logits, start, n_rows, kept)
+        if not real:
+            continue
+        part, (logits, dist, top) = part[:real], _reduce_chunk(logits[:real], bufs, k)
         ids.append(top.ids)
         probs.append(top.probs)
         _keep_rows(logits, dist, start, layout, wanted, bufs)
         ent.append(_checked_entropy(lens, dist, logits, top, original, part, start, layout.width))
-    return _per_prompt(layout, bufs, ent, ids, probs)
+    out = _per_prompt(layout, bufs, ent, ids, probs)
+    out[0].tail = kept
+    return out

@@ -116,44 +116,41 @@ def _floor(backend: Any, suite: Any, points: bool = False) -> Callable[[], None]
     of every layer and position of each prompt, into one output buffer kept across the
     prompts (as the pipeline keeps its own: a fresh [rows, V] output per prompt is new
     pages from the OS, which a strict floor does not pay); no softmax, entropy or top-k.
-    ``points``: also the decoding-point ablation's unembedding of each prompt's last
-    position at the two other decoding points (what every run writes into its JSON)."""
+    ``points``: also the decoding-point ablation's rows (each prompt's last position at the
+    two other decoding points, what every run writes into its JSON), in the same matmul as
+    the prompt's own rows, as an fp32 logit lens reads them (lenscheck.lens.stats tail=)."""
     import torch
 
     from lenscheck.backends.base import batch_token_budget, plan_batches, right_pad
     from lenscheck.config import LensConfig
     from lenscheck.lens import normalized_residuals
-    from lenscheck.lens.ablation import point_logits
+    from lenscheck.lens.ablation import point_rows
     from lenscheck.lens.jobs import make_jobs
-    from lenscheck.lens.stats import Scratch
     from lenscheck.norms import DECODE_NORMS
 
     cfg = LensConfig(device=str(backend.model.device))
     budget = batch_token_budget(backend.facts.d_vocab)
+    others = [point for point in DECODE_NORMS if point != cfg.decode_norm] if points else []
     padded = []
     normed = []
-    mains = []
     for job in make_jobs(backend, cfg, suite):
         seqs = [job.ids, *job.probe_ids]
         groups = plan_batches([len(ids) for ids in seqs], budget)
         padded += [right_pad([seqs[i] for i in g], backend.model.device) for g in groups]
         (main,) = backend.run_batch([job.ids])
         rows = normalized_residuals(backend, main.residuals)
-        normed.append(rows.reshape(-1, rows.shape[-1]))
-        mains.append(main)
+        tail = point_rows(backend, [main], others)
+        rows = rows.reshape(-1, rows.shape[-1])
+        normed.append(rows if tail is None else torch.cat([rows, tail.to(rows.dtype)]))
     weight = backend.unembed.weight.float()
-    others = [point for point in DECODE_NORMS if point != cfg.decode_norm] if points else []
     out = torch.empty(max(len(rows) for rows in normed), len(weight), device=weight.device)
-    scratch = Scratch()
 
     def floor() -> None:
         with torch.no_grad():
             for tokens, mask in padded:
                 backend.model(tokens, attention_mask=mask, use_cache=False)
-            for rows, main in zip(normed, mains):
+            for rows in normed:
                 torch.mm(rows, weight.T, out=out[: len(rows)])
-                if others:
-                    point_logits(backend, [main], others, scratch)
 
     return floor
 
@@ -696,8 +693,9 @@ _FLOORS_NOTE = (
     "The floor: the forward passes the pipeline runs (each prompt with its probes, padded "
     "as the pipeline pads them) and one unembedding matmul of every layer and position "
     "into an output buffer kept across prompts, without softmax, entropy or top-k. The "
-    "floor with points adds the decoding-point ablation's unembedding of each prompt's "
-    "last position at the two other decoding points, which every run writes into its JSON. "
+    "floor with points adds, in the same matmul, the decoding-point ablation's rows (each "
+    "prompt's last position at the two other decoding points, which every run writes into "
+    "its JSON), as an fp32 logit lens reads them. "
     "Original schema: the same run with `schema=original` (the extended schema's cost is "
     "the ratio of the two). The four are timed in turns, one round after another."
 )

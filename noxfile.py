@@ -209,9 +209,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy on the library."""
+    """mypy on the library and the benchmark scripts."""
     install(session, "dev")
-    session.run("mypy", "lenscheck")
+    session.run("mypy", "lenscheck", "benchmarks")
 
 
 @nox.session

@@ -266,6 +266,7 @@ def _documents(
 
     import lenscheck.runner as runner
     from lenscheck.backends import UNSUPPORTED
+    from lenscheck.backends.hf import transformers_model
     from lenscheck.config import LensConfig
     from lenscheck.golden.payload import PromptFiles, golden_payload
     from lenscheck.suites import PromptSuite
@@ -279,14 +280,14 @@ def _documents(
     def patched(spec: str, cfg: Any, **kw: Any) -> Any:
         resolved, backend = load(spec, cfg, **kw)
         if change.attn is not None:
-            backend.model.set_attn_implementation(change.attn)
+            transformers_model(backend).set_attn_implementation(change.attn)
         return resolved, backend
 
     groups = [suite]
     if change.alone:
         groups = [PromptSuite(name=suite.name, cases=(c,), source=suite.source) for c in suite]
     files, kl = {}, 0.0
-    runner.load_model = patched  # type: ignore[assignment]
+    runner.load_model = patched
     try:
         for group in groups:
             cfg = LensConfig(
@@ -306,7 +307,7 @@ def _documents(
                 )
                 kl = max(kl, r.diagnostics["last_layer_consistency"]["kl_bits_max"])
     finally:
-        runner.load_model = load  # type: ignore[assignment]
+        runner.load_model = load
     settings = {k: v for k, v in cfg.settings().items() if k != "preset"}
     return golden_payload(files, model=model, suite=suite.name, settings=settings), kl
 

@@ -57,7 +57,7 @@ def collect(run: Run) -> None:
         n_layers = len(g["next_token"]["layer"])
         records = g["records"]
         for layer in range(len(records["entropy"])):
-            depth = layer / max(n_layers - 1, 1)
+            depth: float | None = layer / max(n_layers - 1, 1)
             for m, cls in (("entropy", "entropy"), ("p_top1", "probability")):
                 for a, b, h in zip(
                     records[m][layer], o["records"][m][layer], records["entropy"][layer]
@@ -144,7 +144,7 @@ def derive(runs: list[Run]) -> Any:
     from lenscheck.golden.compare import compare_golden
     from lenscheck.golden.tolerances import DEFAULT_TOLERANCES, Tolerances
 
-    pool = defaultdict(list)
+    pool: dict[str, list[float]] = defaultdict(list)
     for run in runs:
         for cls, values in run.deltas.items():
             pool[cls] += [v[0] for v in values]
@@ -231,13 +231,17 @@ def markdown(runs: list[Run], derived: dict[str, Any], command: str) -> str:
     buckets: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for run in runs:
         dtype = run.cls.split("-")[1]
-        for delta, depth, ent in run.deltas["entropy"]:
+        for delta, depth, golden_h in run.deltas["entropy"]:
             d = (
                 "-"
                 if depth is None
                 else ("0-1/3" if depth < 1 / 3 else "1/3-2/3" if depth < 2 / 3 else "2/3-1")
             )
-            e = "-" if ent is None else ("< 2" if ent < 2 else "2-8" if ent < 8 else ">= 8")
+            e = (
+                "-"
+                if golden_h is None
+                else ("< 2" if golden_h < 2 else "2-8" if golden_h < 8 else ">= 8")
+            )
             buckets[(dtype, d, e)].append(delta)
     for (dtype, d, e), values in sorted(buckets.items()):
         lines.append(

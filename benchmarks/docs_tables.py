@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,14 +99,18 @@ def block_of(text: str, name: str) -> str | None:
     return None if match is None else match.group(2).rstrip("\n")
 
 
+def _replace_block(table: str, match: re.Match[str]) -> str:
+    """A block's markers around its new table."""
+    return f"{match.group(1)}{table}\n{match.group(3)}"
+
+
 def rewrite() -> list[str]:
     """Rewrite every block in place; the documents changed."""
     changed = []
     for name, (doc, _) in BLOCKS.items():
         path = ROOT / doc
         text = path.read_text(encoding="utf-8")
-        table = render(name)
-        new = _pattern(name).sub(lambda m, t=table: f"{m.group(1)}{t}\n{m.group(3)}", text)
+        new = _pattern(name).sub(partial(_replace_block, render(name)), text)
         if new != text:
             path.write_text(new, encoding="utf-8")
             changed.append(f"{doc} ({name})")

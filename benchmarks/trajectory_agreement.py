@@ -98,6 +98,7 @@ def compare(
 
 
 def run(model: str, suites: list[Any]) -> list[dict[str, Any]]:
+    from lenscheck.backends.hf import transformers_model
     from lenscheck.config import LensConfig
     from lenscheck.runner import run_model
 
@@ -110,7 +111,8 @@ def run(model: str, suites: list[Any]) -> list[dict[str, Any]]:
 
             # The checkpoint's own tokenizer, loaded here: the ids and the answer's id are
             # checked against it rather than taken from lenscheck.
-            hf, tokenizer = run_.backend.model, AutoTokenizer.from_pretrained(run_.resolved.path)
+            hf = transformers_model(run_.backend)
+            tokenizer = AutoTokenizer.from_pretrained(run_.resolved.path)
             for case in suite.cases:
                 ids = run_.results[case.id].input_ids
                 own = tokenizer(case.prompt)["input_ids"]

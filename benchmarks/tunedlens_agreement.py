@@ -92,6 +92,7 @@ def build_lens(backend: Any, folder: Path, seed: int) -> Any:
 
 
 def run(model: str, suites: list[Any], seed: int) -> list[dict[str, Any]]:
+    from lenscheck.backends.hf import transformers_model
     from lenscheck.config import LensConfig
     from lenscheck.lens import run_lenses
     from lenscheck.lenses import LogitLens, open_lenses
@@ -107,7 +108,7 @@ def run(model: str, suites: list[Any], seed: int) -> list[dict[str, Any]]:
             results = run_lenses(backend, suite, cfg.evolve(suite=suite), [ours])["tuned"]
             for case in suite.cases:
                 result = results[case.id]
-                theirs = tuned_lens_logits(lens, backend.model, result.input_ids)
+                theirs = tuned_lens_logits(lens, transformers_model(backend), result.input_ids)
                 with torch.no_grad():
                     residuals = backend.run(result.input_ids).residuals
                     mine = ours.decode_all(residuals)

@@ -238,3 +238,19 @@ def test_right_pad_properties(batch: list[list[int]]) -> None:
     else:
         assert mask is not None and mask.shape == tokens.shape
         assert mask.tolist() == [[int(j < len(ids)) for j in range(width)] for ids in batch]
+
+
+def test_transformers_model_is_the_model_under_the_transformers_backend_only() -> None:
+    """Independent checks (tuned-lens, the checkpoint's own tokenizer) read the model
+    itself; under another backend they are refused, naming the backend to use."""
+    from transformers import PreTrainedModel
+
+    from lenscheck.backends.hf import transformers_model
+
+    backend = synthetic_run("synthetic-llama").backend
+    model = transformers_model(backend)
+    assert isinstance(model, PreTrainedModel)
+    assert model is backend.model  # type: ignore[attr-defined]
+    tl = synthetic_run("synthetic-llama", "transformer-lens").backend
+    with pytest.raises(TypeError, match=r"--backend transformers.*got TransformerLensBackend"):
+        transformers_model(tl)

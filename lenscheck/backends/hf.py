@@ -40,6 +40,7 @@ __all__ = [
     "find_structure",
     "load_hf_model",
     "load_tokenizer",
+    "transformers_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -289,3 +290,14 @@ class TransformersBackend(CodecBacked):
 
     def versions(self) -> dict[str, str]:
         return library_versions("torch", "transformers")
+
+
+def transformers_model(backend: object) -> Any:
+    """The ``transformers`` model under ``backend``, for checks that read the model itself
+    (an independent lens, the checkpoint's own tokenizer) rather than lenscheck's wrapper."""
+    if not isinstance(backend, TransformersBackend):
+        raise TypeError(
+            "expected lenscheck's transformers backend (--backend transformers, the default), "
+            f"got {type(backend).__name__}: this check reads the transformers model itself"
+        )
+    return backend.model

@@ -122,13 +122,15 @@ def _floor(backend: Any, suite: Any, points: bool = False) -> Callable[[], None]
     import torch
 
     from lenscheck.backends.base import batch_token_budget, plan_batches, right_pad
+    from lenscheck.backends.hf import transformers_model
     from lenscheck.config import LensConfig
     from lenscheck.lens import normalized_residuals
     from lenscheck.lens.ablation import point_rows
     from lenscheck.lens.jobs import make_jobs
     from lenscheck.norms import DECODE_NORMS
 
-    cfg = LensConfig(device=str(backend.model.device))
+    model = transformers_model(backend)
+    cfg = LensConfig(device=str(model.device))
     budget = batch_token_budget(backend.facts.d_vocab)
     others = [point for point in DECODE_NORMS if point != cfg.decode_norm] if points else []
     padded = []
@@ -136,7 +138,7 @@ def _floor(backend: Any, suite: Any, points: bool = False) -> Callable[[], None]
     for job in make_jobs(backend, cfg, suite):
         seqs = [job.ids, *job.probe_ids]
         groups = plan_batches([len(ids) for ids in seqs], budget)
-        padded += [right_pad([seqs[i] for i in g], backend.model.device) for g in groups]
+        padded += [right_pad([seqs[i] for i in g], model.device) for g in groups]
         (main,) = backend.run_batch([job.ids])
         rows = normalized_residuals(backend, main.residuals)
         tail = point_rows(backend, [main], others)
@@ -148,7 +150,7 @@ def _floor(backend: Any, suite: Any, points: bool = False) -> Callable[[], None]
     def floor() -> None:
         with torch.no_grad():
             for tokens, mask in padded:
-                backend.model(tokens, attention_mask=mask, use_cache=False)
+                model(tokens, attention_mask=mask, use_cache=False)
             for rows in normed:
                 torch.mm(rows, weight.T, out=out[: len(rows)])
 

@@ -84,7 +84,9 @@ def compare(
 def build_lens(backend: Any, folder: Path, seed: int) -> Any:
     from tuned_lens.nn.lenses import TunedLens
 
-    lens = TunedLens.from_model(backend.model)
+    from lenscheck.backends.hf import transformers_model
+
+    lens = TunedLens.from_model(transformers_model(backend))
     seeded_translators(lens, seed)
     lens.config.base_model_name_or_path = backend.model_id
     lens.save(folder)
